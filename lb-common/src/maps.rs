@@ -1,0 +1,240 @@
+//! Keys and values of every BPF map. See docs/ARCHITECTURE.md for the maps
+//! that hold them.
+//!
+//! Byte order: every `addr`, `port` and `*_port` field is in network byte
+//! order, stored exactly as the bytes appear on the wire. An IPv4 address
+//! lives in `addr[0]` with `addr[1..4]` zero.
+
+/// Address family tags used in keys and values (not `AF_*`, which differ
+/// between platforms).
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+
+/// Key of the `VIPS` hash map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VipKey {
+    pub addr: [u32; 4],
+    /// Destination port; 0 for an all-ports VIP and for the address marker.
+    pub port: u16,
+    /// `PROTO_TCP`/`PROTO_UDP`; 0 for the address marker.
+    pub proto: u8,
+    pub family: u8,
+}
+
+/// This key is the per-address marker, not a service: it tells the data path
+/// that the address belongs to a VIP, so ICMP echo is answered and fragments
+/// or malformed packets to it are dropped instead of passed.
+pub const VIP_F_ADDR_MARKER: u32 = 1 << 0;
+/// When a backend is marked down, flows pinned to it in the connection table
+/// are re-steered to the ring's choice instead of staying.
+pub const VIP_F_MOVE_FLOWS_ON_DOWN: u32 = 1 << 1;
+/// Answer ICMP echo requests to this address (address marker only).
+pub const VIP_F_ICMP_ECHO: u32 = 1 << 2;
+
+/// Flow hash over source and destination address, ports and protocol.
+pub const HASH_FIVE_TUPLE: u32 = 0;
+/// Flow hash over the source address only (client affinity).
+pub const HASH_SRC_IP: u32 = 1;
+/// Flow hash over the source address and destination port.
+pub const HASH_SRC_IP_DST_PORT: u32 = 2;
+
+/// Value of the `VIPS` hash map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipMeta {
+    /// Dense index into `RING_SELECT`, `RINGS` and `VIP_STATS`.
+    pub id: u32,
+    /// `VIP_F_*`.
+    pub flags: u32,
+    /// `HASH_*`.
+    pub hash_mode: u32,
+    pub _pad: u32,
+}
+
+/// Encapsulate in IP (IPIP, IPv6-in-IPv6, IPv4-in-IPv6 or IPv6-in-IPv4,
+/// chosen by the families of the VIP and the backend).
+pub const FWD_IPIP: u8 = 0;
+/// Encapsulate in UDP (GUE variant 1: the IP packet right after UDP).
+pub const FWD_GUE: u8 = 1;
+/// Direct server return on the same L2 segment: only the destination MAC
+/// changes.
+pub const FWD_L2_DSR: u8 = 2;
+
+/// Slot holds a configured backend.
+pub const BACKEND_F_VALID: u8 = 1 << 0;
+/// Backend failed health checks or is in maintenance; see
+/// `VIP_F_MOVE_FLOWS_ON_DOWN`.
+pub const BACKEND_F_DOWN: u8 = 1 << 1;
+/// `mac` holds a configured next-hop MAC, used when the kernel neighbour
+/// table has none.
+pub const BACKEND_F_HAS_MAC: u8 = 1 << 2;
+
+/// Value of the `BACKENDS` array (index = backend id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backend {
+    pub addr: [u32; 4],
+    pub family: u8,
+    /// `FWD_*`.
+    pub fwd_mode: u8,
+    /// `BACKEND_F_*`.
+    pub flags: u8,
+    pub _pad0: u8,
+    /// GUE destination port (network order); 0 = global default.
+    pub gue_port: u16,
+    /// Next-hop MAC fallback (valid when `BACKEND_F_HAS_MAC`).
+    pub mac: [u8; 6],
+}
+
+/// Key of the connection table: the full 5-tuple as seen from the client.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Value of the connection table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnEntry {
+    pub backend_id: u32,
+    pub vip_id: u32,
+    /// `bpf_ktime_get_ns()` of the last packet (refreshed for UDP only, which
+    /// is the only protocol that expires by idleness).
+    pub last_seen_ns: u64,
+}
+
+/// `gw_mac` holds a configured gateway MAC used when `bpf_fib_lookup` has
+/// no neighbour entry.
+pub const CFG_F_GW_MAC: u16 = 1 << 0;
+/// Skip the connection table entirely (stateless Maglev only).
+pub const CFG_F_NO_CONNTRACK: u16 = 1 << 1;
+
+/// The single value of the `CONFIG` array: runtime knobs the agent may change
+/// without reloading the program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbConfig {
+    /// Seed of the flow hash; the same on every host of a fleet so every
+    /// host maps a flow to the same backend.
+    pub hash_seed: u32,
+    /// New connection-table inserts allowed per CPU per second; 0 = no limit.
+    pub flood_new_flows_per_sec: u32,
+    /// UDP entries idle for longer are ignored (and replaced).
+    pub udp_idle_ns: u64,
+    /// Outer IPv4 source: base address (network order).
+    pub encap_src_v4: u32,
+    /// Outer IPv6 source: base address (network order).
+    pub encap_src_v6: [u32; 4],
+    /// Low bits of the outer source taken from the flow hash (RSS-friendly
+    /// sources as in Katran); 0 = use the base address as is.
+    pub encap_src_v4_hash_bits: u8,
+    pub encap_src_v6_hash_bits: u8,
+    /// `CFG_F_*`.
+    pub flags: u16,
+    /// Largest outer IP packet (L3 bytes) the balancer may emit.
+    pub mtu: u16,
+    /// Default GUE destination port (network order).
+    pub gue_port: u16,
+    pub gw_mac: [u8; 6],
+    pub _pad: [u8; 2],
+    /// Must equal `limits::MAP_LAYOUT_VERSION`; lets tools check a pinned map.
+    pub layout_version: u32,
+}
+
+/// Per-CPU counters of one VIP (`VIP_STATS`, index = vip id) or one backend
+/// (`BACKEND_STATS`, index = backend id). Userspace sums the CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Flows steered by the ring (connection-table misses).
+    pub new_flows: u64,
+}
+
+/// Per-CPU state of the new-flow flood guard.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FloodState {
+    pub window_start_ns: u64,
+    pub inserts: u64,
+}
+
+/// Key of the decap program's `DECAP_ADDRS` map: a local address tunnels may
+/// be addressed to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DecapAddr {
+    pub addr: [u32; 4],
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+/// The decap program's single `DECAP_CONFIG` value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecapConfig {
+    /// GUE port to accept (network order); 0 disables GUE.
+    pub gue_port: u16,
+    /// `DECAP_F_*`.
+    pub flags: u16,
+}
+
+/// Accept tunnels to any destination (no `DECAP_ADDRS` check).
+pub const DECAP_F_ANY_DST: u16 = 1 << 0;
+
+// The kernel and userspace must agree on these sizes; a change here is a map
+// layout change (bump `MAP_LAYOUT_VERSION`).
+const _: () = {
+    assert!(size_of::<VipKey>() == 20);
+    assert!(size_of::<VipMeta>() == 16);
+    assert!(size_of::<Backend>() == 28);
+    assert!(size_of::<FlowKey>() == 40);
+    assert!(size_of::<ConnEntry>() == 16);
+    assert!(size_of::<LbConfig>() == 56);
+    assert!(size_of::<TrafficStats>() == 24);
+    assert!(size_of::<FloodState>() == 16);
+    assert!(size_of::<DecapAddr>() == 20);
+    assert!(size_of::<DecapConfig>() == 4);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+
+    // SAFETY: all of these are `#[repr(C)]`, `Copy`, made only of integers
+    // and integer arrays with explicit padding fields, so every bit pattern
+    // is a valid value and there are no implicit padding bytes.
+    unsafe impl aya::Pod for VipKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for VipMeta {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Backend {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for ConnEntry {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for LbConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for TrafficStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FloodState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for DecapAddr {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for DecapConfig {}
+}

@@ -1,0 +1,131 @@
+//! Why the data path did what it did. One per-CPU counter per reason
+//! (`STATS`, index = reason), named for `lbctl stats` and Prometheus, as
+//! Cilium's `drop_reasons.h`.
+
+macro_rules! reasons {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $value:literal => $name:literal, )+) => {
+        /// Outcome counters of the XDP programs.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Reason {
+            $( $(#[doc = $doc])* $variant = $value, )+
+        }
+
+        impl Reason {
+            /// Every reason, in index order.
+            pub const ALL: &'static [Reason] = &[ $( Reason::$variant, )+ ];
+
+            /// Stable snake_case name used in metrics and the CLI.
+            pub const fn name(self) -> &'static str {
+                match self { $( Reason::$variant => $name, )+ }
+            }
+
+            /// One-line explanation for operators.
+            pub const fn describe(self) -> &'static str {
+                match self { $( Reason::$variant => concat!($($doc),+), )+ }
+            }
+
+            pub const fn from_index(index: u32) -> Option<Reason> {
+                match index { $( $value => Some(Reason::$variant), )+ _ => None }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Not IPv4/IPv6 (ARP, LLDP, ...): passed to the host stack.
+    PassNotIp = 0 => "pass_not_ip",
+    /// IP packet not addressed to a VIP: passed to the host stack.
+    PassNotVip = 1 => "pass_not_vip",
+    /// Addressed to a VIP address but no VIP matches its port/protocol and it
+    /// is not ICMP: passed to the host stack.
+    PassVipNoService = 2 => "pass_vip_no_service",
+    /// Forwarded out of the receiving interface (XDP_TX).
+    FwdTx = 3 => "fwd_tx",
+    /// Forwarded out of another interface (XDP_REDIRECT through the devmap).
+    FwdRedirect = 4 => "fwd_redirect",
+    /// Connection table hit: the flow kept its backend.
+    ConntrackHit = 5 => "conntrack_hit",
+    /// Connection table miss: the ring chose the backend.
+    ConntrackMiss = 6 => "conntrack_miss",
+    /// A UDP entry was idle past the timeout and was replaced.
+    ConntrackUdpExpired = 7 => "conntrack_udp_expired",
+    /// A pinned backend was down and the VIP moves flows: re-steered.
+    ConntrackBackendDown = 8 => "conntrack_backend_down",
+    /// New-flow flood guard: the flow was steered but not recorded.
+    FloodGuard = 9 => "flood_guard",
+    /// The VIP has no usable backend (empty ring): dropped.
+    DropNoBackend = 10 => "drop_no_backend",
+    /// The ring pointed at an invalid backend slot: dropped.
+    DropBadBackend = 11 => "drop_bad_backend",
+    /// IP fragment to a VIP (no reassembly in XDP): dropped.
+    DropFragment = 12 => "drop_fragment",
+    /// Frame shorter than its Ethernet/VLAN header: dropped.
+    DropMalformedL2 = 13 => "drop_malformed_l2",
+    /// Truncated or invalid IPv4/IPv6 header (version, IHL, length): dropped.
+    DropMalformedL3 = 14 => "drop_malformed_l3",
+    /// Truncated TCP/UDP header to a VIP: dropped.
+    DropMalformedL4 = 15 => "drop_malformed_l4",
+    /// Truncated or unparsable ICMP to a VIP: dropped.
+    DropMalformedIcmp = 16 => "drop_malformed_icmp",
+    /// Unsupported IPv6 extension header chain to a VIP: dropped.
+    DropIpv6ExtHeaders = 17 => "drop_ipv6_ext_headers",
+    /// ICMP echo request to a VIP answered.
+    IcmpEchoReply = 18 => "icmp_echo_reply",
+    /// Packet too big after encapsulation: ICMP frag-needed / packet-too-big
+    /// sent to the client.
+    IcmpTooBigSent = 19 => "icmp_too_big_sent",
+    /// Inbound ICMP frag-needed / packet-too-big about a VIP flow steered to
+    /// that flow's backend.
+    IcmpSteered = 20 => "icmp_steered",
+    /// Other ICMP to a VIP address (unrelated errors, other types): passed.
+    PassIcmpOther = 21 => "pass_icmp_other",
+    /// Next hop resolved by the kernel FIB and neighbour table.
+    FibOk = 22 => "fib_ok",
+    /// No neighbour entry: the configured gateway or backend MAC was used.
+    FibFallbackMac = 23 => "fib_fallback_mac",
+    /// No route, no neighbour and no configured MAC: dropped.
+    DropNoNextHop = 24 => "drop_no_next_hop",
+    /// bpf_xdp_adjust_head failed (no headroom): dropped.
+    DropNoHeadroom = 25 => "drop_no_headroom",
+    /// bpf_redirect_map failed (egress interface not in the devmap): dropped.
+    DropRedirect = 26 => "drop_redirect",
+    /// Packet too big but DF not set (IPv4): forwarded anyway, the backend
+    /// path fragments.
+    TooBigNoDf = 27 => "too_big_no_df",
+    /// Decap: tunnel header removed, inner packet passed up.
+    DecapOk = 28 => "decap_ok",
+    /// Decap: not a tunnel for this host: passed untouched.
+    DecapPass = 29 => "decap_pass",
+    /// Decap: malformed tunnel packet: dropped.
+    DecapDropMalformed = 30 => "decap_drop_malformed",
+    /// The configuration map is missing (program not provisioned): passed.
+    PassNotConfigured = 31 => "pass_not_configured",
+    /// Forwarded by L2 direct server return (subset of fwd_*).
+    FwdL2Dsr = 32 => "fwd_l2_dsr",
+    /// Forwarded inside a tunnel (subset of fwd_*).
+    FwdEncap = 33 => "fwd_encap",
+}
+
+impl Reason {
+    /// Number of counters (the `STATS` array size).
+    pub const COUNT: u32 = Reason::ALL.len() as u32;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_are_dense_and_names_unique() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as u32, i as u32, "{r:?} out of order");
+            assert_eq!(Reason::from_index(i as u32), Some(*r));
+            for other in &Reason::ALL[..i] {
+                assert_ne!(r.name(), other.name());
+            }
+            assert!(!r.describe().is_empty());
+        }
+        assert_eq!(Reason::from_index(Reason::COUNT), None);
+    }
+}

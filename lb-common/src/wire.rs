@@ -1,0 +1,172 @@
+//! Wire constants and the outer headers the balancer prepends. The builders
+//! return fixed-size arrays so the data path can write them with one copy
+//! and the host tests can compare them byte for byte.
+
+use crate::csum;
+
+pub const ETH_HLEN: usize = 14;
+pub const VLAN_HLEN: usize = 4;
+pub const IPV4_HLEN: usize = 20;
+pub const IPV6_HLEN: usize = 40;
+pub const UDP_HLEN: usize = 8;
+pub const TCP_HLEN: usize = 20;
+pub const ICMP_HLEN: usize = 8;
+
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+
+/// IP protocol numbers of the tunnels.
+pub const IPPROTO_IPIP: u8 = 4;
+pub const IPPROTO_IPV6: u8 = 41;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_FRAGMENT: u8 = 44;
+
+/// TTL / hop limit of outer headers.
+pub const OUTER_TTL: u8 = 64;
+
+/// IPv4 "don't fragment" flag in the flags/fragment-offset word.
+pub const IPV4_DF: u16 = 0x4000;
+pub const IPV4_MF: u16 = 0x2000;
+pub const IPV4_FRAG_OFFSET_MASK: u16 = 0x1fff;
+
+pub const ICMP_ECHO_REPLY: u8 = 0;
+pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMP_FRAG_NEEDED: u8 = 4;
+pub const ICMP_ECHO_REQUEST: u8 = 8;
+pub const ICMPV6_PKT_TOOBIG: u8 = 2;
+pub const ICMPV6_ECHO_REQUEST: u8 = 128;
+pub const ICMPV6_ECHO_REPLY: u8 = 129;
+
+/// Minimum IPv6 MTU (RFC 8200); packet-too-big never reports less.
+pub const IPV6_MIN_MTU: u16 = 1280;
+/// Smallest MTU an ICMP frag-needed may report (RFC 791 minimum).
+pub const IPV4_MIN_MTU: u16 = 68;
+
+/// An outer IPv4 header (no options) with its checksum filled in.
+#[inline(always)]
+pub fn ipv4_header(
+    tos: u8,
+    total_len: u16,
+    frag: u16,
+    proto: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+) -> [u8; IPV4_HLEN] {
+    let len = total_len.to_be_bytes();
+    let frag = frag.to_be_bytes();
+    let mut h = [
+        0x45, tos, len[0], len[1], 0, 0, frag[0], frag[1], OUTER_TTL, proto, 0, 0, src[0], src[1],
+        src[2], src[3], dst[0], dst[1], dst[2], dst[3],
+    ];
+    let check = csum::ipv4_header_checksum(&h).to_be_bytes();
+    h[10] = check[0];
+    h[11] = check[1];
+    h
+}
+
+/// An outer IPv6 header. `traffic_class` carries the inner DSCP/ECN.
+#[inline(always)]
+pub fn ipv6_header(
+    traffic_class: u8,
+    flow_label: u32,
+    payload_len: u16,
+    next_header: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+) -> [u8; IPV6_HLEN] {
+    let vcf = (6u32 << 28) | ((traffic_class as u32) << 20) | (flow_label & 0x000f_ffff);
+    let vcf = vcf.to_be_bytes();
+    let len = payload_len.to_be_bytes();
+    let mut h = [0u8; IPV6_HLEN];
+    h[0] = vcf[0];
+    h[1] = vcf[1];
+    h[2] = vcf[2];
+    h[3] = vcf[3];
+    h[4] = len[0];
+    h[5] = len[1];
+    h[6] = next_header;
+    h[7] = OUTER_TTL;
+    let mut i = 0;
+    while i < 16 {
+        h[8 + i] = src[i];
+        h[24 + i] = dst[i];
+        i += 1;
+    }
+    h
+}
+
+/// A UDP header with a zero checksum: allowed for IPv4, and for IPv6 tunnel
+/// traffic by RFC 6935/6936; the decap program does not check it.
+#[inline(always)]
+pub fn udp_header(sport: u16, dport: u16, len: u16) -> [u8; UDP_HLEN] {
+    let s = sport.to_be_bytes();
+    let d = dport.to_be_bytes();
+    let l = len.to_be_bytes();
+    [s[0], s[1], d[0], d[1], l[0], l[1], 0, 0]
+}
+
+/// GUE source port from the flow hash: in the ephemeral range, so the
+/// backend NIC's RSS spreads flows and the port is never a well-known one.
+#[inline(always)]
+pub fn gue_source_port(flow_hash: u32) -> u16 {
+    0xc000 | (flow_hash as u16 & 0x3fff)
+}
+
+/// DSCP+ECN byte of an IPv6 header (traffic class).
+#[inline(always)]
+pub fn ipv6_traffic_class(first_word: [u8; 4]) -> u8 {
+    (first_word[0] << 4) | (first_word[1] >> 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_ipip_outer_header() {
+        // 10.0.0.1 -> 10.0.0.2, proto 4, DF, tos 0xb8 (EF), 40 B of inner.
+        let h = ipv4_header(
+            0xb8,
+            60,
+            IPV4_DF,
+            IPPROTO_IPIP,
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+        );
+        let golden = [
+            0x45, 0xb8, 0x00, 0x3c, 0x00, 0x00, 0x40, 0x00, 0x40, 0x04, 0x26, 0x04, 0x0a, 0x00,
+            0x00, 0x01, 0x0a, 0x00, 0x00, 0x02,
+        ];
+        assert_eq!(h, golden);
+        assert_eq!(csum::checksum(&h), 0);
+    }
+
+    #[test]
+    fn golden_ipv6_outer_header() {
+        let mut src = [0u8; 16];
+        src[0] = 0xfd;
+        src[15] = 1;
+        let mut dst = src;
+        dst[15] = 2;
+        let h = ipv6_header(0xb9, 0x12345, 100, IPPROTO_IPV6, src, dst);
+        let mut golden = [0u8; 40];
+        golden[..8].copy_from_slice(&[0x6b, 0x91, 0x23, 0x45, 0x00, 0x64, 41, 64]);
+        golden[8..24].copy_from_slice(&src);
+        golden[24..40].copy_from_slice(&dst);
+        assert_eq!(h, golden);
+        assert_eq!(ipv6_traffic_class([h[0], h[1], h[2], h[3]]), 0xb9);
+    }
+
+    #[test]
+    fn golden_udp_header() {
+        assert_eq!(
+            udp_header(0xc123, 6080, 48),
+            [0xc1, 0x23, 0x17, 0xc0, 0x00, 0x30, 0, 0]
+        );
+        assert_eq!(gue_source_port(0xffff_ffff), 0xffff);
+        assert_eq!(gue_source_port(0), 0xc000);
+    }
+}

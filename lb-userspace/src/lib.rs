@@ -1,0 +1,2 @@
+//! lb: the userspace half of the XDP load balancer.
+pub mod objects;

@@ -1,0 +1,113 @@
+//! Developer tasks: `cargo xtask setup|test|lint|demo|bench`.
+//!
+//! Like aya's and bpfman's xtask this only orchestrates: the eBPF objects are
+//! built by `lb-userspace/build.rs`, tests live in the crates.
+
+mod setup;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Developer tasks for lb")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install everything a fresh Debian 12 machine lacks (idempotent).
+    Setup,
+    /// Run setup, then every test: host unit tests, BPF program tests and
+    /// network-namespace end-to-end tests.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Check formatting and clippy lints (what CI checks besides tests).
+    Lint,
+    /// Run the load balancer on its built-in lab.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Setup => setup::run(),
+        Task::Test { args } => test(&args),
+        Task::Lint => lint(),
+        Task::Demo => demo(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn test(extra: &[String]) -> anyhow::Result<()> {
+    setup::run()?;
+    util::sweep_stale_namespaces();
+    util::step("cargo test --workspace (unit, BPF program and end-to-end tests)");
+    let mut args = vec![
+        "test",
+        "--workspace",
+        "--exclude",
+        "lb-ebpf",
+        "--no-fail-fast",
+    ];
+    args.extend(extra.iter().map(String::as_str));
+    util::cargo(&args)
+}
+
+fn lint() -> anyhow::Result<()> {
+    util::step("cargo fmt --check");
+    util::cargo(&["fmt", "--all", "--check"])?;
+    util::step("cargo clippy (host crates)");
+    util::cargo(&[
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "lb-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    // The XDP programs only build for the BPF target, with nightly's build-std.
+    util::step("cargo clippy (lb-ebpf, BPF target)");
+    util::cargo_nightly(&[
+        "clippy",
+        "-p",
+        "lb-ebpf",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ])
+}
+
+fn demo() -> anyhow::Result<()> {
+    setup::run()?;
+    util::sweep_stale_namespaces();
+    util::step("building and starting the lab demo");
+    util::cargo(&[
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "lb-tests",
+        "--bin",
+        "lb-demo",
+    ])
+}
