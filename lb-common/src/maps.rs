@@ -179,8 +179,8 @@ pub struct FloodState {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DecapAddr {
     pub addr: [u32; 4],
-    pub family: u8,
-    pub _pad: [u8; 3],
+    /// `FAMILY_V4`/`FAMILY_V6`, widened so the key has no padding bytes.
+    pub family: u32,
 }
 
 /// The decap program's single `DECAP_CONFIG` value.

@@ -1,0 +1,89 @@
+//! The connection table: flow → backend, so established flows keep their
+//! backend when the ring changes. Shared LRU by default; a per-CPU variant is
+//! selectable at load time for comparison (docs/ARCHITECTURE.md explains the
+//! choice and BENCHMARKS.md has the measurement).
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use lb_common::{
+    Reason,
+    maps::{ConnEntry, FlowKey, LbConfig, PROTO_UDP},
+};
+
+use crate::{
+    maps::{CONNTRACK, CONNTRACK_PCPU, CONNTRACK_PER_CPU, FLOOD},
+    stats::count,
+};
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+#[inline(always)]
+fn per_cpu() -> bool {
+    CONNTRACK_PER_CPU.load() != 0
+}
+
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// The entry for `flow`, if one is present and still valid.
+#[inline(always)]
+pub fn lookup(flow: &FlowKey, cfg: &LbConfig, now: u64) -> Option<*mut ConnEntry> {
+    let entry = if per_cpu() {
+        CONNTRACK_PCPU.get_ptr_mut(flow)?
+    } else {
+        CONNTRACK.get_ptr_mut(flow)?
+    };
+    // SAFETY: a value pointer returned by a map lookup stays valid for this
+    // program run; a racing update can at worst tear the u64 timestamp,
+    // which only decides between hit and expiry.
+    let last_seen = unsafe { (*entry).last_seen_ns };
+    // A per-CPU value never written on this CPU reads as zero.
+    if last_seen == 0 {
+        return None;
+    }
+    if flow.proto == PROTO_UDP {
+        if now.saturating_sub(last_seen) > cfg.udp_idle_ns {
+            count(Reason::ConntrackUdpExpired);
+            return None;
+        }
+        // SAFETY: as above.
+        unsafe { (*entry).last_seen_ns = now };
+    }
+    Some(entry)
+}
+
+/// Records `flow → backend_id` unless the flood guard says the CPU is
+/// inserting faster than the configured rate (then an attack's flood of new
+/// flows cannot flush the table; the flow is still forwarded by the ring).
+#[inline(always)]
+pub fn record(flow: &FlowKey, backend_id: u32, vip_id: u32, cfg: &LbConfig, now: u64) {
+    if cfg.flood_new_flows_per_sec != 0
+        && let Some(state) = FLOOD.get_ptr_mut(0)
+    {
+        // SAFETY: per-CPU slot; nothing else runs on this CPU meanwhile.
+        let state = unsafe { &mut *state };
+        if now.saturating_sub(state.window_start_ns) >= NS_PER_SEC {
+            state.window_start_ns = now;
+            state.inserts = 0;
+        }
+        if state.inserts >= cfg.flood_new_flows_per_sec as u64 {
+            count(Reason::FloodGuard);
+            return;
+        }
+        state.inserts += 1;
+    }
+    let entry = ConnEntry {
+        backend_id,
+        vip_id,
+        last_seen_ns: now,
+    };
+    // An insert can only fail for lack of memory; the flow is still
+    // forwarded and the next packet retries.
+    let _ = if per_cpu() {
+        CONNTRACK_PCPU.insert(flow, &entry, 0)
+    } else {
+        CONNTRACK.insert(flow, &entry, 0)
+    };
+}

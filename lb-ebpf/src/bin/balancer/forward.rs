@@ -1,0 +1,79 @@
+//! Delivering a packet to its chosen backend: L2 DSR or a tunnel, with the
+//! next hop from the FIB and the too-big check.
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{
+    Reason,
+    maps::{BACKEND_F_HAS_MAC, Backend, FAMILY_V4, FWD_L2_DSR, LbConfig},
+};
+use lb_ebpf::{l2, packet::write, parse::Ip};
+
+use crate::{encap, nexthop, stats::count, steer::Choice};
+
+#[inline(always)]
+fn backend_mac(b: &Backend) -> Option<[u8; 6]> {
+    (b.flags & BACKEND_F_HAS_MAC != 0).then_some(b.mac)
+}
+
+/// What became of the packet.
+pub enum Delivery {
+    /// Transmitted with this XDP action.
+    Sent(u32, Reason),
+    /// Would exceed the MTU after encapsulation and may not be fragmented:
+    /// the caller answers with ICMP announcing this MTU.
+    TooBig(u16),
+    Failed(Reason),
+}
+
+/// Sends the packet to `choice`'s backend; `ingress` is the receiving
+/// ifindex. Out of line so the hot path's parsing and its delivery each get
+/// their own stack frame.
+#[inline(never)]
+pub fn deliver(
+    ctx: &XdpContext,
+    ip: &Ip,
+    cfg: &LbConfig,
+    choice: &Choice,
+    ingress: u32,
+) -> Delivery {
+    match try_deliver(ctx, ip, cfg, choice, ingress) {
+        Ok(d) => d,
+        Err(reason) => Delivery::Failed(reason),
+    }
+}
+
+#[inline(always)]
+fn try_deliver(
+    ctx: &XdpContext,
+    ip: &Ip,
+    cfg: &LbConfig,
+    choice: &Choice,
+    ingress: u32,
+) -> Result<Delivery, Reason> {
+    let b = &choice.backend;
+    let (our_mac, _) = l2::macs(ctx)?;
+
+    if b.fwd_mode == FWD_L2_DSR {
+        let hop = nexthop::resolve(ctx, ingress, b.family, b.addr, our_mac, backend_mac(b))?;
+        write(ctx, 0, hop.dmac).ok_or(Reason::DropMalformedL2)?;
+        write(ctx, 6, hop.smac).ok_or(Reason::DropMalformedL2)?;
+        count(Reason::FwdL2Dsr);
+        let (action, reason) = nexthop::transmit(ingress, &hop)?;
+        return Ok(Delivery::Sent(action, reason));
+    }
+
+    let outer = encap::plan(b, cfg, choice.hash);
+    let fallback = backend_mac(b).or(nexthop::gateway(cfg));
+    let hop = nexthop::resolve(ctx, ingress, outer.family, outer.dst, our_mac, fallback)?;
+    if ip.len as u32 + outer.overhead as u32 > cfg.mtu as u32 {
+        if ip.family == FAMILY_V4 && !ip.dont_fragment {
+            count(Reason::TooBigNoDf);
+        } else {
+            return Ok(Delivery::TooBig(cfg.mtu.saturating_sub(outer.overhead)));
+        }
+    }
+    encap::encapsulate(ctx, ip, &outer, &hop, choice.hash)?;
+    count(Reason::FwdEncap);
+    let (action, reason) = nexthop::transmit(ingress, &hop)?;
+    Ok(Delivery::Sent(action, reason))
+}

@@ -1,0 +1,156 @@
+//! The load balancer's XDP program: VIP match, backend choice (connection
+//! table, then Maglev), encapsulation or L2 DSR, transmit. Everything that
+//! is not for a VIP passes to the kernel untouched.
+#![no_std]
+#![no_main]
+// Map keys and values are passed by reference on purpose: by value they
+// would be copied onto the 512-byte BPF stack first.
+#![allow(clippy::needless_borrows_for_generic_args)]
+
+mod conntrack;
+mod encap;
+mod forward;
+mod icmp;
+mod maps;
+mod nexthop;
+mod stats;
+mod steer;
+mod vip;
+
+use core::mem::MaybeUninit;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use lb_common::{
+    Reason,
+    maps::{FlowKey, PROTO_TCP, PROTO_UDP},
+};
+use lb_ebpf::{
+    packet::len,
+    parse::{Ip, TCP_ACK, TCP_SYN, is_icmp, parse_ip, parse_l4},
+};
+
+use crate::{
+    forward::Delivery,
+    icmp::IcmpVerdict,
+    maps::CONFIG,
+    stats::count,
+    steer::{STEER_RECORD, STEER_SYN},
+};
+
+#[xdp]
+pub fn lb_balancer(ctx: XdpContext) -> u32 {
+    // Read once here: LLVM may otherwise reuse a computed `ctx + 12` address
+    // in a later function, and the verifier only allows ctx field loads at
+    // constant offsets from the unmodified pointer.
+    // SAFETY: `ctx.ctx` is the kernel's xdp_md for this run.
+    let ingress = unsafe { core::ptr::read_volatile(&raw const (*ctx.ctx).ingress_ifindex) };
+    match try_balance(&ctx, ingress) {
+        Ok((action, reason)) => {
+            count(reason);
+            action
+        }
+        // Every error is a counted drop: never XDP_ABORTED, never forwarded.
+        Err(reason) => {
+            count(reason);
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
+#[inline(always)]
+fn try_balance(ctx: &XdpContext, ingress: u32) -> Result<(u32, Reason), Reason> {
+    const PASS: u32 = xdp_action::XDP_PASS;
+    let mut ip = MaybeUninit::<Ip>::uninit();
+    if !parse_ip(ctx, &mut ip)? {
+        return Ok((PASS, Reason::PassNotIp));
+    }
+    // SAFETY: parse_ip returned Ok(true), so it wrote `ip`.
+    let ip = unsafe { ip.assume_init_ref() };
+    let Some(cfg) = CONFIG.get(0) else {
+        return Ok((PASS, Reason::PassNotConfigured));
+    };
+
+    let mut flow = FlowKey {
+        src: ip.src,
+        dst: ip.dst,
+        proto: ip.proto,
+        family: ip.family,
+        ..FlowKey::default()
+    };
+    let mut service = None;
+    let mut is_syn = false;
+    let l4 = if ip.proto == PROTO_TCP || ip.proto == PROTO_UDP {
+        parse_l4(ctx, ip)
+    } else {
+        None
+    };
+    if let Some(l4) = &l4
+        && !ip.fragment
+        && !ip.ext_unsupported
+    {
+        flow.sport = l4.sport;
+        flow.dport = l4.dport;
+        is_syn =
+            ip.proto == PROTO_TCP && l4.tcp_flags & TCP_SYN != 0 && l4.tcp_flags & TCP_ACK == 0;
+        service = vip::lookup(ip.family, ip.dst, l4.dport, ip.proto);
+    }
+
+    let icmp_error = service.is_none();
+    let vip = match service {
+        Some(vip) => vip,
+        None => {
+            // Not a packet of a service: does it concern a VIP address at all?
+            let Some(marker) = vip::marker(ip.family, ip.dst) else {
+                return Ok((PASS, Reason::PassNotVip));
+            };
+            if ip.ext_unsupported {
+                return Err(Reason::DropIpv6ExtHeaders);
+            }
+            // No reassembly in XDP: fragments cannot be steered by ports.
+            if ip.fragment {
+                return Err(Reason::DropFragment);
+            }
+            if !is_icmp(ip) {
+                if (ip.proto == PROTO_TCP || ip.proto == PROTO_UDP) && l4.is_none() {
+                    return Err(Reason::DropMalformedL4);
+                }
+                return Ok((PASS, Reason::PassVipNoService));
+            }
+            match icmp::handle(ctx, ip, marker.flags, &mut flow) {
+                IcmpVerdict::Done(action, reason) => return Ok((action, reason)),
+                IcmpVerdict::SteerQuoted => {}
+            }
+            match vip::lookup(flow.family, flow.dst, flow.dport, flow.proto) {
+                Some(vip) => vip,
+                None => return Ok((PASS, Reason::PassIcmpOther)),
+            }
+        }
+    };
+
+    let mut how = if is_syn { STEER_SYN } else { 0 };
+    if !icmp_error {
+        how |= STEER_RECORD;
+    }
+    let choice = steer::choose(&flow, &vip, cfg, how)?;
+    if !icmp_error {
+        stats::count_traffic(vip.id, choice.backend_id, len(ctx) as u64, choice.new_flow);
+    }
+    match forward::deliver(ctx, ip, cfg, &choice, ingress) {
+        Delivery::Sent(action, reason) => {
+            if icmp_error {
+                count(Reason::IcmpSteered);
+            }
+            Ok((action, reason))
+        }
+        // An ICMP error that is still too big is not answered with another.
+        Delivery::TooBig(_) if icmp_error => Err(Reason::DropMalformedIcmp),
+        Delivery::TooBig(mtu) => icmp::send_too_big(ctx, ip, mtu),
+        Delivery::Failed(reason) => Err(reason),
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

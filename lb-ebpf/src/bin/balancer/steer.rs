@@ -1,0 +1,112 @@
+//! Backend choice for a flow: connection table first (unless SYN), then the
+//! VIP's live Maglev table.
+
+use lb_common::{
+    Reason,
+    hash::flow_hash,
+    limits::NO_BACKEND,
+    maps::{
+        BACKEND_F_DOWN, BACKEND_F_VALID, Backend, CFG_F_NO_CONNTRACK, FlowKey, LbConfig,
+        VIP_F_MOVE_FLOWS_ON_DOWN, VipMeta,
+    },
+};
+
+use crate::{
+    conntrack,
+    maps::{BACKENDS, RING_SELECT, RING_SIZE, RINGS},
+    stats::count,
+};
+
+/// The chosen backend.
+pub struct Choice {
+    pub backend_id: u32,
+    pub backend: Backend,
+    /// The ring chose (connection-table miss).
+    pub new_flow: bool,
+    pub hash: u32,
+}
+
+#[inline(always)]
+pub fn backend(id: u32) -> Option<Backend> {
+    let b = BACKENDS.get(id)?;
+    if b.flags & BACKEND_F_VALID == 0 {
+        return None;
+    }
+    Some(*b)
+}
+
+/// The live ring's slot for `hash`.
+#[inline(always)]
+pub fn ring_slot(vip: &VipMeta, hash: u32) -> Result<u32, Reason> {
+    let m = RING_SIZE.load();
+    let half = match RING_SELECT.get(vip.id) {
+        Some(h) => *h & 1,
+        None => return Err(Reason::DropNoBackend),
+    };
+    // A zero M is impossible (the agent validates it) but would otherwise be a
+    // division the verifier rejects.
+    let Some(slot) = hash.checked_rem(m) else {
+        return Err(Reason::DropNoBackend);
+    };
+    let index = (vip.id * 2 + half) * m + slot;
+    match RINGS.get(index) {
+        Some(&id) if id != NO_BACKEND => Ok(id),
+        _ => Err(Reason::DropNoBackend),
+    }
+}
+
+/// The packet is a TCP SYN: it always takes the ring's choice (a new
+/// connection must never inherit a stale entry) and re-records it.
+pub const STEER_SYN: u32 = 1 << 0;
+/// Record the choice in the connection table (not for ICMP errors, which
+/// follow their flow's entry but never create one).
+pub const STEER_RECORD: u32 = 1 << 1;
+
+/// Picks the backend for a packet of `flow` (`how`: `STEER_*` flags). Out of line: its hashing and table temporaries get their own
+/// stack frame.
+#[inline(never)]
+pub fn choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u32) -> Result<Choice, Reason> {
+    let is_syn = how & STEER_SYN != 0;
+    let record = how & STEER_RECORD != 0;
+    let hash = flow_hash(flow, vip.hash_mode, cfg.hash_seed);
+    let use_table = cfg.flags & CFG_F_NO_CONNTRACK == 0;
+    let now = conntrack::now_ns();
+    if use_table
+        && !is_syn
+        && let Some(entry) = conntrack::lookup(flow, cfg, now)
+    {
+        // SAFETY: map value pointer, valid for this run.
+        let id = unsafe { (*entry).backend_id };
+        match backend(id) {
+            Some(b)
+                if b.flags & BACKEND_F_DOWN != 0 && vip.flags & VIP_F_MOVE_FLOWS_ON_DOWN != 0 =>
+            {
+                count(Reason::ConntrackBackendDown);
+            }
+            Some(b) => {
+                count(Reason::ConntrackHit);
+                return Ok(Choice {
+                    backend_id: id,
+                    backend: b,
+                    new_flow: false,
+                    hash,
+                });
+            }
+            // The slot was freed under the flow (backend removed): steer
+            // again.
+            None => {}
+        }
+    }
+    count(Reason::ConntrackMiss);
+    let id = ring_slot(vip, hash)?;
+    let b = backend(id).ok_or(Reason::DropBadBackend)?;
+    if use_table && record {
+        conntrack::record(flow, id, vip.id, cfg, now);
+    }
+    Ok(Choice {
+        backend_id: id,
+        backend: b,
+        new_flow: true,
+        hash,
+    })
+}

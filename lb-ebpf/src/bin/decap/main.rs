@@ -1,0 +1,127 @@
+//! The backend decap program: removes the balancer's tunnel headers (IPIP,
+//! IPv6-in-IPv6, IPv4-in-IPv6, IPv6-in-IPv4, GUE) from packets addressed to
+//! this host and passes the inner packet up the stack, so backends need no
+//! tunnel drivers. Everything else passes untouched.
+#![no_std]
+#![no_main]
+// Map keys and values are passed by reference on purpose: by value they
+// would be copied onto the 512-byte BPF stack first.
+#![allow(clippy::needless_borrows_for_generic_args)]
+
+use core::mem::MaybeUninit;
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::{Array, HashMap, PerCpuArray},
+    programs::XdpContext,
+};
+use lb_common::{
+    Reason,
+    limits::MAX_DECAP_ADDRS,
+    maps::{DECAP_F_ANY_DST, DecapAddr, DecapConfig},
+    wire::{ETH_P_IP, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP, UDP_HLEN},
+};
+use lb_ebpf::{
+    l2::pop_front,
+    packet::read,
+    parse::{Ip, parse_ip},
+};
+
+/// Local addresses tunnels are accepted for.
+#[map]
+static DECAP_ADDRS: HashMap<DecapAddr, u32> = HashMap::with_max_entries(MAX_DECAP_ADDRS, 0);
+
+/// GUE port and flags (one entry).
+#[map]
+static DECAP_CONFIG: Array<DecapConfig> = Array::with_max_entries(1, 0);
+
+/// Outcome counters, index = `Reason`.
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Reason::COUNT, 0);
+
+#[xdp]
+pub fn lb_decap(ctx: XdpContext) -> u32 {
+    let (action, reason) = match try_decap(&ctx) {
+        Ok(reason) => (xdp_action::XDP_PASS, reason),
+        Err(reason) => (xdp_action::XDP_DROP, reason),
+    };
+    if let Some(c) = STATS.get_ptr_mut(reason as u32) {
+        // SAFETY: per-CPU slot; nothing else runs on this CPU meanwhile.
+        unsafe { *c += 1 };
+    }
+    action
+}
+
+#[inline(always)]
+fn try_decap(ctx: &XdpContext) -> Result<Reason, Reason> {
+    let mut ip = MaybeUninit::<Ip>::uninit();
+    // Frames we cannot parse are not ours to judge: pass them to the stack.
+    match parse_ip(ctx, &mut ip) {
+        Ok(true) => {}
+        Ok(false) | Err(_) => return Ok(Reason::DecapPass),
+    }
+    // SAFETY: parse_ip returned Ok(true), so it wrote `ip`.
+    let ip = unsafe { ip.assume_init_ref() };
+    if ip.fragment {
+        return Ok(Reason::DecapPass);
+    }
+    let Some(cfg) = DECAP_CONFIG.get(0) else {
+        return Ok(Reason::DecapPass);
+    };
+
+    // The outer header's length and the protocol of what follows it.
+    let mut outer_len = ip.l4_off - ip.l3_off;
+    let inner_proto = match ip.proto {
+        IPPROTO_IPIP | IPPROTO_IPV6 => ip.proto,
+        IPPROTO_UDP if cfg.gue_port != 0 => {
+            let ports = read::<[u8; 4]>(ctx, ip.l4_off).ok_or(Reason::DecapDropMalformed)?;
+            if u16::from_ne_bytes([ports[2], ports[3]]) != cfg.gue_port {
+                return Ok(Reason::DecapPass);
+            }
+            outer_len += UDP_HLEN;
+            // GUE variant 1: the first nibble of the payload is the IP
+            // version of the inner packet.
+            match read::<u8>(ctx, ip.l4_off + UDP_HLEN).ok_or(Reason::DecapDropMalformed)? >> 4 {
+                4 => IPPROTO_IPIP,
+                6 => IPPROTO_IPV6,
+                _ => return Err(Reason::DecapDropMalformed),
+            }
+        }
+        _ => return Ok(Reason::DecapPass),
+    };
+    if cfg.flags & DECAP_F_ANY_DST == 0 {
+        let key = DecapAddr {
+            addr: ip.dst,
+            family: ip.family as u32,
+        };
+        // SAFETY: only checks presence; the value is not read.
+        if unsafe { DECAP_ADDRS.get(&key) }.is_none() {
+            return Ok(Reason::DecapPass);
+        }
+    }
+    // The inner header must at least be there (the stack validates the rest).
+    let inner_min = if inner_proto == IPPROTO_IPIP { 20 } else { 40 };
+    let first = read::<u8>(ctx, ip.l3_off + outer_len).ok_or(Reason::DecapDropMalformed)?;
+    let version_ok = if inner_proto == IPPROTO_IPIP {
+        first >> 4 == 4
+    } else {
+        first >> 4 == 6
+    };
+    if !version_ok || read::<[u8; 1]>(ctx, ip.l3_off + outer_len + inner_min - 1).is_none() {
+        return Err(Reason::DecapDropMalformed);
+    }
+    let ether_type = if inner_proto == IPPROTO_IPIP {
+        ETH_P_IP
+    } else {
+        ETH_P_IPV6
+    };
+    pop_front(ctx, ip.l3_off, outer_len, ether_type).map_err(|_| Reason::DecapDropMalformed)?;
+    Ok(Reason::DecapOk)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

@@ -1,0 +1,229 @@
+//! Header parsing: Ethernet with one optional 802.1Q/802.1ad tag, IPv4 with
+//! options, IPv6 with a short extension-header chain, and the first bytes of
+//! TCP/UDP/ICMP.
+
+use lb_common::{
+    Reason,
+    maps::{FAMILY_V4, FAMILY_V6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
+    wire::{
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, IPPROTO_FRAGMENT, IPV4_DF, IPV4_FRAG_OFFSET_MASK,
+        IPV4_HLEN, IPV4_MF, IPV6_HLEN, VLAN_HLEN,
+    },
+};
+use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
+
+use crate::packet::{len, ptr_at, read};
+use core::mem::MaybeUninit;
+
+use aya_ebpf::programs::XdpContext;
+
+/// IPv6 extension headers skipped before giving up (hop-by-hop, routing,
+/// destination options). Deeper chains to a VIP are dropped and counted.
+const MAX_IPV6_EXT_HEADERS: usize = 3;
+
+/// Where the L3 header starts and what it is.
+#[derive(Clone, Copy)]
+pub struct L2 {
+    /// 14, or 18 with a VLAN tag.
+    pub l3_off: usize,
+    /// Host order.
+    pub ether_type: u16,
+}
+
+#[inline(always)]
+pub fn parse_l2(ctx: &XdpContext) -> Result<L2, Reason> {
+    let mut ether_type =
+        u16::from_be_bytes(read::<[u8; 2]>(ctx, 12).ok_or(Reason::DropMalformedL2)?);
+    let mut l3_off = ETH_HLEN;
+    if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
+        ether_type =
+            u16::from_be_bytes(read::<[u8; 2]>(ctx, ETH_HLEN + 2).ok_or(Reason::DropMalformedL2)?);
+        l3_off += VLAN_HLEN;
+    }
+    Ok(L2 { l3_off, ether_type })
+}
+
+/// What the balancer needs of an IP header.
+#[derive(Clone, Copy)]
+pub struct Ip {
+    pub family: u8,
+    /// L4 protocol (after IPv6 extension headers).
+    pub proto: u8,
+    /// DSCP and ECN (IPv4 TOS byte / IPv6 traffic class).
+    pub tos: u8,
+    pub fragment: bool,
+    pub dont_fragment: bool,
+    /// The IPv6 extension chain was longer than we walk.
+    pub ext_unsupported: bool,
+    /// Network order, IPv4 in `[0]`.
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub l3_off: usize,
+    pub l4_off: usize,
+    /// L3 length from the header (IPv4 total length, IPv6 40 + payload).
+    pub len: u16,
+}
+
+/// Parses L2 and L3 into `ip`; `Ok(false)`: not an IP packet (and `ip` is
+/// left uninitialised). Out of line so its temporaries never share a stack
+/// frame with the forwarding path; an out-parameter rather than a return
+/// value because zero-initialising a struct becomes a memset call.
+#[inline(never)]
+pub fn parse_ip(ctx: &XdpContext, ip: &mut MaybeUninit<Ip>) -> Result<bool, Reason> {
+    let l2 = parse_l2(ctx)?;
+    ip.write(match l2.ether_type {
+        lb_common::wire::ETH_P_IP => parse_ipv4(ctx, l2.l3_off)?,
+        lb_common::wire::ETH_P_IPV6 => parse_ipv6(ctx, l2.l3_off)?,
+        _ => return Ok(false),
+    });
+    Ok(true)
+}
+
+#[inline(always)]
+pub fn parse_ipv4(ctx: &XdpContext, l3_off: usize) -> Result<Ip, Reason> {
+    let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(Reason::DropMalformedL3)?;
+    // SAFETY: ptr_at checked the 20-byte header is inside the frame.
+    let ip = unsafe { *ip };
+    let ihl = ((ip.vihl & 0x0f) as usize) * 4;
+    if ip.vihl >> 4 != 4 || ihl < IPV4_HLEN {
+        return Err(Reason::DropMalformedL3);
+    }
+    let total = u16::from_be_bytes(ip.tot_len);
+    if (total as usize) < ihl || l3_off + total as usize > len(ctx) {
+        return Err(Reason::DropMalformedL3);
+    }
+    let frags = u16::from_be_bytes(ip.frags);
+    Ok(Ip {
+        family: FAMILY_V4,
+        proto: ip.proto,
+        tos: ip.tos,
+        fragment: frags & (IPV4_MF | IPV4_FRAG_OFFSET_MASK) != 0,
+        dont_fragment: frags & IPV4_DF != 0,
+        ext_unsupported: false,
+        src: [u32::from_ne_bytes(ip.src_addr), 0, 0, 0],
+        dst: [u32::from_ne_bytes(ip.dst_addr), 0, 0, 0],
+        l3_off,
+        l4_off: l3_off + ihl,
+        len: total,
+    })
+}
+
+#[inline(always)]
+pub fn parse_ipv6(ctx: &XdpContext, l3_off: usize) -> Result<Ip, Reason> {
+    let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(Reason::DropMalformedL3)?;
+    // SAFETY: ptr_at checked the 40-byte header is inside the frame.
+    let ip = unsafe { &*ip };
+    if ip.vcf[0] >> 4 != 6 {
+        return Err(Reason::DropMalformedL3);
+    }
+    let payload = u16::from_be_bytes(ip.payload_len) as usize;
+    // A zero payload length means a jumbogram (hop-by-hop option): unsupported.
+    if payload == 0 || l3_off + IPV6_HLEN + payload > len(ctx) {
+        return Err(Reason::DropMalformedL3);
+    }
+    let mut next = ip.next_hdr;
+    let mut l4_off = l3_off + IPV6_HLEN;
+    let mut fragment = false;
+    let mut ext_unsupported = true;
+    for _ in 0..MAX_IPV6_EXT_HEADERS + 1 {
+        match next {
+            // Hop-by-hop, routing, destination options: [next, len in 8-octet
+            // units not counting the first 8].
+            0 | 43 | 60 => {
+                let hdr = read::<[u8; 2]>(ctx, l4_off).ok_or(Reason::DropMalformedL3)?;
+                next = hdr[0];
+                l4_off += (hdr[1] as usize + 1) * 8;
+            }
+            IPPROTO_FRAGMENT => {
+                let hdr = read::<[u8; 4]>(ctx, l4_off).ok_or(Reason::DropMalformedL3)?;
+                next = hdr[0];
+                l4_off += 8;
+                fragment = true;
+            }
+            _ => {
+                ext_unsupported = false;
+                break;
+            }
+        }
+    }
+    Ok(Ip {
+        family: FAMILY_V6,
+        proto: next,
+        tos: lb_common::wire::ipv6_traffic_class(ip.vcf),
+        fragment,
+        dont_fragment: true,
+        ext_unsupported,
+        src: addr16(ip.src_addr),
+        dst: addr16(ip.dst_addr),
+        l3_off,
+        l4_off,
+        len: (IPV6_HLEN + payload) as u16,
+    })
+}
+
+#[inline(always)]
+pub fn addr16(b: [u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
+        u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
+    ]
+}
+
+#[inline(always)]
+pub fn bytes16(a: [u32; 4]) -> [u8; 16] {
+    let (w0, w1, w2, w3) = (
+        a[0].to_ne_bytes(),
+        a[1].to_ne_bytes(),
+        a[2].to_ne_bytes(),
+        a[3].to_ne_bytes(),
+    );
+    [
+        w0[0], w0[1], w0[2], w0[3], w1[0], w1[1], w1[2], w1[3], w2[0], w2[1], w2[2], w2[3], w3[0],
+        w3[1], w3[2], w3[3],
+    ]
+}
+
+/// Ports (network order) and TCP flags byte of a TCP/UDP header.
+#[derive(Clone, Copy)]
+pub struct L4 {
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags (byte 13); 0 for UDP.
+    pub tcp_flags: u8,
+}
+
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
+
+/// The first header bytes of TCP (20) or UDP (8); `None` when truncated.
+#[inline(always)]
+pub fn parse_l4(ctx: &XdpContext, ip: &Ip) -> Option<L4> {
+    match ip.proto {
+        PROTO_TCP => {
+            let h = read::<[u8; 20]>(ctx, ip.l4_off)?;
+            Some(L4 {
+                sport: u16::from_ne_bytes([h[0], h[1]]),
+                dport: u16::from_ne_bytes([h[2], h[3]]),
+                tcp_flags: h[13],
+            })
+        }
+        PROTO_UDP => {
+            let h = read::<[u8; 8]>(ctx, ip.l4_off)?;
+            Some(L4 {
+                sport: u16::from_ne_bytes([h[0], h[1]]),
+                dport: u16::from_ne_bytes([h[2], h[3]]),
+                tcp_flags: 0,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Is this an ICMP protocol number of the packet's family?
+#[inline(always)]
+pub fn is_icmp(ip: &Ip) -> bool {
+    (ip.family == FAMILY_V4 && ip.proto == PROTO_ICMP)
+        || (ip.family == FAMILY_V6 && ip.proto == PROTO_ICMPV6)
+}
