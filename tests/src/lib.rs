@@ -1,3 +1,8 @@
-//! Test harness: network namespaces, packet builders, pcap output.
+//! Test harness: network namespaces, packet builders, the fixture runner and
+//! pcap output.
+pub mod bench;
 pub mod demo;
+pub mod fixture;
 pub mod netns;
+pub mod packet;
+pub mod pcap;

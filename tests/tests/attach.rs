@@ -42,3 +42,31 @@ fn balancer_attaches_to_veth_in_driver_mode() -> Result<()> {
     );
     Ok(())
 }
+
+/// Loads every program and prints what the verifier and JIT made of it
+/// (the figures docs/ARCHITECTURE.md quotes). The kernel's limit is 1M
+/// processed instructions; fail well before that.
+#[test]
+fn programs_fit_the_verifier_with_room_to_spare() -> Result<()> {
+    require_root()?;
+    let dp = lb::dataplane::Dataplane::load(lb::dataplane::Limits::default(), None)?;
+    let decap = lb::decap::Decap::load()?;
+    for (name, info) in [
+        ("lb_balancer", dp.program()?.info()?),
+        ("lb_decap", decap.program()?.info()?),
+    ] {
+        let verified = info.verified_instruction_count().unwrap_or(0);
+        println!(
+            "{name}: {} xlated insns ({} B), {} B JIT code, {verified} instructions processed by the verifier",
+            info.size_translated().unwrap_or(0) / 8,
+            info.size_translated().unwrap_or(0),
+            info.size_jitted(),
+        );
+        assert!(verified > 0, "{name}: verifier statistics unavailable");
+        assert!(
+            verified < 200_000,
+            "{name}: {verified} verified instructions is too close to the 1M limit"
+        );
+    }
+    Ok(())
+}

@@ -32,6 +32,12 @@ enum Task {
     Lint,
     /// Run the load balancer on its built-in lab.
     Demo,
+    /// Run the benchmarks (BENCHMARKS.md) and write target/bench/results.json.
+    Bench {
+        /// Fewer runs: finishes in under two minutes.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,6 +47,7 @@ fn main() -> ExitCode {
         Task::Test { args } => test(&args),
         Task::Lint => lint(),
         Task::Demo => demo(),
+        Task::Bench { quick } => bench(quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -110,4 +117,24 @@ fn demo() -> anyhow::Result<()> {
         "--bin",
         "lb-demo",
     ])
+}
+
+fn bench(quick: bool) -> anyhow::Result<()> {
+    setup::run()?;
+    util::sweep_stale_namespaces();
+    util::step("building and running the benchmarks");
+    let mut args = vec![
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "lb-tests",
+        "--bin",
+        "lb-bench",
+        "--",
+    ];
+    if quick {
+        args.push("--quick");
+    }
+    util::cargo(&args)
 }

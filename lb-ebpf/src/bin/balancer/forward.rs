@@ -57,8 +57,8 @@ fn try_deliver(
         let hop = nexthop::resolve(ctx, ingress, b.family, b.addr, our_mac, backend_mac(b))?;
         write(ctx, 0, hop.dmac).ok_or(Reason::DropMalformedL2)?;
         write(ctx, 6, hop.smac).ok_or(Reason::DropMalformedL2)?;
-        count(Reason::FwdL2Dsr);
         let (action, reason) = nexthop::transmit(ingress, &hop)?;
+        count(Reason::FwdL2Dsr);
         return Ok(Delivery::Sent(action, reason));
     }
 
@@ -73,7 +73,7 @@ fn try_deliver(
         }
     }
     encap::encapsulate(ctx, ip, &outer, &hop, choice.hash)?;
-    count(Reason::FwdEncap);
     let (action, reason) = nexthop::transmit(ingress, &hop)?;
+    count(Reason::FwdEncap);
     Ok(Delivery::Sent(action, reason))
 }

@@ -22,6 +22,7 @@ use core::mem::MaybeUninit;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{
     Reason,
+    limits::MAP_LAYOUT_VERSION,
     maps::{FlowKey, PROTO_TCP, PROTO_UDP},
 };
 use lb_ebpf::{
@@ -66,8 +67,11 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Result<(u32, Reason), Reason> 
     }
     // SAFETY: parse_ip returned Ok(true), so it wrote `ip`.
     let ip = unsafe { ip.assume_init_ref() };
-    let Some(cfg) = CONFIG.get(0) else {
-        return Ok((PASS, Reason::PassNotConfigured));
+    // The array slot always exists; a zero layout version means the agent
+    // has not written a configuration yet.
+    let cfg = match CONFIG.get(0) {
+        Some(cfg) if cfg.layout_version == MAP_LAYOUT_VERSION => cfg,
+        _ => return Ok((PASS, Reason::PassNotConfigured)),
     };
 
     let mut flow = FlowKey {

@@ -1,0 +1,150 @@
+//! Loader for the backend decap program (`lb_decap`): it strips the
+//! balancer's tunnels on backends, which then need no tunnel drivers.
+
+use std::net::IpAddr;
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, PerCpuArray},
+    programs::{Xdp, XdpMode},
+};
+use lb_common::{
+    Reason,
+    maps::{DecapAddr, DecapConfig, FAMILY_V4, FAMILY_V6},
+};
+
+use crate::{dataplane::DataplaneError, objects};
+
+pub const PROGRAM: &str = "lb_decap";
+
+/// Address words in network order, as the data path stores them.
+pub fn addr_words(addr: IpAddr) -> ([u32; 4], u8) {
+    match addr {
+        IpAddr::V4(a) => ([u32::from_ne_bytes(a.octets()), 0, 0, 0], FAMILY_V4),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            ([w(0), w(4), w(8), w(12)], FAMILY_V6)
+        }
+    }
+}
+
+pub struct Decap {
+    ebpf: Ebpf,
+    addrs: HashMap<MapData, DecapAddr, u32>,
+    config: Array<MapData, DecapConfig>,
+    stats: PerCpuArray<MapData, u64>,
+}
+
+impl Decap {
+    pub fn load() -> Result<Self, DataplaneError> {
+        let mut ebpf = Ebpf::load(objects::DECAP).map_err(DataplaneError::Load)?;
+        let map = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name)
+                .ok_or(DataplaneError::MissingMap { name })
+        };
+        let addrs = map(&mut ebpf, "DECAP_ADDRS")?
+            .try_into()
+            .map_err(|source| DataplaneError::Map {
+                name: "DECAP_ADDRS",
+                source,
+            })?;
+        let config = map(&mut ebpf, "DECAP_CONFIG")?
+            .try_into()
+            .map_err(|source| DataplaneError::Map {
+                name: "DECAP_CONFIG",
+                source,
+            })?;
+        let stats = map(&mut ebpf, "STATS")?
+            .try_into()
+            .map_err(|source| DataplaneError::Map {
+                name: "STATS",
+                source,
+            })?;
+        let mut d = Self {
+            ebpf,
+            addrs,
+            config,
+            stats,
+        };
+        d.program_mut()?.load().map_err(DataplaneError::Program)?;
+        Ok(d)
+    }
+
+    pub fn program_mut(&mut self) -> Result<&mut Xdp, DataplaneError> {
+        self.ebpf
+            .program_mut(PROGRAM)
+            .ok_or(DataplaneError::Program(
+                aya::programs::ProgramError::InvalidName {
+                    name: PROGRAM.into(),
+                },
+            ))?
+            .try_into()
+            .map_err(DataplaneError::Program)
+    }
+
+    pub fn program(&self) -> Result<&Xdp, DataplaneError> {
+        self.ebpf
+            .program(PROGRAM)
+            .ok_or(DataplaneError::Program(
+                aya::programs::ProgramError::InvalidName {
+                    name: PROGRAM.into(),
+                },
+            ))?
+            .try_into()
+            .map_err(DataplaneError::Program)
+    }
+
+    /// Accept tunnels addressed to `addr`.
+    pub fn add_local_address(&mut self, addr: IpAddr) -> Result<(), DataplaneError> {
+        let (words, family) = addr_words(addr);
+        let key = DecapAddr {
+            addr: words,
+            family: family as u32,
+        };
+        self.addrs
+            .insert(key, 1, 0)
+            .map_err(|source| DataplaneError::Map {
+                name: "DECAP_ADDRS",
+                source,
+            })
+    }
+
+    /// GUE port (host order; 0 disables GUE) and `DECAP_F_*` flags.
+    pub fn configure(&mut self, gue_port: u16, flags: u16) -> Result<(), DataplaneError> {
+        let cfg = DecapConfig {
+            gue_port: gue_port.to_be(),
+            flags,
+        };
+        self.config
+            .set(0, cfg, 0)
+            .map_err(|source| DataplaneError::Map {
+                name: "DECAP_CONFIG",
+                source,
+            })
+    }
+
+    /// Attaches to `iface` in `mode`; detached when `self` is dropped.
+    pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<(), DataplaneError> {
+        self.program_mut()?
+            .attach(iface, mode)
+            .map_err(DataplaneError::Program)?;
+        Ok(())
+    }
+
+    pub fn reason_counters(&self) -> Result<Vec<(Reason, u64)>, DataplaneError> {
+        Reason::ALL
+            .iter()
+            .map(|r| {
+                let v = self
+                    .stats
+                    .get(&(*r as u32), 0)
+                    .map_err(|source| DataplaneError::Map {
+                        name: "STATS",
+                        source,
+                    })?;
+                Ok((*r, v.iter().sum()))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,306 @@
+//! Per-packet cost of the XDP programs through BPF_PROG_TEST_RUN.
+//!
+//! Every measurement is a loop of single runs (repeat = 1): with repeat > 1
+//! the kernel re-runs the program on the buffer the previous run modified,
+//! so an encapsulating program would time itself on an already-encapsulated
+//! packet. The kernel reports each run's duration in nanoseconds; we take
+//! the median over many runs, and the trivial `xdp_tx` program measured the
+//! same way is the floor (what the harness itself costs).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use anyhow::{Context as _, Result};
+use aya::programs::{TestRun as _, TestRunOptions, Xdp};
+use lb::{
+    dataplane::{Dataplane, Limits},
+    decap::addr_words,
+};
+use lb_common::{limits::MAP_LAYOUT_VERSION, maps::*};
+
+use crate::{
+    netns::Netns,
+    packet::{self, ACK, ETH_P_IP, ETH_P_IPV6, V4, V6, ethernet, tcp, udp},
+};
+
+pub const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 0x01];
+pub const BACKENDS_PER_VIP: u32 = 100;
+
+/// Median, 90th percentile and count of per-run durations in ns.
+#[derive(Clone, Copy, Debug)]
+pub struct Cost {
+    pub median_ns: u64,
+    pub p90_ns: u64,
+    pub runs: usize,
+}
+
+pub fn summarize(mut ns: Vec<u64>) -> Cost {
+    ns.sort_unstable();
+    let at = |q: f64| ns[((ns.len() - 1) as f64 * q).round() as usize];
+    Cost {
+        median_ns: at(0.5),
+        p90_ns: at(0.9),
+        runs: ns.len(),
+    }
+}
+
+/// Runs each frame of `frames` in turn, `runs` single runs in all, and
+/// returns the kernel-measured duration of each. `expect` is the XDP action
+/// every run must return (a benchmark of the wrong path is worthless).
+pub fn time_runs(
+    prog: &Xdp,
+    ingress: u32,
+    frames: &[Vec<u8>],
+    runs: usize,
+    expect: u32,
+) -> Result<Vec<u64>> {
+    let mut out = vec![0u8; 4096];
+    let mut ns = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let input = &frames[i % frames.len()];
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(input.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ingress.to_ne_bytes());
+        let r = prog
+            .test_run(TestRunOptions {
+                data_in: Some(input),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::new()
+            })
+            .context("BPF_PROG_TEST_RUN")?;
+        anyhow::ensure!(
+            r.return_value == expect,
+            "run {i} returned action {} (want {expect})",
+            r.return_value
+        );
+        ns.push(r.duration.as_nanos() as u64);
+    }
+    Ok(ns)
+}
+
+/// The namespace of the per-packet benchmark: one interface whose
+/// neighbours are the backends, so `bpf_fib_lookup` resolves them.
+pub fn bench_namespace() -> Result<(Netns, u32)> {
+    let ns = Netns::new("bench")?;
+    ns.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+    ns.exec("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"])?;
+    ns.ip(&[
+        "link", "add", "lb0", "type", "veth", "peer", "name", "peer0",
+    ])?;
+    ns.ip(&["link", "set", "lb0", "address", "02:00:00:00:00:01"])?;
+    ns.ip(&["addr", "add", "10.0.0.1/16", "dev", "lb0"])?;
+    ns.ip(&["addr", "add", "fd00::1/64", "dev", "lb0", "nodad"])?;
+    ns.ip(&["link", "set", "lb0", "up"])?;
+    ns.ip(&["link", "set", "peer0", "up"])?;
+    for i in 0..BACKENDS_PER_VIP {
+        let (v4, v6) = backend_addrs(i);
+        let mac = format!("02:00:0a:00:{:02x}:{:02x}", i >> 8, i & 0xff);
+        ns.ip(&[
+            "neigh",
+            "replace",
+            &v4.to_string(),
+            "lladdr",
+            &mac,
+            "dev",
+            "lb0",
+            "nud",
+            "permanent",
+        ])?;
+        ns.ip(&[
+            "neigh",
+            "replace",
+            &v6.to_string(),
+            "lladdr",
+            &mac,
+            "dev",
+            "lb0",
+            "nud",
+            "permanent",
+        ])?;
+    }
+    let ifindex = ns.ifindex("lb0")?;
+    Ok((ns, ifindex))
+}
+
+pub fn backend_addrs(i: u32) -> (Ipv4Addr, Ipv6Addr) {
+    (
+        Ipv4Addr::new(10, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8),
+        Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 1, i as u16 + 1),
+    )
+}
+
+/// The VIPs of the benchmark world, each with 100 backends.
+pub struct BenchVip {
+    pub name: &'static str,
+    pub addr: IpAddr,
+    pub port: u16,
+    pub proto: u8,
+    pub fwd: u8,
+    pub v6_backends: bool,
+}
+
+pub fn bench_vips() -> Vec<BenchVip> {
+    let v = |name, addr: &str, port, proto, fwd, v6_backends| BenchVip {
+        name,
+        addr: addr.parse().unwrap(),
+        port,
+        proto,
+        fwd,
+        v6_backends,
+    };
+    vec![
+        v("ipip4", "10.200.0.1", 80, PROTO_TCP, FWD_IPIP, false),
+        v("ip6ip6", "fd20::1", 80, PROTO_TCP, FWD_IPIP, true),
+        v("udp4", "10.200.0.2", 53, PROTO_UDP, FWD_IPIP, false),
+        v("gue4", "10.200.0.3", 80, PROTO_TCP, FWD_GUE, false),
+        v("dsr4", "10.200.0.4", 80, PROTO_TCP, FWD_L2_DSR, false),
+    ]
+}
+
+/// Loads and provisions the balancer for the benchmark (in the current
+/// network namespace, which must be the bench namespace).
+pub fn provision(per_cpu_conntrack: bool) -> Result<Dataplane> {
+    let limits = Limits {
+        max_vips: 8,
+        max_backends: 1024,
+        conntrack_per_cpu: per_cpu_conntrack,
+        ..Limits::default()
+    };
+    let mut dp = Dataplane::load(limits, None)?;
+    dp.set_config(&LbConfig {
+        hash_seed: 1,
+        udp_idle_ns: 30_000_000_000,
+        encap_src_v4: u32::from_ne_bytes([172, 16, 0, 0]),
+        encap_src_v6: addr_words("fd99::".parse()?).0,
+        encap_src_v4_hash_bits: 16,
+        encap_src_v6_hash_bits: 32,
+        mtu: 1500,
+        gue_port: 6080u16.to_be(),
+        layout_version: MAP_LAYOUT_VERSION,
+        ..LbConfig::default()
+    })?;
+    let mut next_backend = 0;
+    for (vip_id, vip) in bench_vips().iter().enumerate() {
+        let vip_id = vip_id as u32;
+        let mut ids = vec![];
+        for i in 0..BACKENDS_PER_VIP {
+            let (a4, a6) = backend_addrs(i);
+            let addr: IpAddr = if vip.v6_backends {
+                a6.into()
+            } else {
+                a4.into()
+            };
+            let (words, family) = addr_words(addr);
+            let b = Backend {
+                addr: words,
+                family,
+                fwd_mode: vip.fwd,
+                flags: BACKEND_F_VALID,
+                ..Backend::default()
+            };
+            dp.set_backend(next_backend, &b)?;
+            ids.push(next_backend);
+            next_backend += 1;
+        }
+        let (words, family) = addr_words(vip.addr);
+        let key = VipKey {
+            addr: words,
+            port: vip.port.to_be(),
+            proto: vip.proto,
+            family,
+        };
+        dp.set_vip(
+            &key,
+            &VipMeta {
+                id: vip_id,
+                flags: 0,
+                hash_mode: HASH_FIVE_TUPLE,
+                _pad: 0,
+            },
+        )?;
+        let m = dp.limits().ring_size as usize;
+        let ring: Vec<u32> = (0..m).map(|s| ids[s % ids.len()]).collect();
+        dp.replace_ring(vip_id, &ring)?;
+    }
+    Ok(dp)
+}
+
+pub fn client(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(0xc633_0000 | (i & 0xffff))
+}
+
+pub fn client6(i: u32) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16)
+}
+
+/// `n` distinct TCP frames (different client addresses) to a v4 VIP.
+pub fn tcp4_frames(vip: &BenchVip, flags: packet::Flags, n: u32) -> Vec<Vec<u8>> {
+    let IpAddr::V4(dst) = vip.addr else {
+        panic!("v4 VIP")
+    };
+    (0..n)
+        .map(|i| {
+            let src = client(i);
+            let seg = tcp(src.into(), dst.into(), 40000, vip.port, flags, b"");
+            ethernet(
+                LB_MAC,
+                CLIENT_MAC,
+                None,
+                ETH_P_IP,
+                &V4::new(src, dst, 6).packet(&seg),
+            )
+        })
+        .collect()
+}
+
+pub fn tcp6_frames(vip: &BenchVip, flags: packet::Flags, n: u32) -> Vec<Vec<u8>> {
+    let IpAddr::V6(dst) = vip.addr else {
+        panic!("v6 VIP")
+    };
+    (0..n)
+        .map(|i| {
+            let src = client6(i);
+            let seg = tcp(src.into(), dst.into(), 40000, vip.port, flags, b"");
+            ethernet(
+                LB_MAC,
+                CLIENT_MAC,
+                None,
+                ETH_P_IPV6,
+                &V6::new(src, dst, 6).packet(&seg),
+            )
+        })
+        .collect()
+}
+
+pub fn udp4_frames(vip: &BenchVip, n: u32) -> Vec<Vec<u8>> {
+    let IpAddr::V4(dst) = vip.addr else {
+        panic!("v4 VIP")
+    };
+    (0..n)
+        .map(|i| {
+            let src = client(i);
+            let d = udp(src.into(), dst.into(), 40000, vip.port, b"0123456789abcdef");
+            ethernet(
+                LB_MAC,
+                CLIENT_MAC,
+                None,
+                ETH_P_IP,
+                &V4::new(src, dst, 17).packet(&d),
+            )
+        })
+        .collect()
+}
+
+/// A frame to an address that is not a VIP.
+pub fn non_vip_frames() -> Vec<Vec<u8>> {
+    let dst = Ipv4Addr::new(10, 0, 0, 1);
+    let seg = tcp(client(1).into(), dst.into(), 40000, 22, ACK, b"");
+    vec![ethernet(
+        LB_MAC,
+        CLIENT_MAC,
+        None,
+        ETH_P_IP,
+        &V4::new(client(1), dst, 6).packet(&seg),
+    )]
+}
