@@ -90,6 +90,9 @@ pub struct Backend {
     pub gue_port: u16,
     /// Next-hop MAC fallback (valid when `BACKEND_F_HAS_MAC`).
     pub mac: [u8; 6],
+    /// The VIP this slot belongs to: lets a restarted agent rebuild its
+    /// allocation from the pinned maps alone.
+    pub vip_id: u32,
 }
 
 /// Key of the connection table: the full 5-tuple as seen from the client.
@@ -201,7 +204,7 @@ pub const DECAP_F_ANY_DST: u16 = 1 << 0;
 const _: () = {
     assert!(size_of::<VipKey>() == 20);
     assert!(size_of::<VipMeta>() == 16);
-    assert!(size_of::<Backend>() == 28);
+    assert!(size_of::<Backend>() == 32);
     assert!(size_of::<FlowKey>() == 40);
     assert!(size_of::<ConnEntry>() == 16);
     assert!(size_of::<LbConfig>() == 56);

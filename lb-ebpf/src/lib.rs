@@ -6,3 +6,4 @@
 pub mod l2;
 pub mod packet;
 pub mod parse;
+pub mod verdict;

@@ -12,7 +12,10 @@ use lb_common::{
 };
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
-use crate::packet::{len, ptr_at, read};
+use crate::{
+    packet::{len, ptr_at, read},
+    verdict::Verdict,
+};
 use core::mem::MaybeUninit;
 
 use aya_ebpf::programs::XdpContext;
@@ -64,19 +67,29 @@ pub struct Ip {
     pub len: u16,
 }
 
-/// Parses L2 and L3 into `ip`; `Ok(false)`: not an IP packet (and `ip` is
-/// left uninitialised). Out of line so its temporaries never share a stack
-/// frame with the forwarding path; an out-parameter rather than a return
-/// value because zero-initialising a struct becomes a memset call.
+/// Parses L2 and L3 into `ip`: `Verdict::proceed()` when it wrote `ip`,
+/// `done(XDP_PASS, PassNotIp)` for other frames, a drop for malformed ones.
+/// Out of line so its temporaries never share a stack frame with the
+/// forwarding path; an out-parameter rather than a return value because
+/// zero-initialising a struct becomes a memset call.
 #[inline(never)]
-pub fn parse_ip(ctx: &XdpContext, ip: &mut MaybeUninit<Ip>) -> Result<bool, Reason> {
-    let l2 = parse_l2(ctx)?;
-    ip.write(match l2.ether_type {
-        lb_common::wire::ETH_P_IP => parse_ipv4(ctx, l2.l3_off)?,
-        lb_common::wire::ETH_P_IPV6 => parse_ipv6(ctx, l2.l3_off)?,
-        _ => return Ok(false),
-    });
-    Ok(true)
+pub fn parse_ip(ctx: &XdpContext, ip: &mut MaybeUninit<Ip>) -> Verdict {
+    let l2 = match parse_l2(ctx) {
+        Ok(l2) => l2,
+        Err(r) => return Verdict::drop(r),
+    };
+    let parsed = match l2.ether_type {
+        lb_common::wire::ETH_P_IP => parse_ipv4(ctx, l2.l3_off),
+        lb_common::wire::ETH_P_IPV6 => parse_ipv6(ctx, l2.l3_off),
+        _ => return Verdict::done(aya_ebpf::bindings::xdp_action::XDP_PASS, Reason::PassNotIp),
+    };
+    match parsed {
+        Ok(p) => {
+            ip.write(p);
+            Verdict::proceed()
+        }
+        Err(r) => Verdict::drop(r),
+    }
 }
 
 #[inline(always)]

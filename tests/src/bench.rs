@@ -14,6 +14,7 @@ use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use lb::{
     dataplane::{Dataplane, Limits},
     decap::addr_words,
+    tables::Tables as _,
 };
 use lb_common::{limits::MAP_LAYOUT_VERSION, maps::*};
 

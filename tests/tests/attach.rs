@@ -70,3 +70,60 @@ fn programs_fit_the_verifier_with_room_to_spare() -> Result<()> {
     }
     Ok(())
 }
+
+/// Pinned maps created for one set of limits are refused, with a message
+/// that says what differs and how to proceed, by a configuration with other
+/// limits; the same limits adopt them.
+#[test]
+fn incompatible_pinned_state_is_refused_with_a_clear_message() -> Result<()> {
+    require_root()?;
+    let dir = std::path::PathBuf::from(format!("/sys/fs/bpf/lbt-{}-pins", std::process::id()));
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = lb::dataplane::reset_pinned(&self.0);
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(dir.clone());
+    let small = lb::dataplane::Limits {
+        max_vips: 4,
+        max_backends: 16,
+        ring_size: 251,
+        conntrack_size: 4096,
+        conntrack_per_cpu: false,
+    };
+    {
+        let mut dp = lb::dataplane::Dataplane::load(small, Some(&dir))?;
+        use lb::tables::Tables as _;
+        dp.set_backend(
+            3,
+            &lb_common::maps::Backend {
+                flags: lb_common::maps::BACKEND_F_VALID,
+                vip_id: 1,
+                ..Default::default()
+            },
+        )?;
+    }
+    lb::dataplane::check_pinned(&dir, &small)?;
+    let adopted = lb::dataplane::Dataplane::load(small, Some(&dir))?;
+    use lb::tables::Tables as _;
+    assert_eq!(
+        adopted.backends()?.len(),
+        1,
+        "the pinned backend table was adopted, not recreated"
+    );
+    drop(adopted);
+    let bigger = lb::dataplane::Limits {
+        ring_size: 257,
+        ..small
+    };
+    let err = lb::dataplane::check_pinned(&dir, &bigger)
+        .expect_err("different ring size must be refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("map RINGS") && text.contains("--reset-state"),
+        "{text}"
+    );
+    Ok(())
+}

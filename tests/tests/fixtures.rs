@@ -19,6 +19,7 @@ use anyhow::{Context as _, Result, bail};
 use lb::{
     dataplane::{Dataplane, Limits},
     decap::{Decap, addr_words},
+    tables::Tables as _,
 };
 use lb_common::{
     Reason::{self, *},
@@ -498,6 +499,7 @@ fn build_world(ns: &Netns) -> Result<World> {
             _pad0: 0,
             gue_port: 0,
             mac: b.configured_mac.unwrap_or_default(),
+            vip_id: 0,
         };
         w.dp.set_backend(id as u32, &backend)?;
     }

@@ -1,1 +1,160 @@
-fn main() {}
+//! `lbd`: the load balancer agent.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use lb::{agent, config};
+
+/// The lb agent: loads the XDP data path, keeps its tables in step with the
+/// configuration and backend health, serves metrics and an API.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// Configuration file (YAML or JSON).
+    #[arg(long, short, default_value = config::DEFAULT_CONFIG_PATH, global = true)]
+    config: PathBuf,
+    /// Discard the pinned data path (connection table included) and start
+    /// fresh, instead of adopting it.
+    #[arg(long)]
+    reset_state: bool,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (the default).
+    Run,
+    /// Validate the configuration and print the plan; loads nothing.
+    Check {
+        /// Print the validated configuration as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.run.log_format);
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Check { json } => check(&cli.run.config, json),
+        Command::Run => run(cli.run),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn check(path: &std::path::Path, json: bool) -> ExitCode {
+    match config::load(path) {
+        Ok(c) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&c).expect("config serializes")
+                );
+            } else {
+                print_plan(&c);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn print_plan(c: &config::Config) {
+    println!("configuration OK");
+    println!(
+        "node {} (cloud {:?}, region {:?}, zone {:?}); data path pinned under {}",
+        c.node.name,
+        c.node.cloud,
+        c.node.region,
+        c.node.zone,
+        c.pin_path.display()
+    );
+    for i in &c.interfaces {
+        println!("attach XDP ({:?}) to {}", i.xdp_mode, i.name);
+    }
+    println!(
+        "limits: {} VIPs, {} backends, ring size {}, connection table {}",
+        c.limits.max_vips, c.limits.max_backends, c.limits.ring_size, c.limits.conntrack_size
+    );
+    for v in &c.vips {
+        let port = if v.port == 0 {
+            "all ports".to_string()
+        } else {
+            format!("port {}", v.port)
+        };
+        println!(
+            "VIP {} = {} {port} {:?}: hash {:?}, {:?}, policy {:?}, {} backends",
+            v.name,
+            v.address,
+            v.protocol,
+            v.hash,
+            v.forwarding,
+            v.policy.mode,
+            v.backends.len()
+        );
+        for b in &v.backends {
+            println!(
+                "  backend {} weight {} {:?} cloud={} region={} zone={}",
+                b.address, b.weight, b.state, b.labels.cloud, b.labels.region, b.labels.zone
+            );
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let c = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(agent::run(c, Some(args.config), args.reset_state)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {:#}", anyhow::Error::from(e));
+            ExitCode::FAILURE
+        }
+    }
+}

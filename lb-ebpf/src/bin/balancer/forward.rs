@@ -6,7 +6,7 @@ use lb_common::{
     Reason,
     maps::{BACKEND_F_HAS_MAC, Backend, FAMILY_V4, FWD_L2_DSR, LbConfig},
 };
-use lb_ebpf::{l2, packet::write, parse::Ip};
+use lb_ebpf::{l2, packet::write, parse::Ip, verdict::Verdict};
 
 use crate::{encap, nexthop, stats::count, steer::Choice};
 
@@ -15,19 +15,11 @@ fn backend_mac(b: &Backend) -> Option<[u8; 6]> {
     (b.flags & BACKEND_F_HAS_MAC != 0).then_some(b.mac)
 }
 
-/// What became of the packet.
-pub enum Delivery {
-    /// Transmitted with this XDP action.
-    Sent(u32, Reason),
-    /// Would exceed the MTU after encapsulation and may not be fragmented:
-    /// the caller answers with ICMP announcing this MTU.
-    TooBig(u16),
-    Failed(Reason),
-}
-
 /// Sends the packet to `choice`'s backend; `ingress` is the receiving
-/// ifindex. Out of line so the hot path's parsing and its delivery each get
-/// their own stack frame.
+/// ifindex. Returns the XDP action with its reason, a drop, or
+/// `Verdict::too_big(mtu)` when the packet may not be fragmented and does
+/// not fit (the caller answers with ICMP). Out of line so the hot path's
+/// parsing and its delivery each get their own stack frame.
 #[inline(never)]
 pub fn deliver(
     ctx: &XdpContext,
@@ -35,10 +27,10 @@ pub fn deliver(
     cfg: &LbConfig,
     choice: &Choice,
     ingress: u32,
-) -> Delivery {
+) -> Verdict {
     match try_deliver(ctx, ip, cfg, choice, ingress) {
-        Ok(d) => d,
-        Err(reason) => Delivery::Failed(reason),
+        Ok(v) => v,
+        Err(reason) => Verdict::drop(reason),
     }
 }
 
@@ -49,7 +41,7 @@ fn try_deliver(
     cfg: &LbConfig,
     choice: &Choice,
     ingress: u32,
-) -> Result<Delivery, Reason> {
+) -> Result<Verdict, Reason> {
     let b = &choice.backend;
     let (our_mac, _) = l2::macs(ctx)?;
 
@@ -59,7 +51,7 @@ fn try_deliver(
         write(ctx, 6, hop.smac).ok_or(Reason::DropMalformedL2)?;
         let (action, reason) = nexthop::transmit(ingress, &hop)?;
         count(Reason::FwdL2Dsr);
-        return Ok(Delivery::Sent(action, reason));
+        return Ok(Verdict::done(action, reason));
     }
 
     let outer = encap::plan(b, cfg, choice.hash);
@@ -69,11 +61,11 @@ fn try_deliver(
         if ip.family == FAMILY_V4 && !ip.dont_fragment {
             count(Reason::TooBigNoDf);
         } else {
-            return Ok(Delivery::TooBig(cfg.mtu.saturating_sub(outer.overhead)));
+            return Ok(Verdict::too_big(cfg.mtu.saturating_sub(outer.overhead)));
         }
     }
     encap::encapsulate(ctx, ip, &outer, &hop, choice.hash)?;
     let (action, reason) = nexthop::transmit(ingress, &hop)?;
     count(Reason::FwdEncap);
-    Ok(Delivery::Sent(action, reason))
+    Ok(Verdict::done(action, reason))
 }

@@ -20,6 +20,7 @@ use lb_ebpf::{
     l2,
     packet::{len, ptr_at_mut, read, write},
     parse::{Ip, bytes16},
+    verdict::Verdict,
 };
 
 /// Bytes of the offending packet quoted in a frag-needed (its IPv4 header
@@ -28,21 +29,15 @@ const QUOTE_V4: usize = 68;
 /// Bytes quoted in a packet-too-big (IPv6 header plus 24 bytes of L4).
 const QUOTE_V6: usize = 64;
 
-/// What to do with an ICMP message to a VIP address.
-pub enum IcmpVerdict {
-    Done(u32, Reason),
-    /// A frag-needed / packet-too-big about the flow written to `quoted`:
-    /// send it to that flow's backend.
-    SteerQuoted,
-}
-
 // Out of line: a rare path with its own stack frame, which keeps the hot
 // path's frame small.
 #[inline(never)]
-pub fn handle(ctx: &XdpContext, ip: &Ip, marker_flags: u32, quoted: &mut FlowKey) -> IcmpVerdict {
+/// Answers echo requests, passes unrelated ICMP, or returns
+/// `Verdict::steer()` with the quoted flow written to `quoted`.
+pub fn handle(ctx: &XdpContext, ip: &Ip, marker_flags: u32, quoted: &mut FlowKey) -> Verdict {
     match try_handle(ctx, ip, marker_flags, quoted) {
         Ok(v) => v,
-        Err(reason) => IcmpVerdict::Done(xdp_action::XDP_DROP, reason),
+        Err(reason) => Verdict::drop(reason),
     }
 }
 
@@ -52,7 +47,7 @@ fn try_handle(
     ip: &Ip,
     marker_flags: u32,
     quoted: &mut FlowKey,
-) -> Result<IcmpVerdict, Reason> {
+) -> Result<Verdict, Reason> {
     let hdr = read::<[u8; ICMP_HLEN]>(ctx, ip.l4_off).ok_or(Reason::DropMalformedIcmp)?;
     let v4 = ip.family == FAMILY_V4;
     let echo = if v4 {
@@ -62,7 +57,7 @@ fn try_handle(
     };
     if echo && marker_flags & VIP_F_ICMP_ECHO != 0 {
         let (action, reason) = echo_reply(ctx, ip, hdr)?;
-        return Ok(IcmpVerdict::Done(action, reason));
+        return Ok(Verdict::done(action, reason));
     }
     let too_big = if v4 {
         hdr[0] == ICMP_DEST_UNREACH && hdr[1] == ICMP_FRAG_NEEDED
@@ -77,13 +72,10 @@ fn try_handle(
             && quoted.dst[3] == ip.dst[3];
         // A quote of a packet from another address is not about our VIP.
         if same {
-            return Ok(IcmpVerdict::SteerQuoted);
+            return Ok(Verdict::steer());
         }
     }
-    Ok(IcmpVerdict::Done(
-        xdp_action::XDP_PASS,
-        Reason::PassIcmpOther,
-    ))
+    Ok(Verdict::done(xdp_action::XDP_PASS, Reason::PassIcmpOther))
 }
 
 /// Turns the echo request into the reply in place and sends it back.
@@ -162,7 +154,12 @@ fn sum_frame<const N: usize>(ctx: &XdpContext, offset: usize, seed: u32) -> Resu
 /// (IPv6) announcing `mtu`, built in place from the offending packet:
 /// new IP + ICMP headers in front, the packet's start quoted, the rest cut.
 #[inline(never)]
-pub fn send_too_big(ctx: &XdpContext, ip: &Ip, mtu: u16) -> Result<(u32, Reason), Reason> {
+pub fn send_too_big(ctx: &XdpContext, ip: &Ip, mtu: u16) -> Verdict {
+    Verdict::from_result(try_send_too_big(ctx, ip, mtu))
+}
+
+#[inline(always)]
+fn try_send_too_big(ctx: &XdpContext, ip: &Ip, mtu: u16) -> Result<(u32, Reason), Reason> {
     let l3 = ip.l3_off;
     let (src, dst) = (ip.dst, ip.src);
     // Back to where it came from: swap the MACs.

@@ -28,14 +28,13 @@ use lb_common::{
 use lb_ebpf::{
     packet::len,
     parse::{Ip, TCP_ACK, TCP_SYN, is_icmp, parse_ip, parse_l4},
+    verdict::Verdict,
 };
 
 use crate::{
-    forward::Delivery,
-    icmp::IcmpVerdict,
     maps::CONFIG,
     stats::count,
-    steer::{STEER_RECORD, STEER_SYN},
+    steer::{Choice, STEER_RECORD, STEER_SYN},
 };
 
 #[xdp]
@@ -45,33 +44,27 @@ pub fn lb_balancer(ctx: XdpContext) -> u32 {
     // constant offsets from the unmodified pointer.
     // SAFETY: `ctx.ctx` is the kernel's xdp_md for this run.
     let ingress = unsafe { core::ptr::read_volatile(&raw const (*ctx.ctx).ingress_ifindex) };
-    match try_balance(&ctx, ingress) {
-        Ok((action, reason)) => {
-            count(reason);
-            action
-        }
-        // Every error is a counted drop: never XDP_ABORTED, never forwarded.
-        Err(reason) => {
-            count(reason);
-            xdp_action::XDP_DROP
-        }
-    }
+    // Every error is a counted drop: never XDP_ABORTED, never forwarded.
+    let v = try_balance(&ctx, ingress);
+    count(v.reason());
+    v.action()
 }
 
 #[inline(always)]
-fn try_balance(ctx: &XdpContext, ingress: u32) -> Result<(u32, Reason), Reason> {
+fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
     const PASS: u32 = xdp_action::XDP_PASS;
     let mut ip = MaybeUninit::<Ip>::uninit();
-    if !parse_ip(ctx, &mut ip)? {
-        return Ok((PASS, Reason::PassNotIp));
+    let parsed = parse_ip(ctx, &mut ip);
+    if parsed.is_done() {
+        return parsed;
     }
-    // SAFETY: parse_ip returned Ok(true), so it wrote `ip`.
+    // SAFETY: parse_ip wrote `ip` unless it returned a final verdict.
     let ip = unsafe { ip.assume_init_ref() };
     // The array slot always exists; a zero layout version means the agent
     // has not written a configuration yet.
     let cfg = match CONFIG.get(0) {
         Some(cfg) if cfg.layout_version == MAP_LAYOUT_VERSION => cfg,
-        _ => return Ok((PASS, Reason::PassNotConfigured)),
+        _ => return Verdict::done(PASS, Reason::PassNotConfigured),
     };
 
     let mut flow = FlowKey {
@@ -105,52 +98,59 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Result<(u32, Reason), Reason> 
         None => {
             // Not a packet of a service: does it concern a VIP address at all?
             let Some(marker) = vip::marker(ip.family, ip.dst) else {
-                return Ok((PASS, Reason::PassNotVip));
+                return Verdict::done(PASS, Reason::PassNotVip);
             };
             if ip.ext_unsupported {
-                return Err(Reason::DropIpv6ExtHeaders);
+                return Verdict::drop(Reason::DropIpv6ExtHeaders);
             }
             // No reassembly in XDP: fragments cannot be steered by ports.
             if ip.fragment {
-                return Err(Reason::DropFragment);
+                return Verdict::drop(Reason::DropFragment);
             }
             if !is_icmp(ip) {
                 if (ip.proto == PROTO_TCP || ip.proto == PROTO_UDP) && l4.is_none() {
-                    return Err(Reason::DropMalformedL4);
+                    return Verdict::drop(Reason::DropMalformedL4);
                 }
-                return Ok((PASS, Reason::PassVipNoService));
+                return Verdict::done(PASS, Reason::PassVipNoService);
             }
-            match icmp::handle(ctx, ip, marker.flags, &mut flow) {
-                IcmpVerdict::Done(action, reason) => return Ok((action, reason)),
-                IcmpVerdict::SteerQuoted => {}
+            let v = icmp::handle(ctx, ip, marker.flags, &mut flow);
+            if !v.is_steer() {
+                return v;
             }
             match vip::lookup(flow.family, flow.dst, flow.dport, flow.proto) {
                 Some(vip) => vip,
-                None => return Ok((PASS, Reason::PassIcmpOther)),
+                None => return Verdict::done(PASS, Reason::PassIcmpOther),
             }
         }
     };
 
+    // ICMP errors follow their flow's entry but never create one.
     let mut how = if is_syn { STEER_SYN } else { 0 };
     if !icmp_error {
         how |= STEER_RECORD;
     }
-    let choice = steer::choose(&flow, &vip, cfg, how)?;
+    let mut choice = MaybeUninit::<Choice>::uninit();
+    let chosen = steer::choose(&flow, &vip, cfg, how, &mut choice);
+    if chosen.is_done() {
+        return chosen;
+    }
+    // SAFETY: choose wrote `choice` unless it returned a final verdict.
+    let choice = unsafe { choice.assume_init_ref() };
     if !icmp_error {
         stats::count_traffic(vip.id, choice.backend_id, len(ctx) as u64, choice.new_flow);
     }
-    match forward::deliver(ctx, ip, cfg, &choice, ingress) {
-        Delivery::Sent(action, reason) => {
-            if icmp_error {
-                count(Reason::IcmpSteered);
-            }
-            Ok((action, reason))
-        }
+    let v = forward::deliver(ctx, ip, cfg, choice, ingress);
+    if v.is_too_big() {
         // An ICMP error that is still too big is not answered with another.
-        Delivery::TooBig(_) if icmp_error => Err(Reason::DropMalformedIcmp),
-        Delivery::TooBig(mtu) => icmp::send_too_big(ctx, ip, mtu),
-        Delivery::Failed(reason) => Err(reason),
+        if icmp_error {
+            return Verdict::drop(Reason::DropMalformedIcmp);
+        }
+        return icmp::send_too_big(ctx, ip, v.mtu());
     }
+    if icmp_error && v.action() != xdp_action::XDP_DROP {
+        count(Reason::IcmpSteered);
+    }
+    v
 }
 
 #[cfg(not(test))]

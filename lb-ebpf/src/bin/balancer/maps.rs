@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     Global,
-    bindings::bpf_fib_lookup as FibParams,
+    bindings::{BPF_F_MMAPABLE, bpf_fib_lookup as FibParams},
     macros::map,
     maps::{Array, DevMapHash, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
@@ -42,9 +42,13 @@ pub static VIPS: HashMap<VipKey, VipMeta> =
 #[map]
 pub static RING_SELECT: Array<u32> = Array::with_max_entries(DEFAULT_MAX_VIPS, 0);
 
-/// Maglev tables: slot `(vip_id * 2 + half) * M + hash % M` → backend id.
+/// Maglev tables: slot `(vip_id * 2 + half) * M + hash % M` → backend id,
+/// two slots per element (array elements are 8-byte aligned, so a lone u32
+/// would waste half the memory). Memory-mappable: the agent writes a whole
+/// table with plain stores instead of one syscall per slot.
 #[map]
-pub static RINGS: Array<u32> = Array::with_max_entries(DEFAULT_MAX_VIPS * 2 * DEFAULT_RING_SIZE, 0);
+pub static RINGS: Array<[u32; 2]> =
+    Array::with_max_entries(DEFAULT_MAX_VIPS * DEFAULT_RING_SIZE, BPF_F_MMAPABLE);
 
 /// Backend id → address, forwarding mode, flags.
 #[map]

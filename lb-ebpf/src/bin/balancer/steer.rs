@@ -1,6 +1,8 @@
 //! Backend choice for a flow: connection table first (unless SYN), then the
 //! VIP's live Maglev table.
 
+use core::mem::MaybeUninit;
+
 use lb_common::{
     Reason,
     hash::flow_hash,
@@ -10,6 +12,7 @@ use lb_common::{
         VIP_F_MOVE_FLOWS_ON_DOWN, VipMeta,
     },
 };
+use lb_ebpf::verdict::Verdict;
 
 use crate::{
     conntrack,
@@ -18,6 +21,7 @@ use crate::{
 };
 
 /// The chosen backend.
+#[repr(C)]
 pub struct Choice {
     pub backend_id: u32,
     pub backend: Backend,
@@ -49,10 +53,14 @@ pub fn ring_slot(vip: &VipMeta, hash: u32) -> Result<u32, Reason> {
         return Err(Reason::DropNoBackend);
     };
     let index = (vip.id * 2 + half) * m + slot;
-    match RINGS.get(index) {
-        Some(&id) if id != NO_BACKEND => Ok(id),
-        _ => Err(Reason::DropNoBackend),
+    let Some(pair) = RINGS.get(index / 2) else {
+        return Err(Reason::DropNoBackend);
+    };
+    let id = if index & 1 == 0 { pair[0] } else { pair[1] };
+    if id == NO_BACKEND {
+        return Err(Reason::DropNoBackend);
     }
+    Ok(id)
 }
 
 /// The packet is a TCP SYN: it always takes the ring's choice (a new
@@ -62,10 +70,28 @@ pub const STEER_SYN: u32 = 1 << 0;
 /// follow their flow's entry but never create one).
 pub const STEER_RECORD: u32 = 1 << 1;
 
-/// Picks the backend for a packet of `flow` (`how`: `STEER_*` flags). Out of line: its hashing and table temporaries get their own
-/// stack frame.
+/// Picks the backend for a packet of `flow` (`how`: `STEER_*` flags) into
+/// `out`; returns `Verdict::proceed()` or a drop. Out of line: its hashing
+/// and table temporaries get their own stack frame.
 #[inline(never)]
-pub fn choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u32) -> Result<Choice, Reason> {
+pub fn choose(
+    flow: &FlowKey,
+    vip: &VipMeta,
+    cfg: &LbConfig,
+    how: u32,
+    out: &mut MaybeUninit<Choice>,
+) -> Verdict {
+    match try_choose(flow, vip, cfg, how) {
+        Ok(c) => {
+            out.write(c);
+            Verdict::proceed()
+        }
+        Err(r) => Verdict::drop(r),
+    }
+}
+
+#[inline(always)]
+fn try_choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u32) -> Result<Choice, Reason> {
     let is_syn = how & STEER_SYN != 0;
     let record = how & STEER_RECORD != 0;
     let hash = flow_hash(flow, vip.hash_mode, cfg.hash_seed);

@@ -57,9 +57,9 @@ pub fn lb_decap(ctx: XdpContext) -> u32 {
 fn try_decap(ctx: &XdpContext) -> Result<Reason, Reason> {
     let mut ip = MaybeUninit::<Ip>::uninit();
     // Frames we cannot parse are not ours to judge: pass them to the stack.
-    match parse_ip(ctx, &mut ip) {
-        Ok(true) => {}
-        Ok(false) | Err(_) => return Ok(Reason::DecapPass),
+    let parsed = parse_ip(ctx, &mut ip);
+    if parsed.is_done() {
+        return Ok(Reason::DecapPass);
     }
     // SAFETY: parse_ip returned Ok(true), so it wrote `ip`.
     let ip = unsafe { ip.assume_init_ref() };

@@ -1,0 +1,148 @@
+//! The kernel tables as the agent's core sees them. `Dataplane` implements
+//! this against the real maps; [`MemoryTables`] in memory, so the balancer
+//! facade (allocation, ring updates, restart adoption) is tested without
+//! root, as Katran's testing mode does.
+
+use std::collections::BTreeMap;
+
+use lb_common::{
+    limits::NO_BACKEND,
+    maps::{BACKEND_F_VALID, Backend, LbConfig, VipKey, VipMeta},
+};
+
+use crate::dataplane::{DataplaneError, Limits};
+
+pub trait Tables {
+    fn limits(&self) -> Limits;
+    fn set_config(&mut self, cfg: &LbConfig) -> Result<(), DataplaneError>;
+    fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), DataplaneError>;
+    fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError>;
+    fn vips(&self) -> Result<Vec<(VipKey, VipMeta)>, DataplaneError>;
+    fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), DataplaneError>;
+    /// Valid backend slots.
+    fn backends(&self) -> Result<Vec<(u32, Backend)>, DataplaneError>;
+    fn live_half(&self, vip_id: u32) -> Result<u32, DataplaneError>;
+    fn read_ring(&self, vip_id: u32, half: u32) -> Result<Vec<u32>, DataplaneError>;
+    fn write_ring_slots(
+        &mut self,
+        vip_id: u32,
+        half: u32,
+        changes: &[(u32, u32)],
+    ) -> Result<usize, DataplaneError>;
+    fn flip(&mut self, vip_id: u32, half: u32) -> Result<(), DataplaneError>;
+}
+
+/// Tables in memory, with the same semantics (fixed sizes, zeroed arrays).
+#[derive(Clone, Debug)]
+pub struct MemoryTables {
+    pub limits: Limits,
+    pub config: LbConfig,
+    pub vips: BTreeMap<VipKey, VipMeta>,
+    pub backends: Vec<Backend>,
+    pub ring_select: Vec<u32>,
+    pub rings: Vec<u32>,
+    /// Slots written so far (to check that only changes are written).
+    pub slot_writes: usize,
+    pub flips: usize,
+}
+
+impl MemoryTables {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            config: LbConfig::default(),
+            vips: BTreeMap::new(),
+            backends: vec![Backend::default(); limits.max_backends as usize],
+            ring_select: vec![0; limits.max_vips as usize],
+            // A fresh kernel array is zeroed: every slot says backend 0.
+            rings: vec![0; limits.ring_entries() as usize],
+            slot_writes: 0,
+            flips: 0,
+        }
+    }
+
+    /// The live table of a VIP.
+    pub fn live_ring(&self, vip_id: u32) -> Vec<u32> {
+        self.read_ring(vip_id, self.ring_select[vip_id as usize])
+            .expect("valid VIP id")
+    }
+
+    /// What the data path would pick for `hash` on a VIP.
+    pub fn lookup(&self, vip_id: u32, hash: u32) -> Option<u32> {
+        let slot = self.live_ring(vip_id)[(hash % self.limits.ring_size) as usize];
+        (slot != NO_BACKEND).then_some(slot)
+    }
+
+    fn index(&self, vip_id: u32, half: u32, slot: u32) -> usize {
+        (vip_id as usize * 2 + half as usize) * self.limits.ring_size as usize + slot as usize
+    }
+}
+
+impl Tables for MemoryTables {
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+    fn set_config(&mut self, cfg: &LbConfig) -> Result<(), DataplaneError> {
+        self.config = *cfg;
+        Ok(())
+    }
+    fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), DataplaneError> {
+        if meta.id >= self.limits.max_vips {
+            return Err(DataplaneError::VipIdOutOfRange {
+                id: meta.id,
+                max: self.limits.max_vips,
+            });
+        }
+        self.vips.insert(*key, *meta);
+        Ok(())
+    }
+    fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
+        self.vips.remove(key);
+        Ok(())
+    }
+    fn vips(&self) -> Result<Vec<(VipKey, VipMeta)>, DataplaneError> {
+        Ok(self.vips.iter().map(|(k, v)| (*k, *v)).collect())
+    }
+    fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), DataplaneError> {
+        let max = self.limits.max_backends;
+        *self
+            .backends
+            .get_mut(id as usize)
+            .ok_or(DataplaneError::BackendIdOutOfRange { id, max })? = *backend;
+        Ok(())
+    }
+    fn backends(&self) -> Result<Vec<(u32, Backend)>, DataplaneError> {
+        Ok(self
+            .backends
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.flags & BACKEND_F_VALID != 0)
+            .map(|(i, b)| (i as u32, *b))
+            .collect())
+    }
+    fn live_half(&self, vip_id: u32) -> Result<u32, DataplaneError> {
+        Ok(self.ring_select[vip_id as usize] & 1)
+    }
+    fn read_ring(&self, vip_id: u32, half: u32) -> Result<Vec<u32>, DataplaneError> {
+        let start = self.index(vip_id, half, 0);
+        Ok(self.rings[start..start + self.limits.ring_size as usize].to_vec())
+    }
+    fn write_ring_slots(
+        &mut self,
+        vip_id: u32,
+        half: u32,
+        changes: &[(u32, u32)],
+    ) -> Result<usize, DataplaneError> {
+        for (slot, b) in changes {
+            let i = self.index(vip_id, half, *slot);
+            self.rings[i] = *b;
+        }
+        self.slot_writes += changes.len();
+        Ok(changes.len())
+    }
+    fn flip(&mut self, vip_id: u32, half: u32) -> Result<(), DataplaneError> {
+        self.ring_select[vip_id as usize] = half & 1;
+        self.flips += 1;
+        Ok(())
+    }
+}
