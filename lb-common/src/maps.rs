@@ -199,6 +199,40 @@ pub struct DecapConfig {
 /// Accept tunnels to any destination (no `DECAP_ADDRS` check).
 pub const DECAP_F_ANY_DST: u16 = 1 << 0;
 
+/// XDP metadata of an `lbctl explain` probe: the balancer then decides as
+/// usual but records nothing (no connection-table entry, no counters) and
+/// writes its reasoning to `EXPLAIN`. Real traffic carries no metadata.
+pub const EXPLAIN_MAGIC: u32 = 0x4c42_4558;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExplainMeta {
+    pub magic: u32,
+    /// Echoed into `Explain::nonce` so the caller finds its CPU's record.
+    pub nonce: u32,
+}
+
+/// The connection table gave the backend.
+pub const EXPLAIN_PATH_TABLE: u32 = 1;
+/// The ring gave the backend (miss, SYN, or a stale entry).
+pub const EXPLAIN_PATH_RING: u32 = 2;
+
+/// Per-CPU record of how the last explain probe was steered.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Explain {
+    pub nonce: u32,
+    pub vip_id: u32,
+    pub backend_id: u32,
+    pub hash: u32,
+    /// Ring slot (`hash mod M`) and half consulted (ring path only).
+    pub slot: u32,
+    pub half: u32,
+    /// `EXPLAIN_PATH_*`; 0 = never reached backend choice.
+    pub path: u32,
+    pub _pad: u32,
+}
+
 // The kernel and userspace must agree on these sizes; a change here is a map
 // layout change (bump `MAP_LAYOUT_VERSION`).
 const _: () = {
@@ -212,6 +246,8 @@ const _: () = {
     assert!(size_of::<FloodState>() == 16);
     assert!(size_of::<DecapAddr>() == 20);
     assert!(size_of::<DecapConfig>() == 4);
+    assert!(size_of::<ExplainMeta>() == 8);
+    assert!(size_of::<Explain>() == 32);
 };
 
 #[cfg(feature = "user")]
@@ -240,4 +276,8 @@ mod pod {
     unsafe impl aya::Pod for DecapAddr {}
     // SAFETY: as above.
     unsafe impl aya::Pod for DecapConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for ExplainMeta {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Explain {}
 }

@@ -1,7 +1,10 @@
 //! The running agent: loads or adopts the pinned data path, attaches it,
-//! keeps the balancer in step with configuration and health, serves
-//! metrics and the API, and exits without touching the data path, so the
-//! next agent (a restart or an upgrade) takes over with no flow noticing.
+//! keeps the balancer in step with configuration, health, the API and etcd,
+//! serves metrics and the API, and exits without touching the data path, so
+//! the next agent (a restart or an upgrade) takes over with no flow noticing.
+//!
+//! [`Shared`] is generic over [`Tables`]: the API and every state change
+//! run in tests against in-memory tables, without root.
 
 use std::{
     path::{Path, PathBuf},
@@ -13,15 +16,18 @@ use std::{
 };
 
 use aya::programs::XdpMode;
+use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::{
-    balancer::{ApplyError, Balancer},
-    config::{self, Config, ConfigError, XdpModeCfg},
+    balancer::{ApplyError, Balancer, DrillPreview},
+    config::{self, Config, ConfigError, FieldError, XdpModeCfg},
     dataplane::{self, Dataplane, DataplaneError, Limits},
     health::{self, Checker, Verdict},
     metrics,
     policy::EventKind,
+    sources::{FailSelector, Sources},
+    tables::Tables,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -40,34 +46,100 @@ pub enum AgentError {
     Setup(String),
 }
 
+/// Why a change was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("invalid: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// A running failover drill.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct DrillRun {
+    pub id: u64,
+    pub fail: String,
+    /// Seconds since the Unix epoch when it reverts by itself.
+    pub ends_at: f64,
+}
+
 /// State shared by the agent's tasks.
-pub struct Shared {
-    pub balancer: Mutex<Balancer<Dataplane>>,
+pub struct Shared<T: Tables> {
+    pub balancer: Mutex<Balancer<T>>,
+    pub sources: Mutex<Sources>,
     pub config_path: Option<PathBuf>,
     pub reloads_ok: AtomicU64,
     pub reloads_rejected: AtomicU64,
     checker: Mutex<Option<Checker>>,
-    verdicts: mpsc::Sender<Verdict>,
+    verdicts: Option<mpsc::Sender<Verdict>>,
+    drill: Mutex<Option<DrillRun>>,
+    drill_seq: AtomicU64,
     /// Extra gauges other components publish (etcd feed state...).
     pub extra_gauges: Mutex<Vec<(&'static str, &'static str, f64)>>,
+    /// The etcd feed's state, when there is a feed.
+    pub etcd_status: Mutex<Option<crate::etcd::FeedStatus>>,
 }
 
-impl Shared {
-    /// Validated configuration → running state, or the reason it was
-    /// refused (the running state then stays as it was).
-    pub fn apply_config(&self, new: Config, source: &str) -> Result<(), AgentError> {
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl<T: Tables + Send + 'static> Shared<T> {
+    /// `verdicts`: where health checks report (None: no health checking,
+    /// as in API tests).
+    pub fn new(
+        balancer: Balancer<T>,
+        sources: Sources,
+        config_path: Option<PathBuf>,
+        verdicts: Option<mpsc::Sender<Verdict>>,
+    ) -> Self {
+        Self {
+            balancer: Mutex::new(balancer),
+            sources: Mutex::new(sources),
+            config_path,
+            reloads_ok: AtomicU64::new(0),
+            reloads_rejected: AtomicU64::new(0),
+            checker: Mutex::new(None),
+            verdicts,
+            drill: Mutex::new(None),
+            drill_seq: AtomicU64::new(0),
+            extra_gauges: Mutex::new(vec![]),
+            etcd_status: Mutex::new(None),
+        }
+    }
+
+    /// Changes the sources with `f`, then applies what they add up to. If
+    /// the result is invalid or cannot be applied, nothing changes.
+    pub fn change(
+        &self,
+        source: &str,
+        f: impl FnOnce(&mut Sources) -> Result<(), ChangeError>,
+    ) -> Result<(), ChangeError> {
+        let mut sources = self.sources.lock().expect("not poisoned");
+        let mut next = sources.clone();
+        f(&mut next)?;
+        let merged = next.merged().map_err(ChangeError::Invalid)?;
         let mut b = self.balancer.lock().expect("not poisoned");
-        match b.apply(new.clone(), Instant::now()) {
+        match b.apply(merged.clone(), Instant::now()) {
             Ok(()) => {
                 b.events.record(
                     EventKind::ConfigApplied,
                     None,
                     None,
-                    format!("applied configuration from {source}"),
+                    format!("applied change from {source}"),
                 );
                 drop(b);
-                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                self.restart_checks(&new);
+                *sources = next;
+                drop(sources);
+                self.restart_checks(&merged);
                 Ok(())
             }
             Err(e) => {
@@ -77,20 +149,31 @@ impl Shared {
                     None,
                     format!("{source}: {e}"),
                 );
-                self.reloads_rejected.fetch_add(1, Ordering::Relaxed);
                 Err(e.into())
             }
         }
     }
 
-    /// Re-reads the configuration file (SIGHUP or a change on disk).
+    /// Re-reads the configuration file (SIGHUP or a change on disk); an
+    /// invalid file leaves everything as it was.
     pub fn reload_file(&self) -> Result<(), AgentError> {
         let Some(path) = &self.config_path else {
             return Ok(());
         };
-        match config::load(path) {
-            Ok(c) => self.apply_config(c, &path.display().to_string()),
+        let source = path.display().to_string();
+        let result = config::load(path).map_err(AgentError::from).and_then(|c| {
+            self.change(&source, |s| {
+                s.file = c;
+                Ok(())
+            })
+            .map_err(|e| AgentError::Setup(format!("{source}: {e}")))
+        });
+        match &result {
+            Ok(()) => {
+                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+            }
             Err(e) => {
+                self.reloads_rejected.fetch_add(1, Ordering::Relaxed);
                 let mut b = self.balancer.lock().expect("not poisoned");
                 b.events.record(
                     EventKind::ConfigRejected,
@@ -98,29 +181,98 @@ impl Shared {
                     None,
                     format!("kept the running configuration: {e}"),
                 );
-                self.reloads_rejected.fetch_add(1, Ordering::Relaxed);
-                Err(e.into())
             }
         }
+        result
     }
 
-    fn restart_checks(&self, c: &Config) {
+    pub fn restart_checks(&self, c: &Config) {
+        let Some(tx) = &self.verdicts else { return };
         let mut slot = self.checker.lock().expect("not poisoned");
         let next = Checker::start(
             health::targets(c),
             c.health.max_concurrent_checks,
-            self.verdicts.clone(),
+            tx.clone(),
             slot.as_ref(),
         );
         *slot = Some(next);
+    }
+
+    pub fn drill(&self) -> Option<DrillRun> {
+        self.drill.lock().expect("not poisoned").clone()
+    }
+
+    /// Previews a drill without changing anything.
+    pub fn preview_drill(&self, fail: &FailSelector) -> Vec<DrillPreview> {
+        self.balancer
+            .lock()
+            .expect("not poisoned")
+            .simulate(fail, Instant::now())
+    }
+
+    /// Starts a drill that reverts by itself after `duration`.
+    pub fn start_drill(
+        self: &Arc<Self>,
+        fail: FailSelector,
+        duration: Duration,
+    ) -> Result<DrillRun, ChangeError> {
+        let mut slot = self.drill.lock().expect("not poisoned");
+        if let Some(d) = slot.as_ref() {
+            return Err(ChangeError::Conflict(format!(
+                "drill {} ({}) is already running; stop it first",
+                d.id, d.fail
+            )));
+        }
+        let id = self.drill_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let run = DrillRun {
+            id,
+            fail: fail.to_string(),
+            ends_at: unix_now() + duration.as_secs_f64(),
+        };
+        {
+            let mut b = self.balancer.lock().expect("not poisoned");
+            b.events.record(
+                EventKind::TierSwitch,
+                None,
+                None,
+                format!("drill {id}: failing {fail} for {duration:?}"),
+            );
+            b.set_drill(Some(fail), Instant::now())?;
+        }
+        *slot = Some(run.clone());
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            let _ = me.stop_drill(Some(id));
+        });
+        Ok(run)
+    }
+
+    /// Ends the running drill (only drill `id` if given).
+    pub fn stop_drill(&self, id: Option<u64>) -> Result<Option<DrillRun>, ChangeError> {
+        let mut slot = self.drill.lock().expect("not poisoned");
+        match slot.as_ref() {
+            Some(d) if id.is_none_or(|i| i == d.id) => {
+                let mut b = self.balancer.lock().expect("not poisoned");
+                b.set_drill(None, Instant::now())?;
+                b.events.record(
+                    EventKind::TierSwitch,
+                    None,
+                    None,
+                    format!("drill {} ({}) ended: reverted", d.id, d.fail),
+                );
+                Ok(slot.take())
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Prometheus text for `/metrics`.
     pub fn metrics(&self) -> String {
         let b = self.balancer.lock().expect("not poisoned");
         let state = b.state();
-        let reasons = b.tables().reason_counters().unwrap_or_default();
         let dp = b.tables();
+        let reasons = dp.reason_counters().unwrap_or_default();
         let extra = self.extra_gauges.lock().expect("not poisoned").clone();
         metrics::render(&metrics::Snapshot {
             state: &state,
@@ -132,6 +284,16 @@ impl Shared {
             reloads_rejected: self.reloads_rejected.load(Ordering::Relaxed),
             extra: &extra,
         })
+    }
+
+    /// Feeds a health verdict and rewrites what changed.
+    pub fn on_verdict(&self, v: &Verdict) {
+        let mut b = self.balancer.lock().expect("not poisoned");
+        if b.set_health(&v.vip, v.backend, v.up, &v.reason)
+            && let Err(e) = b.reconcile(Instant::now())
+        {
+            tracing::error!(error = %e, "writing the tables after a health change failed");
+        }
     }
 }
 
@@ -172,7 +334,7 @@ pub fn start_dataplane(c: &Config, reset_state: bool) -> Result<Dataplane, Agent
 }
 
 /// The kernel's FIB helper refuses to resolve next hops for interfaces
-/// without forwarding; say so instead of silently dropping.
+/// without forwarding; turn it on, or say so.
 fn ensure_forwarding(iface: &str) {
     for (family, path) in [
         (
@@ -184,9 +346,10 @@ fn ensure_forwarding(iface: &str) {
             format!("/proc/sys/net/ipv6/conf/{iface}/forwarding"),
         ),
     ] {
-        match std::fs::read_to_string(&path) {
-            Ok(v) if v.trim() == "1" => {}
-            Ok(_) => match std::fs::write(&path, "1") {
+        if let Ok(v) = std::fs::read_to_string(&path)
+            && v.trim() != "1"
+        {
+            match std::fs::write(&path, "1") {
                 Ok(()) => tracing::info!(
                     interface = iface,
                     family,
@@ -195,8 +358,7 @@ fn ensure_forwarding(iface: &str) {
                 Err(e) => {
                     tracing::warn!(interface = iface, family, error = %e, "forwarding is off: next hops will not resolve (drop_no_next_hop)")
                 }
-            },
-            Err(_) => {}
+            }
         }
     }
 }
@@ -212,7 +374,8 @@ fn ensure_bpffs(pin_path: &Path) -> Result<(), AgentError> {
     });
     if !on_bpffs {
         return Err(AgentError::Setup(format!(
-            "{} is not on a bpffs mount: mount it with `mount -t bpf bpf /sys/fs/bpf` (or set pin_path)",
+            "{} is not on a bpffs mount: mount it with `mount -t bpf bpf /sys/fs/bpf` (or set pin_path); \
+             inside `ip netns exec` /sys is remounted, use `nsenter --net=/var/run/netns/NAME` instead",
             pin_path.display()
         )));
     }
@@ -228,25 +391,29 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (i != 0).then_some(i)
 }
 
+/// Options beyond the configuration file.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub reset_state: bool,
+    pub etcd: Option<crate::etcd::EtcdOptions>,
+}
+
 /// Runs the agent until SIGTERM/SIGINT. The data path stays attached and
 /// pinned when it returns.
 pub async fn run(
     config: Config,
     config_path: Option<PathBuf>,
-    reset_state: bool,
+    opts: RunOptions,
 ) -> Result<(), AgentError> {
-    let dp = start_dataplane(&config, reset_state)?;
+    let dp = start_dataplane(&config, opts.reset_state)?;
     let balancer = Balancer::new(dp, config.clone(), Instant::now())?;
     let (tx, mut verdicts) = mpsc::channel(1024);
-    let shared = Arc::new(Shared {
-        balancer: Mutex::new(balancer),
-        config_path: config_path.clone(),
-        reloads_ok: AtomicU64::new(0),
-        reloads_rejected: AtomicU64::new(0),
-        checker: Mutex::new(None),
-        verdicts: tx,
-        extra_gauges: Mutex::new(vec![]),
-    });
+    let shared = Arc::new(Shared::new(
+        balancer,
+        Sources::new(config.clone()),
+        config_path.clone(),
+        Some(tx),
+    ));
     shared.restart_checks(&config);
 
     if let Some(addr) = config.metrics_listen {
@@ -268,7 +435,10 @@ pub async fn run(
             }
         });
     }
-    crate::api::spawn(shared.clone(), &config).await?;
+    crate::api::serve(shared.clone(), &config).await?;
+    if let Some(etcd) = opts.etcd.clone() {
+        crate::etcd::spawn_feed(shared.clone(), etcd);
+    }
 
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| AgentError::Setup(format!("SIGHUP handler: {e}")))?;
@@ -279,14 +449,7 @@ pub async fn run(
     tracing::info!(vips = config.vips.len(), "lbd running");
     loop {
         tokio::select! {
-            Some(v) = verdicts.recv() => {
-                let mut b = shared.balancer.lock().expect("not poisoned");
-                if b.set_health(&v.vip, v.backend, v.up, &v.reason)
-                    && let Err(e) = b.reconcile(Instant::now())
-                {
-                    tracing::error!(error = %e, "writing the tables after a health change failed");
-                }
-            }
+            Some(v) = verdicts.recv() => shared.on_verdict(&v),
             _ = tick.tick() => {
                 // Drain timeouts and fail-back timers advance with time.
                 if let Err(e) = shared.balancer.lock().expect("not poisoned").reconcile(Instant::now()) {

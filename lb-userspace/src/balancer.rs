@@ -25,6 +25,7 @@ use crate::{
     events::EventLog,
     maglev,
     policy::{self, Decision, EventKind, PolicyState},
+    sources::FailSelector,
     tables::Tables,
 };
 
@@ -105,7 +106,7 @@ impl IdPool {
 }
 
 /// Counters of the balancer's own work (for metrics).
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, serde::Deserialize)]
 pub struct WorkStats {
     pub table_updates: u64,
     pub slots_written: u64,
@@ -121,6 +122,8 @@ pub struct Balancer<T: Tables> {
     /// Backend slots whose value we last wrote.
     written_backends: BTreeMap<u32, Backend>,
     markers: BTreeSet<IpAddr>,
+    /// A failover drill: backends it matches count as failed.
+    drill: Option<FailSelector>,
     pub events: EventLog,
     pub work: WorkStats,
 }
@@ -209,6 +212,7 @@ impl<T: Tables> Balancer<T> {
             vips: BTreeMap::new(),
             written_backends: BTreeMap::new(),
             markers: BTreeSet::new(),
+            drill: None,
             events: EventLog::default(),
             work: WorkStats::default(),
         };
@@ -554,11 +558,18 @@ impl<T: Tables> Balancer<T> {
         let seed = self.config.dataplane.hash_seed;
         let m = self.tables.limits().ring_size;
         let rt = self.vips.get_mut(ident).expect("known VIP");
+        // A drill makes the backends it selects count as failed.
+        let drill = &self.drill;
         let healthy: Vec<bool> = rt
             .cfg
             .backends
             .iter()
-            .map(|b| rt.health.get(&b.address).map(|h| h.up).unwrap_or(true))
+            .map(|b| {
+                rt.health.get(&b.address).map(|h| h.up).unwrap_or(true)
+                    && !drill
+                        .as_ref()
+                        .is_some_and(|d| d.matches(b.address, &b.labels))
+            })
             .collect();
         let mut pevents = vec![];
         let decision = policy::decide(&rt.cfg, &node, &healthy, &mut rt.policy, now, &mut pevents);
@@ -689,6 +700,78 @@ impl<T: Tables> Balancer<T> {
         Ok(())
     }
 
+    /// Starts (Some) or ends (None) a failover drill and applies it.
+    pub fn set_drill(
+        &mut self,
+        drill: Option<FailSelector>,
+        now: Instant,
+    ) -> Result<(), ApplyError> {
+        self.drill = drill;
+        self.reconcile(now)
+    }
+
+    pub fn drill(&self) -> Option<&FailSelector> {
+        self.drill.as_ref()
+    }
+
+    /// What each VIP's traffic split would become if `fail` failed, without
+    /// changing anything.
+    pub fn simulate(&self, fail: &FailSelector, now: Instant) -> Vec<DrillPreview> {
+        let node = &self.config.node;
+        self.vips
+            .values()
+            .map(|rt| {
+                let healthy = |extra: Option<&FailSelector>| -> Vec<bool> {
+                    rt.cfg
+                        .backends
+                        .iter()
+                        .map(|b| {
+                            rt.health.get(&b.address).map(|h| h.up).unwrap_or(true)
+                                && !self
+                                    .drill
+                                    .as_ref()
+                                    .is_some_and(|d| d.matches(b.address, &b.labels))
+                                && !extra.is_some_and(|d| d.matches(b.address, &b.labels))
+                        })
+                        .collect()
+                };
+                let mut st = rt.policy.clone();
+                let mut ev = vec![];
+                let before = policy::decide(
+                    &rt.cfg,
+                    node,
+                    &healthy(None),
+                    &mut st.clone(),
+                    now,
+                    &mut vec![],
+                );
+                let after =
+                    policy::decide(&rt.cfg, node, &healthy(Some(fail)), &mut st, now, &mut ev);
+                DrillPreview {
+                    vip: rt.cfg.name.clone(),
+                    backends: rt
+                        .cfg
+                        .backends
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| DrillShare {
+                            address: b.address,
+                            cloud: b.labels.cloud.clone(),
+                            region: b.labels.region.clone(),
+                            now: before.shares.get(i).copied().unwrap_or(0.0),
+                            during: after.shares.get(i).copied().unwrap_or(0.0),
+                        })
+                        .collect(),
+                    panic: after.panic,
+                    events: ev
+                        .into_iter()
+                        .map(|e| format!("{}: {}", e.kind.name(), e.reason))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
     /// Everything an operator wants to see, serializable for the API.
     pub fn state(&self) -> State {
         State {
@@ -767,14 +850,32 @@ impl<T: Tables> Balancer<T> {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// One VIP's split before and during a drill.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct DrillPreview {
+    pub vip: String,
+    pub backends: Vec<DrillShare>,
+    pub panic: bool,
+    pub events: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct DrillShare {
+    pub address: IpAddr,
+    pub cloud: String,
+    pub region: String,
+    pub now: f64,
+    pub during: f64,
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct State {
     pub node: String,
     pub vips: Vec<VipState>,
     pub work: WorkStats,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct VipState {
     pub name: String,
     pub id: u32,
@@ -789,7 +890,7 @@ pub struct VipState {
     pub backends: Vec<BackendState>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct BackendState {
     pub address: IpAddr,
     pub id: u32,

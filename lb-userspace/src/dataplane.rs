@@ -164,6 +164,8 @@ pub const PINNED_MAPS: &[&str] = &[
     "VIP_STATS",
     "BACKEND_STATS",
     "FLOOD",
+    "DRY_RUN",
+    "EXPLAIN",
 ];
 
 /// Where the pieces of the pinned state live.
@@ -318,7 +320,7 @@ pub fn reset_pinned(pin_dir: &Path) -> Result<(), DataplaneError> {
 }
 
 /// The `RINGS` array mapped into our memory.
-struct RingMemory {
+pub(crate) struct RingMemory {
     ptr: *mut AtomicU32,
     entries: usize,
     bytes: usize,
@@ -331,7 +333,7 @@ unsafe impl Send for RingMemory {}
 unsafe impl Sync for RingMemory {}
 
 impl RingMemory {
-    fn map(data: &MapData, entries: u64) -> Result<Self, DataplaneError> {
+    pub(crate) fn map(data: &MapData, entries: u64) -> Result<Self, DataplaneError> {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
         let bytes = (entries as usize * 4).div_ceil(page) * page;
@@ -357,7 +359,7 @@ impl RingMemory {
         })
     }
 
-    fn slot(&self, index: usize) -> &AtomicU32 {
+    pub(crate) fn slot(&self, index: usize) -> &AtomicU32 {
         assert!(
             index < self.entries,
             "ring index {index} out of {}",
@@ -592,31 +594,6 @@ impl Dataplane {
         }
     }
 
-    /// Outcome counters summed over CPUs, index = `Reason`.
-    pub fn reason_counters(&self) -> Result<Vec<(Reason, u64)>, DataplaneError> {
-        Reason::ALL
-            .iter()
-            .map(|r| {
-                let per_cpu = self.stats.get(&(*r as u32), 0).map_err(map_err("STATS"))?;
-                Ok((*r, per_cpu.iter().sum()))
-            })
-            .collect()
-    }
-
-    pub fn vip_traffic(&self, vip_id: u32) -> Result<TrafficStats, DataplaneError> {
-        Ok(sum(self
-            .vip_stats
-            .get(&vip_id, 0)
-            .map_err(map_err("VIP_STATS"))?))
-    }
-
-    pub fn backend_traffic(&self, backend_id: u32) -> Result<TrafficStats, DataplaneError> {
-        Ok(sum(self
-            .backend_stats
-            .get(&backend_id, 0)
-            .map_err(map_err("BACKEND_STATS"))?))
-    }
-
     /// Replaces a VIP's live ring with `ring` (all slots) through the other
     /// half and a flip; returns the number of slots written.
     pub fn replace_ring(&mut self, vip_id: u32, ring: &[u32]) -> Result<usize, DataplaneError> {
@@ -747,6 +724,31 @@ impl Tables for Dataplane {
                 .store(*backend, Ordering::Relaxed);
         }
         Ok(changes.len())
+    }
+
+    /// Outcome counters summed over CPUs, index = `Reason`.
+    fn reason_counters(&self) -> Result<Vec<(Reason, u64)>, DataplaneError> {
+        Reason::ALL
+            .iter()
+            .map(|r| {
+                let per_cpu = self.stats.get(&(*r as u32), 0).map_err(map_err("STATS"))?;
+                Ok((*r, per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+
+    fn vip_traffic(&self, vip_id: u32) -> Result<TrafficStats, DataplaneError> {
+        Ok(sum(self
+            .vip_stats
+            .get(&vip_id, 0)
+            .map_err(map_err("VIP_STATS"))?))
+    }
+
+    fn backend_traffic(&self, backend_id: u32) -> Result<TrafficStats, DataplaneError> {
+        Ok(sum(self
+            .backend_stats
+            .get(&backend_id, 0)
+            .map_err(map_err("BACKEND_STATS"))?))
     }
 
     fn flip(&mut self, vip_id: u32, half: u32) -> Result<(), DataplaneError> {

@@ -14,7 +14,7 @@ use crate::policy::EventKind;
 
 const KEEP: usize = 512;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Event {
     /// Seconds since the Unix epoch.
     pub time: f64,

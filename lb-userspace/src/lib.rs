@@ -6,13 +6,17 @@
 pub mod agent;
 pub mod api;
 pub mod balancer;
+pub mod client;
 pub mod config;
 pub mod dataplane;
 pub mod decap;
+pub mod etcd;
 pub mod events;
 pub mod health;
+pub mod inspect;
 pub mod maglev;
 pub mod metrics;
 pub mod objects;
 pub mod policy;
+pub mod sources;
 pub mod tables;

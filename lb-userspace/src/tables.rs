@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 
 use lb_common::{
+    Reason,
     limits::NO_BACKEND,
-    maps::{BACKEND_F_VALID, Backend, LbConfig, VipKey, VipMeta},
+    maps::{BACKEND_F_VALID, Backend, LbConfig, TrafficStats, VipKey, VipMeta},
 };
 
 use crate::dataplane::{DataplaneError, Limits};
@@ -30,6 +31,17 @@ pub trait Tables {
         changes: &[(u32, u32)],
     ) -> Result<usize, DataplaneError>;
     fn flip(&mut self, vip_id: u32, half: u32) -> Result<(), DataplaneError>;
+
+    /// Data-path outcome counters (summed over CPUs); none in memory.
+    fn reason_counters(&self) -> Result<Vec<(Reason, u64)>, DataplaneError> {
+        Ok(Reason::ALL.iter().map(|r| (*r, 0)).collect())
+    }
+    fn vip_traffic(&self, _vip_id: u32) -> Result<TrafficStats, DataplaneError> {
+        Ok(TrafficStats::default())
+    }
+    fn backend_traffic(&self, _backend_id: u32) -> Result<TrafficStats, DataplaneError> {
+        Ok(TrafficStats::default())
+    }
 }
 
 /// Tables in memory, with the same semantics (fixed sizes, zeroed arrays).

@@ -6,3 +6,4 @@ pub mod fixture;
 pub mod netns;
 pub mod packet;
 pub mod pcap;
+pub mod procs;

@@ -61,6 +61,9 @@ fn main() -> ExitCode {
 fn test(extra: &[String]) -> anyhow::Result<()> {
     setup::run()?;
     util::sweep_stale_namespaces();
+    // The end-to-end tests run the real lbd and lbctl binaries.
+    util::step("cargo build -p lb-userspace --bins");
+    util::cargo(&["build", "-p", "lb-userspace", "--bins"])?;
     util::step("cargo test --workspace (unit, BPF program and end-to-end tests)");
     let mut args = vec![
         "test",

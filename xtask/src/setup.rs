@@ -14,9 +14,12 @@ use crate::util::{cargo_home, output, run_status, step};
 
 /// Debian packages the tests, the demo and the benchmarks use.
 const DEBIAN_PACKAGES: &[&str] = &[
-    "iproute2", // ip netns / veth / addresses
-    "bpftool",  // inspecting programs and maps, permission probe
-    "ethtool",  // veth offload settings in the lab
+    "iproute2",    // ip netns / veth / addresses
+    "bpftool",     // inspecting programs and maps, permission probe
+    "ethtool",     // veth offload settings in the lab
+    "etcd-server", // the etcd feed's tests run a real etcd
+    "util-linux",  // nsenter: lbd in a test namespace without remounting /sys
+    "curl",        // the end-to-end tests talk to the API socket with it
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

@@ -28,6 +28,14 @@ struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+    /// Take VIPs and backends from etcd (comma-separated client URLs, e.g.
+    /// http://10.0.0.5:2379), in addition to the file.
+    #[arg(long, value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// Key prefix in etcd (VIPs under PREFIX/vips/, agents publish under
+    /// PREFIX/agents/).
+    #[arg(long, default_value = "/lb")]
+    etcd_prefix: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -150,7 +158,15 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(agent::run(c, Some(args.config), args.reset_state)) {
+    let etcd = (!args.etcd.is_empty()).then(|| lb::etcd::EtcdOptions {
+        endpoints: args.etcd.clone(),
+        prefix: args.etcd_prefix.clone(),
+    });
+    let opts = agent::RunOptions {
+        reset_state: args.reset_state,
+        etcd,
+    };
+    match rt.block_on(agent::run(c, Some(args.config), opts)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {:#}", anyhow::Error::from(e));

@@ -11,7 +11,7 @@ use lb_common::{
 
 use crate::{
     maps::{CONNTRACK, CONNTRACK_PCPU, CONNTRACK_PER_CPU, FLOOD},
-    stats::count,
+    stats::{count, dry_run},
 };
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -48,8 +48,10 @@ pub fn lookup(flow: &FlowKey, cfg: &LbConfig, now: u64) -> Option<*mut ConnEntry
             count(Reason::ConntrackUdpExpired);
             return None;
         }
-        // SAFETY: as above.
-        unsafe { (*entry).last_seen_ns = now };
+        if !dry_run() {
+            // SAFETY: as above.
+            unsafe { (*entry).last_seen_ns = now };
+        }
     }
     Some(entry)
 }
@@ -59,6 +61,9 @@ pub fn lookup(flow: &FlowKey, cfg: &LbConfig, now: u64) -> Option<*mut ConnEntry
 /// flows cannot flush the table; the flow is still forwarded by the ring).
 #[inline(always)]
 pub fn record(flow: &FlowKey, backend_id: u32, vip_id: u32, cfg: &LbConfig, now: u64) {
+    if dry_run() {
+        return;
+    }
     if cfg.flood_new_flows_per_sec != 0
         && let Some(state) = FLOOD.get_ptr_mut(0)
     {

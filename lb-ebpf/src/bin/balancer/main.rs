@@ -23,7 +23,7 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{
     Reason,
     limits::MAP_LAYOUT_VERSION,
-    maps::{FlowKey, PROTO_TCP, PROTO_UDP},
+    maps::{EXPLAIN_MAGIC, Explain, ExplainMeta, FlowKey, PROTO_TCP, PROTO_UDP},
 };
 use lb_ebpf::{
     packet::len,
@@ -32,7 +32,7 @@ use lb_ebpf::{
 };
 
 use crate::{
-    maps::CONFIG,
+    maps::{CONFIG, DRY_RUN, EXPLAIN},
     stats::count,
     steer::{Choice, STEER_RECORD, STEER_SYN},
 };
@@ -44,10 +44,52 @@ pub fn lb_balancer(ctx: XdpContext) -> u32 {
     // constant offsets from the unmodified pointer.
     // SAFETY: `ctx.ctx` is the kernel's xdp_md for this run.
     let ingress = unsafe { core::ptr::read_volatile(&raw const (*ctx.ctx).ingress_ifindex) };
+    mark_explain_probe(&ctx);
     // Every error is a counted drop: never XDP_ABORTED, never forwarded.
     let v = try_balance(&ctx, ingress);
     count(v.reason());
     v.action()
+}
+
+/// An `lbctl explain` probe carries `ExplainMeta` in the XDP metadata;
+/// everything else has none. Sets this CPU's dry-run flag either way.
+#[inline(always)]
+fn mark_explain_probe(ctx: &XdpContext) {
+    // SAFETY: ctx.ctx is the kernel's xdp_md for this run; volatile loads
+    // keep the field accesses at constant offsets of the context.
+    let (meta, data) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const (*ctx.ctx).data_meta) as usize,
+            core::ptr::read_volatile(&raw const (*ctx.ctx).data) as usize,
+        )
+    };
+    let mut probe = 0;
+    let mut nonce = 0;
+    if meta + size_of::<ExplainMeta>() <= data {
+        // SAFETY: the metadata area [meta, data) holds at least 8 bytes.
+        let m = unsafe { core::ptr::read_unaligned(meta as *const ExplainMeta) };
+        if m.magic == EXPLAIN_MAGIC {
+            probe = 1;
+            nonce = m.nonce;
+        }
+    }
+    if let Some(d) = DRY_RUN.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot of this program run.
+        unsafe { *d = probe };
+    }
+    if probe != 0
+        && let Some(e) = EXPLAIN.get_ptr_mut(0)
+    {
+        // Field by field, volatile: a struct assignment becomes a memset
+        // call, which BPF cannot make.
+        let words = e.cast::<u32>();
+        for i in 0..size_of::<Explain>() / 4 {
+            // SAFETY: i indexes the 8 words of this CPU's record.
+            unsafe { words.add(i).write_volatile(0) };
+        }
+        // SAFETY: as above.
+        unsafe { (*e).nonce = nonce };
+    }
 }
 
 #[inline(always)]

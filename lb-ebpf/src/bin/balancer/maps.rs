@@ -14,7 +14,9 @@ use lb_common::{
         DEFAULT_CONNTRACK_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_RING_SIZE,
         MAX_TX_PORTS, VIP_KEYS_PER_VIP,
     },
-    maps::{Backend, ConnEntry, FloodState, FlowKey, LbConfig, TrafficStats, VipKey, VipMeta},
+    maps::{
+        Backend, ConnEntry, Explain, FloodState, FlowKey, LbConfig, TrafficStats, VipKey, VipMeta,
+    },
 };
 
 /// Maglev table size M. A load-time constant (in .rodata, so the verifier
@@ -87,6 +89,14 @@ pub static BACKEND_STATS: PerCpuArray<TrafficStats> =
 /// the 512-byte BPF stack).
 #[map]
 pub static FIB_SCRATCH: PerCpuArray<FibParams> = PerCpuArray::with_max_entries(1, 0);
+
+/// 1 while this CPU runs an `lbctl explain` probe (nothing is recorded).
+#[map]
+pub static DRY_RUN: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// How the last explain probe on this CPU was steered.
+#[map]
+pub static EXPLAIN: PerCpuArray<Explain> = PerCpuArray::with_max_entries(1, 0);
 
 /// New-flow flood guard state, one per CPU.
 #[map]

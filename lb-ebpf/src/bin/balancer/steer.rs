@@ -8,16 +8,16 @@ use lb_common::{
     hash::flow_hash,
     limits::NO_BACKEND,
     maps::{
-        BACKEND_F_DOWN, BACKEND_F_VALID, Backend, CFG_F_NO_CONNTRACK, FlowKey, LbConfig,
-        VIP_F_MOVE_FLOWS_ON_DOWN, VipMeta,
+        BACKEND_F_DOWN, BACKEND_F_VALID, Backend, CFG_F_NO_CONNTRACK, EXPLAIN_PATH_RING,
+        EXPLAIN_PATH_TABLE, FlowKey, LbConfig, VIP_F_MOVE_FLOWS_ON_DOWN, VipMeta,
     },
 };
 use lb_ebpf::verdict::Verdict;
 
 use crate::{
     conntrack,
-    maps::{BACKENDS, RING_SELECT, RING_SIZE, RINGS},
-    stats::count,
+    maps::{BACKENDS, EXPLAIN, RING_SELECT, RING_SIZE, RINGS},
+    stats::{count, dry_run},
 };
 
 /// The chosen backend.
@@ -61,6 +61,28 @@ pub fn ring_slot(vip: &VipMeta, hash: u32) -> Result<u32, Reason> {
         return Err(Reason::DropNoBackend);
     }
     Ok(id)
+}
+
+/// For an explain probe, records how the backend was chosen.
+#[inline(always)]
+fn explain(vip: &VipMeta, backend_id: u32, hash: u32, path: u32) {
+    if !dry_run() {
+        return;
+    }
+    let Some(e) = EXPLAIN.get_ptr_mut(0) else {
+        return;
+    };
+    let m = RING_SIZE.load();
+    let half = RING_SELECT.get(vip.id).map_or(0, |h| *h & 1);
+    // SAFETY: per-CPU slot of this program run.
+    unsafe {
+        (*e).vip_id = vip.id;
+        (*e).backend_id = backend_id;
+        (*e).hash = hash;
+        (*e).slot = hash.checked_rem(m).unwrap_or(0);
+        (*e).half = half;
+        (*e).path = path;
+    }
 }
 
 /// The packet is a TCP SYN: it always takes the ring's choice (a new
@@ -111,6 +133,7 @@ fn try_choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u32) -> Result
             }
             Some(b) => {
                 count(Reason::ConntrackHit);
+                explain(vip, id, hash, EXPLAIN_PATH_TABLE);
                 return Ok(Choice {
                     backend_id: id,
                     backend: b,
@@ -125,6 +148,7 @@ fn try_choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u32) -> Result
     }
     count(Reason::ConntrackMiss);
     let id = ring_slot(vip, hash)?;
+    explain(vip, id, hash, EXPLAIN_PATH_RING);
     let b = backend(id).ok_or(Reason::DropBadBackend)?;
     if use_table && record {
         conntrack::record(flow, id, vip.id, cfg, now);

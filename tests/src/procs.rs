@@ -1,0 +1,432 @@
+//! Real processes for end-to-end tests: `lbd` inside a test namespace, a
+//! real etcd, and `lbctl` runs. Each stops (and cleans up its pins and
+//! files) when dropped, also when the test fails.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::netns::Netns;
+
+/// The workspace's target directory (tests run from target/debug/deps).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.ancestors()
+        .nth(2)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
+}
+
+/// Path of a binary of lb-userspace, built if needed (once per process), so
+/// `cargo test` alone works as well as `cargo xtask test`.
+pub fn bin(name: &str) -> Result<PathBuf> {
+    static BUILT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace")
+            .to_path_buf();
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "lb-userspace", "--bins"])
+            .current_dir(&ws)
+            .status()
+            .map_err(|e| e.to_string())?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("cargo build -p lb-userspace --bins: {status}"))
+        }
+    });
+    if let Err(e) = built {
+        bail!("{e}");
+    }
+    let p = target_dir().join(name);
+    anyhow::ensure!(p.exists(), "{} not built", p.display());
+    Ok(p)
+}
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "lbt-{}-{}-{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Result<Self> {
+        let p = std::env::temp_dir().join(unique(tag));
+        fs::create_dir_all(&p)?;
+        Ok(Self(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `lbd` running inside a namespace, with its own pin path, API socket and
+/// log file.
+pub struct Lbd {
+    child: Option<Child>,
+    pub netns: String,
+    pub dir: TempDir,
+    pub config: PathBuf,
+    pub pin_path: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    /// Keep the pinned state when dropped (for restart tests).
+    pub keep_pins: bool,
+}
+
+impl Lbd {
+    /// Starts lbd with `config_yaml` (`pin_path` and `api.socket` are
+    /// filled in) inside `ns`, and waits until its API answers.
+    pub fn start(ns: &Netns, config_yaml: &str, extra_args: &[&str]) -> Result<Self> {
+        Self::start_with(ns, config_yaml, extra_args, "")
+    }
+
+    /// Like [`Lbd::start`], with extra fields for the `api:` block.
+    pub fn start_with(
+        ns: &Netns,
+        config_yaml: &str,
+        extra_args: &[&str],
+        api_extra: &str,
+    ) -> Result<Self> {
+        let dir = TempDir::new("lbd")?;
+        let pin_path = PathBuf::from("/sys/fs/bpf").join(unique("pins"));
+        let socket = dir.0.join("lbd.sock");
+        let config = dir.0.join("lb.yaml");
+        let sep = if api_extra.is_empty() { "" } else { ", " };
+        let full = format!(
+            "pin_path: {}\napi: {{socket: {}{sep}{api_extra}}}\n{config_yaml}",
+            pin_path.display(),
+            socket.display()
+        );
+        fs::write(&config, full)?;
+        let mut lbd = Self {
+            child: None,
+            netns: ns.name().to_string(),
+            log: dir.0.join("lbd.log"),
+            dir,
+            config,
+            pin_path,
+            socket,
+            keep_pins: false,
+        };
+        lbd.spawn(extra_args)?;
+        Ok(lbd)
+    }
+
+    /// (Re)starts the process with the same files and pins.
+    pub fn spawn(&mut self, extra_args: &[&str]) -> Result<()> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.netns))
+            .arg(bin("lbd")?)
+            .arg("--config")
+            .arg(&self.config)
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn lbd")?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(30))
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut()
+                && let Some(status) = c.try_wait()?
+            {
+                bail!(
+                    "lbd exited ({status}) during start-up:\n{}",
+                    self.log_text()
+                );
+            }
+            if self.api_get("/v1/health").is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "lbd did not answer within {timeout:?}:\n{}",
+            self.log_text()
+        )
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET on the API over the Unix socket (curl keeps the harness small).
+    pub fn api_get(&self, path: &str) -> Result<serde_json::Value> {
+        self.api("GET", path, None)
+    }
+
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> Result<serde_json::Value> {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "--max-time", "5", "-X", method, "--unix-socket"])
+            .arg(&self.socket)
+            .arg(format!("http://lbd{path}"));
+        if let Some(b) = body {
+            cmd.args(["-H", "content-type: application/json", "--data-binary", b]);
+        }
+        let out = cmd.output().context("curl")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "curl {method} {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("{method} {path}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Sends SIGTERM and waits: the data path stays pinned and attached.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if c.try_wait()?.is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    bail!("lbd did not exit on SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends SIGHUP (reload).
+    pub fn hup(&self) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGHUP) };
+        }
+    }
+
+    /// Runs lbctl against this agent inside its namespace.
+    pub fn lbctl(&self, args: &[&str]) -> Result<Output> {
+        Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.netns))
+            .arg(bin("lbctl")?)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--pin-path")
+            .arg(&self.pin_path)
+            .args(args)
+            .output()
+            .context("run lbctl")
+    }
+
+    /// lbctl with `--output json`, which must succeed.
+    pub fn lbctl_json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut a = vec!["--output", "json"];
+        a.extend_from_slice(args);
+        let out = self.lbctl(&a)?;
+        anyhow::ensure!(
+            out.status.success(),
+            "lbctl {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("lbctl {args:?}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Polls `f` until it returns true or `timeout` passes.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        let mut last = serde_json::Value::Null;
+        while Instant::now() < deadline {
+            if let Ok(s) = self.api_get("/v1/state") {
+                if f(&s) {
+                    return Ok(s);
+                }
+                last = s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "timed out waiting for {what}; last state: {last}\nlog:\n{}",
+            self.log_text()
+        )
+    }
+}
+
+impl Drop for Lbd {
+    fn drop(&mut self) {
+        let _ = self.stop();
+        if !self.keep_pins {
+            let _ = lb::dataplane::reset_pinned(&self.pin_path);
+            let _ = fs::remove_dir_all(&self.pin_path);
+        }
+    }
+}
+
+/// A real etcd server inside a namespace, on 127.0.0.1 there.
+pub struct Etcd {
+    child: Option<Child>,
+    netns: String,
+    pub dir: TempDir,
+    pub client_port: u16,
+    peer_port: u16,
+}
+
+impl Etcd {
+    pub fn start(ns: &Netns, client_port: u16) -> Result<Self> {
+        let mut e = Self {
+            child: None,
+            netns: ns.name().into(),
+            dir: TempDir::new("etcd")?,
+            client_port,
+            peer_port: client_port + 1,
+        };
+        e.spawn()?;
+        Ok(e)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn spawn(&mut self) -> Result<()> {
+        let log = fs::File::create(self.dir.0.join("etcd.log"))?;
+        let c = format!("http://127.0.0.1:{}", self.client_port);
+        let p = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.netns))
+            .args(["etcd", "--name", "lbt", "--data-dir"])
+            .arg(self.dir.0.join("data"))
+            .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
+            .args([
+                "--listen-peer-urls",
+                &p,
+                "--initial-advertise-peer-urls",
+                &p,
+            ])
+            .args(["--initial-cluster", &format!("lbt={p}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("spawn etcd (Debian package etcd-server)")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let ok = Command::new("nsenter")
+                .arg(format!("--net=/var/run/netns/{}", self.netns))
+                .args(["curl", "-sf", "--max-time", "1", &format!("{c}/health")])
+                .output()
+                .is_ok_and(|o| {
+                    o.status.success() && String::from_utf8_lossy(&o.stdout).contains("true")
+                });
+            if ok {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!(
+            "etcd did not become healthy: {}",
+            fs::read_to_string(self.dir.0.join("etcd.log")).unwrap_or_default()
+        )
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `curl` against the v3 gateway inside the namespace.
+    fn call(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value> {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.netns))
+            .args([
+                "curl",
+                "-sf",
+                "--max-time",
+                "5",
+                "-X",
+                "POST",
+                &format!("{}{path}", self.url()),
+                "--data-binary",
+                &body.to_string(),
+            ])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "etcd {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    pub fn put(&self, key: &str, value: &str) -> Result<()> {
+        use base64::Engine as _;
+        let b = base64::engine::general_purpose::STANDARD;
+        self.call(
+            "/v3/kv/put",
+            serde_json::json!({"key": b.encode(key), "value": b.encode(value)}),
+        )?;
+        Ok(())
+    }
+
+    pub fn delete(&self, key: &str) -> Result<()> {
+        use base64::Engine as _;
+        let b = base64::engine::general_purpose::STANDARD;
+        self.call(
+            "/v3/kv/deleterange",
+            serde_json::json!({"key": b.encode(key)}),
+        )?;
+        Ok(())
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<String>> {
+        use base64::Engine as _;
+        let b = base64::engine::general_purpose::STANDARD;
+        let v = self.call("/v3/kv/range", serde_json::json!({"key": b.encode(key)}))?;
+        Ok(v["kvs"][0]["value"]
+            .as_str()
+            .map(|s| String::from_utf8_lossy(&b.decode(s).unwrap_or_default()).into_owned()))
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
