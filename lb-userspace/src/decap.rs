@@ -132,6 +132,54 @@ impl Decap {
         Ok(())
     }
 
+    /// Attaches to `iface` through an XDP link pinned at `link_pin`, so the
+    /// program stays after this process exits (backends run no daemon). A
+    /// link already pinned there gets the new program atomically.
+    pub fn attach_pinned(
+        &mut self,
+        iface: &str,
+        mode: XdpMode,
+        link_pin: &std::path::Path,
+    ) -> Result<(), DataplaneError> {
+        use aya::programs::{
+            links::{FdLink, PinnedLink},
+            xdp::XdpLink,
+        };
+        let pin_err = |what, e: String| DataplaneError::Pin {
+            what,
+            path: link_pin.to_path_buf(),
+            source: std::io::Error::other(e),
+        };
+        if let Some(dir) = link_pin.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| DataplaneError::Pin {
+                what: "create",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let prog = self.program_mut()?;
+        let attach_err = |source| DataplaneError::Attach {
+            iface: iface.into(),
+            mode,
+            source,
+        };
+        if link_pin.exists() {
+            let pinned = PinnedLink::from_pin(link_pin)
+                .map_err(|e| pin_err("open pinned link", e.to_string()))?;
+            let link = XdpLink::try_from(FdLink::from(pinned))
+                .map_err(|e| pin_err("adopt pinned link", e.to_string()))?;
+            let id = prog.attach_to_link(link).map_err(attach_err)?;
+            drop(prog.take_link(id).map_err(attach_err)?);
+        } else {
+            let id = prog.attach(iface, mode).map_err(attach_err)?;
+            let link = prog.take_link(id).map_err(attach_err)?;
+            let fd = FdLink::try_from(link).map_err(|e| pin_err("pin link", e.to_string()))?;
+            fd.pin(link_pin)
+                .map_err(|e| pin_err("pin link", e.to_string()))?;
+        }
+        Ok(())
+    }
+
     pub fn reason_counters(&self) -> Result<Vec<(Reason, u64)>, DataplaneError> {
         Reason::ALL
             .iter()

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod demo;
 pub mod fixture;
+pub mod lab;
 pub mod netns;
 pub mod packet;
 pub mod pcap;

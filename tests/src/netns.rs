@@ -178,3 +178,48 @@ pub fn require_root() -> Result<()> {
     }
     Ok(())
 }
+
+/// Sends raw Ethernet frames out of `ifname` in namespace `ns` (AF_PACKET),
+/// for feeding malformed input to an interface's peer.
+pub fn send_raw(ns: &Netns, ifname: &str, frames: &[Vec<u8>]) -> Result<()> {
+    let ifindex = ns.ifindex(ifname)?;
+    let _in = ns.enter()?;
+    // SAFETY: plain socket(2); the fd is closed below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW,
+            (libc::ETH_P_ALL as u16).to_be() as i32,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("AF_PACKET socket");
+    }
+    let mut result = Ok(());
+    for f in frames {
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
+        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sa.sll_family = libc::AF_PACKET as u16;
+        sa.sll_ifindex = ifindex as i32;
+        sa.sll_halen = 6;
+        sa.sll_addr[..6].copy_from_slice(&f[..6.min(f.len())]);
+        // SAFETY: f and sa are valid for the lengths given.
+        let rc = unsafe {
+            libc::sendto(
+                fd,
+                f.as_ptr().cast(),
+                f.len(),
+                0,
+                (&raw const sa).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if rc < 0 {
+            result = Err(std::io::Error::last_os_error()).context("sendto");
+            break;
+        }
+    }
+    // SAFETY: closing the fd opened above.
+    unsafe { libc::close(fd) };
+    result
+}

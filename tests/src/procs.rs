@@ -17,13 +17,17 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::netns::Netns;
 
-/// The workspace's target directory (tests run from target/debug/deps).
+/// The profile directory the running executable belongs to
+/// (`target/debug` for tests, which run from `target/debug/deps`).
 pub fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.ancestors()
-        .nth(2)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf()
+    let exe = std::env::current_exe().expect("executable path");
+    let dir = exe.parent().expect("executable directory");
+    let dir = if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("profile directory")
+    } else {
+        dir
+    };
+    dir.to_path_buf()
 }
 
 /// Path of a binary of lb-userspace, built if needed (once per process), so
@@ -36,8 +40,12 @@ pub fn bin(name: &str) -> Result<PathBuf> {
             .parent()
             .expect("workspace")
             .to_path_buf();
+        let mut args = vec!["build", "--quiet", "-p", "lb-userspace", "--bins"];
+        if target_dir().file_name().is_some_and(|n| n == "release") {
+            args.push("--release");
+        }
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "lb-userspace", "--bins"])
+            .args(&args)
             .current_dir(&ws)
             .status()
             .map_err(|e| e.to_string())?;
@@ -93,6 +101,8 @@ pub struct Lbd {
     pub log: PathBuf,
     /// Keep the pinned state when dropped (for restart tests).
     pub keep_pins: bool,
+    /// The binary to run (an "upgrade" swaps it).
+    pub binary: PathBuf,
 }
 
 impl Lbd {
@@ -129,6 +139,7 @@ impl Lbd {
             pin_path,
             socket,
             keep_pins: false,
+            binary: bin("lbd")?,
         };
         lbd.spawn(extra_args)?;
         Ok(lbd)
@@ -142,7 +153,7 @@ impl Lbd {
             .open(&self.log)?;
         let child = Command::new("nsenter")
             .arg(format!("--net=/var/run/netns/{}", self.netns))
-            .arg(bin("lbd")?)
+            .arg(&self.binary)
             .arg("--config")
             .arg(&self.config)
             .args(extra_args)

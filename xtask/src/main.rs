@@ -111,15 +111,7 @@ fn demo() -> anyhow::Result<()> {
     setup::run()?;
     util::sweep_stale_namespaces();
     util::step("building and starting the lab demo");
-    util::cargo(&[
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
-        "lb-tests",
-        "--bin",
-        "lb-demo",
-    ])
+    util::cargo(&["run", "--quiet", "-p", "lb-tests", "--bin", "lb-demo"])
 }
 
 fn bench(quick: bool) -> anyhow::Result<()> {

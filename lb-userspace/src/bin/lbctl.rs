@@ -253,6 +253,18 @@ async fn agent_state(cli: &Cli) -> Option<Value> {
         .ok()
 }
 
+/// `HH:MM:SS.mmm` (UTC) of a Unix time.
+fn clock(t: f64) -> String {
+    let ms = (t * 1000.0) as u64;
+    let (s, ms) = (ms / 1000, ms % 1000);
+    format!(
+        "{:02}:{:02}:{:02}.{ms:03}",
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }
@@ -374,7 +386,7 @@ async fn run(cli: &Cli) -> Result<(), Fail> {
                         a.iter()
                             .map(|e| {
                                 vec![
-                                    format!("{:.3}", e["time"].as_f64().unwrap_or(0.0)),
+                                    clock(e["time"].as_f64().unwrap_or(0.0)),
                                     e["kind"].as_str().unwrap_or("").into(),
                                     e["vip"].as_str().unwrap_or("-").into(),
                                     e["backend"].as_str().unwrap_or("-").into(),
@@ -384,7 +396,7 @@ async fn run(cli: &Cli) -> Result<(), Fail> {
                             .collect()
                     })
                     .unwrap_or_default();
-                table(&["TIME", "EVENT", "VIP", "BACKEND", "REASON"], &rows);
+                table(&["TIME (UTC)", "EVENT", "VIP", "BACKEND", "REASON"], &rows);
             }
             Ok(())
         }

@@ -39,6 +39,12 @@ struct RunArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum DecapMode {
+    Driver,
+    Generic,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -48,6 +54,33 @@ enum LogFormat {
 enum Command {
     /// Run the agent (the default).
     Run,
+    /// On a backend: attach the decap program, which strips lb's tunnels
+    /// (IPIP, IPv6-in-IPv6, IPv4-in-IPv6, GUE) from packets to ADDRESS, so
+    /// the backend needs no tunnel drivers. The program stays attached
+    /// (pinned) after this command exits.
+    Decap {
+        /// Interface the tunnels arrive on.
+        #[arg(long)]
+        iface: String,
+        /// This host's address(es) the tunnels are sent to.
+        #[arg(long = "address", required_unless_present_any = ["any_destination", "detach"])]
+        addresses: Vec<std::net::IpAddr>,
+        /// Accept tunnels to any destination address.
+        #[arg(long)]
+        any_destination: bool,
+        /// GUE port (0 disables GUE).
+        #[arg(long, default_value_t = lb_common::limits::DEFAULT_GUE_PORT)]
+        gue_port: u16,
+        /// XDP mode.
+        #[arg(long, value_enum, default_value_t = DecapMode::Driver)]
+        mode: DecapMode,
+        /// bpffs directory for the pinned link.
+        #[arg(long, default_value = "/sys/fs/bpf/lb-decap")]
+        pin_path: PathBuf,
+        /// Remove the decap program from the interface instead.
+        #[arg(long)]
+        detach: bool,
+    },
     /// Validate the configuration and print the plan; loads nothing.
     Check {
         /// Print the validated configuration as JSON.
@@ -61,6 +94,23 @@ fn main() -> ExitCode {
     init_logging(cli.run.log_format);
     match cli.command.unwrap_or(Command::Run) {
         Command::Check { json } => check(&cli.run.config, json),
+        Command::Decap {
+            iface,
+            addresses,
+            any_destination,
+            gue_port,
+            mode,
+            pin_path,
+            detach,
+        } => decap(
+            &iface,
+            &addresses,
+            any_destination,
+            gue_port,
+            mode,
+            &pin_path,
+            detach,
+        ),
         Command::Run => run(cli.run),
     }
 }
@@ -68,8 +118,11 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // Colours only for a terminal: journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -93,6 +146,67 @@ fn check(path: &std::path::Path, json: bool) -> ExitCode {
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn decap(
+    iface: &str,
+    addresses: &[std::net::IpAddr],
+    any_destination: bool,
+    gue_port: u16,
+    mode: DecapMode,
+    pin_path: &std::path::Path,
+    detach: bool,
+) -> ExitCode {
+    let link = pin_path.join(iface);
+    if detach {
+        return match std::fs::remove_file(&link) {
+            Ok(()) => {
+                println!("decap detached from {iface}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: {}: {e} (was decap attached to {iface} with this --pin-path?)",
+                    link.display()
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if !agent::is_root() {
+        eprintln!("error: lbd decap must run as root (it loads an XDP program)");
+        return ExitCode::FAILURE;
+    }
+    let result = (|| -> Result<(), lb::dataplane::DataplaneError> {
+        let mut d = lb::decap::Decap::load()?;
+        let flags = if any_destination {
+            lb_common::maps::DECAP_F_ANY_DST
+        } else {
+            0
+        };
+        d.configure(gue_port, flags)?;
+        for a in addresses {
+            d.add_local_address(*a)?;
+        }
+        let mode = match mode {
+            DecapMode::Driver => aya::programs::XdpMode::Driver,
+            DecapMode::Generic => aya::programs::XdpMode::Skb,
+        };
+        d.attach_pinned(iface, mode, &link)
+    })();
+    match result {
+        Ok(()) => {
+            println!(
+                "decap attached to {iface} for {addresses:?} (GUE port {gue_port}); pinned at {}",
+                link.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {:#}", anyhow::Error::from(e));
+            ExitCode::FAILURE
         }
     }
 }
