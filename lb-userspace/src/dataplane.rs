@@ -119,7 +119,7 @@ fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
 }
 
 /// Every map of the balancer object that is sized at load time.
-fn map_sizes(l: &Limits) -> [(&'static str, u32); 9] {
+fn map_sizes(l: &Limits) -> [(&'static str, u32); 10] {
     [
         ("VIPS", l.max_vips * VIP_KEYS_PER_VIP),
         ("RING_SELECT", l.max_vips),
@@ -146,6 +146,7 @@ fn map_sizes(l: &Limits) -> [(&'static str, u32); 9] {
             },
         ),
         ("FIB_SCRATCH", 1),
+        ("NEXTHOPS", l.max_backends),
     ]
 }
 

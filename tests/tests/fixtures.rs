@@ -1117,9 +1117,11 @@ fn balancer_steps() -> Vec<Step> {
         ))
     }));
     s.push(step(move |w| {
-        // An idle timeout of 1 ns makes the entry stale without sleeping.
+        // An idle timeout of 1 ns makes the entry stale; the data path's
+        // clock is the coarse (tick) clock, so let one tick pass.
         w.cfg.udp_idle_ns = 1;
         w.push_config()?;
+        std::thread::sleep(std::time::Duration::from_millis(30));
         let flow = w.flow("c4", c4.into(), 46000, None);
         let f = udp4_frame(c4, w.vip("c4").addr, 46000, 53);
         let mut row = forward_row(

@@ -3,7 +3,7 @@
 //! selectable at load time for comparison (docs/ARCHITECTURE.md explains the
 //! choice and BENCHMARKS.md has the measurement).
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
 use lb_common::{
     Reason,
     maps::{ConnEntry, FlowKey, LbConfig, PROTO_UDP},
@@ -21,10 +21,12 @@ fn per_cpu() -> bool {
     CONNTRACK_PER_CPU.load() != 0
 }
 
+/// Monotonic time at tick resolution (a few ms): all the timeouts here are
+/// 100 ms or more, and the coarse clock is a plain memory read.
 #[inline(always)]
 pub fn now_ns() -> u64 {
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    unsafe { bpf_ktime_get_ns() }
+    // SAFETY: bpf_ktime_get_coarse_ns has no preconditions.
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 /// The entry for `flow`, if one is present and still valid.

@@ -46,7 +46,15 @@ fn try_deliver(
     let (our_mac, _) = l2::macs(ctx)?;
 
     if b.fwd_mode == FWD_L2_DSR {
-        let hop = nexthop::resolve(ctx, ingress, b.family, b.addr, our_mac, backend_mac(b))?;
+        let hop = nexthop::resolve(
+            ctx,
+            ingress,
+            choice.backend_id,
+            b.family,
+            b.addr,
+            our_mac,
+            backend_mac(b),
+        )?;
         write(ctx, 0, hop.dmac).ok_or(Reason::DropMalformedL2)?;
         write(ctx, 6, hop.smac).ok_or(Reason::DropMalformedL2)?;
         let (action, reason) = nexthop::transmit(ingress, &hop)?;
@@ -56,7 +64,15 @@ fn try_deliver(
 
     let outer = encap::plan(b, cfg, choice.hash);
     let fallback = backend_mac(b).or(nexthop::gateway(cfg));
-    let hop = nexthop::resolve(ctx, ingress, outer.family, outer.dst, our_mac, fallback)?;
+    let hop = nexthop::resolve(
+        ctx,
+        ingress,
+        choice.backend_id,
+        outer.family,
+        outer.dst,
+        our_mac,
+        fallback,
+    )?;
     if ip.len as u32 + outer.overhead as u32 > cfg.mtu as u32 {
         if ip.family == FAMILY_V4 && !ip.dont_fragment {
             count(Reason::TooBigNoDf);

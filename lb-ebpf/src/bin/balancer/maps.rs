@@ -90,6 +90,11 @@ pub static BACKEND_STATS: PerCpuArray<TrafficStats> =
 #[map]
 pub static FIB_SCRATCH: PerCpuArray<FibParams> = PerCpuArray::with_max_entries(1, 0);
 
+/// Per-CPU cache of each backend's next hop (index = backend id).
+#[map]
+pub static NEXTHOPS: PerCpuArray<crate::nexthop::CachedHop> =
+    PerCpuArray::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+
 /// 1 while this CPU runs an `lbctl explain` probe (nothing is recorded).
 #[map]
 pub static DRY_RUN: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);

@@ -14,7 +14,7 @@ use lb_common::{
 };
 
 use crate::{
-    maps::{FIB_SCRATCH, TX_PORTS},
+    maps::{FIB_SCRATCH, NEXTHOPS, TX_PORTS},
     stats::count,
 };
 
@@ -28,19 +28,52 @@ pub struct NextHop {
     pub ifindex: u32,
 }
 
+/// How long a FIB answer is reused for a backend. `bpf_fib_lookup` is the
+/// costliest step of the hot path; a route or neighbour change reaches the
+/// data path within this.
+const NEXTHOP_CACHE_NS: u64 = 1_000_000_000;
+
+/// A backend's last FIB answer (per CPU, index = backend id).
+#[repr(C)]
+pub struct CachedHop {
+    pub dst: [u32; 4],
+    pub ingress: u32,
+    pub ifindex: u32,
+    pub expires_ns: u64,
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+    pub _pad: u32,
+}
+
 /// Resolves the next hop towards `dst` (network order). `fallback` is the
 /// MAC to use when the kernel has no route or neighbour entry: the
 /// backend's configured MAC, else the configured gateway (not for L2 DSR,
 /// where a gateway would route the VIP-addressed packet back to us).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub fn resolve(
     ctx: &XdpContext,
     ingress: u32,
+    backend_id: u32,
     family: u8,
     dst: [u32; 4],
     our_mac: [u8; 6],
     fallback: Option<[u8; 6]>,
 ) -> Result<NextHop, Reason> {
+    let now = crate::conntrack::now_ns();
+    let cached = NEXTHOPS.get_ptr_mut(backend_id);
+    if let Some(c) = cached {
+        // SAFETY: per-CPU slot of this program run.
+        let c = unsafe { &*c };
+        if c.expires_ns > now && c.ingress == ingress && c.dst == dst {
+            count(Reason::FibOk);
+            return Ok(NextHop {
+                dmac: c.dmac,
+                smac: c.smac,
+                ifindex: c.ifindex,
+            });
+        }
+    }
     let p = FIB_SCRATCH.get_ptr_mut(0).ok_or(Reason::DropNoNextHop)?;
     // Clear the request word by word: volatile stores keep LLVM from turning
     // this into a memset call, which BPF cannot make.
@@ -65,6 +98,19 @@ pub fn resolve(
     let rc = unsafe { bpf_fib_lookup(ctx.ctx.cast(), p, size_of::<FibParams>() as i32, 0) };
     if rc == BPF_FIB_LKUP_RET_SUCCESS {
         count(Reason::FibOk);
+        if let Some(c) = cached {
+            // SAFETY: per-CPU slot of this program run.
+            let c = unsafe { &mut *c };
+            // Through locals: a direct map-to-map copy becomes a memmove
+            // call (the compiler cannot rule out overlap).
+            let (dmac, smac, ifindex) = (p.dmac, p.smac, p.ifindex);
+            c.dst = dst;
+            c.ingress = ingress;
+            c.ifindex = ifindex;
+            c.dmac = dmac;
+            c.smac = smac;
+            c.expires_ns = now + NEXTHOP_CACHE_NS;
+        }
         return Ok(NextHop {
             dmac: p.dmac,
             smac: p.smac,
