@@ -105,6 +105,15 @@ impl IdPool {
     }
 }
 
+/// A fresh backend id; when none is free, one of the ids leaving in the same
+/// change (its old flows may then briefly reach the new backend).
+/// `sources::check_merged` has already bounded the total by the map size.
+fn alloc_backend_id(pool: &mut IdPool, retiring: &mut Vec<u32>) -> Result<u32, ApplyError> {
+    pool.alloc()
+        .or_else(|| retiring.pop())
+        .ok_or_else(|| ApplyError::Rejected("no free backend id (limits.max_backends)".into()))
+}
+
 /// Counters of the balancer's own work (for metrics).
 #[derive(Clone, Copy, Debug, Default, Serialize, serde::Deserialize)]
 pub struct WorkStats {
@@ -274,6 +283,9 @@ impl<T: Tables> Balancer<T> {
                 let _ = meta;
             }
         }
+        // Backends no longer configured: cleared once the new tables no
+        // longer point at them, as in `apply`.
+        let mut retiring: Vec<u32> = vec![];
         for ((vip_id, addr), id) in &old_backends {
             let keep = adopted.iter().any(|(ident, vid)| {
                 vid == vip_id
@@ -282,8 +294,8 @@ impl<T: Tables> Balancer<T> {
                     })
             });
             if !keep {
-                b.tables.set_backend(*id, &Backend::default())?;
-                b.written_backends.remove(id);
+                b.backend_ids.take(*id);
+                retiring.push(*id);
             }
         }
         // Runtime state per configured VIP.
@@ -314,9 +326,7 @@ impl<T: Tables> Balancer<T> {
             for be in &v.backends {
                 let bid = match old_backends.get(&(id, be.address)) {
                     Some(bid) if adopted.iter().any(|(_, vid)| *vid == id) => *bid,
-                    _ => b.backend_ids.alloc().ok_or_else(|| {
-                        ApplyError::Rejected("no free backend id (limits.max_backends)".into())
-                    })?,
+                    _ => alloc_backend_id(&mut b.backend_ids, &mut retiring)?,
                 };
                 rt.backend_ids.insert(be.address, bid);
                 rt.health.insert(
@@ -330,7 +340,11 @@ impl<T: Tables> Balancer<T> {
             b.vips.insert(ident, rt);
         }
         b.tables.set_config(&lb_config(&config))?;
-        b.reconcile(now)?;
+        let result = b.reconcile(now);
+        for id in retiring {
+            b.release_backend(id)?;
+        }
+        result?;
         Ok(b)
     }
 
@@ -382,11 +396,13 @@ impl<T: Tables> Balancer<T> {
                 "VIP removed",
             );
         }
+        // Backends leaving a VIP keep their slots until the new table no
+        // longer points at them; only then are the slots cleared (their flows
+        // re-steer on the next packet) and the ids freed.
+        let mut retiring: Vec<u32> = vec![];
         for (ident, v) in &wanted {
             match self.vips.get_mut(ident) {
                 Some(rt) => {
-                    // Backends that left this VIP free their slots; their
-                    // flows are re-steered on their next packet.
                     let keep: BTreeSet<IpAddr> = v.backends.iter().map(|b| b.address).collect();
                     let leaving: Vec<(IpAddr, u32)> = rt
                         .backend_ids
@@ -399,19 +415,13 @@ impl<T: Tables> Balancer<T> {
                         rt.health.remove(&addr);
                         rt.drain_started.remove(&addr);
                         rt.released.remove(&addr);
-                        self.written_backends.remove(&id);
-                        self.tables.set_backend(id, &Backend::default())?;
-                        self.backend_ids.release(id);
+                        retiring.push(id);
                     }
                     for be in &v.backends {
                         if let std::collections::btree_map::Entry::Vacant(slot) =
                             rt.backend_ids.entry(be.address)
                         {
-                            let id = self.backend_ids.alloc().ok_or_else(|| {
-                                ApplyError::Rejected(
-                                    "no free backend id (limits.max_backends)".into(),
-                                )
-                            })?;
+                            let id = alloc_backend_id(&mut self.backend_ids, &mut retiring)?;
                             slot.insert(id);
                             rt.health.insert(
                                 be.address,
@@ -445,9 +455,7 @@ impl<T: Tables> Balancer<T> {
                         written_meta: None,
                     };
                     for be in &v.backends {
-                        let bid = self.backend_ids.alloc().ok_or_else(|| {
-                            ApplyError::Rejected("no free backend id (limits.max_backends)".into())
-                        })?;
+                        let bid = alloc_backend_id(&mut self.backend_ids, &mut retiring)?;
                         rt.backend_ids.insert(be.address, bid);
                         rt.health.insert(
                             be.address,
@@ -467,7 +475,11 @@ impl<T: Tables> Balancer<T> {
             self.tables.set_config(&lb_config(&config))?;
         }
         self.config = config;
-        self.reconcile(now)
+        let result = self.reconcile(now);
+        for id in retiring {
+            self.release_backend(id)?;
+        }
+        result
     }
 
     fn release_backend(&mut self, id: u32) -> Result<(), ApplyError> {

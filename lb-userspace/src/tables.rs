@@ -56,6 +56,11 @@ pub struct MemoryTables {
     /// Slots written so far (to check that only changes are written).
     pub slot_writes: usize,
     pub flips: usize,
+    /// When set, every write checks what a packet arriving right then
+    /// would see, and counts live-table slots of published VIPs that point
+    /// at a slot that is not a valid backend of that VIP.
+    pub audit: bool,
+    pub dangling_seen: usize,
 }
 
 impl MemoryTables {
@@ -70,6 +75,34 @@ impl MemoryTables {
             rings: vec![0; limits.ring_entries() as usize],
             slot_writes: 0,
             flips: 0,
+            audit: false,
+            dangling_seen: 0,
+        }
+    }
+
+    /// Live-table slots of published VIPs that a packet could not use.
+    pub fn dangling_slots(&self) -> usize {
+        self.vips
+            .values()
+            .filter(|m| m.flags & lb_common::maps::VIP_F_ADDR_MARKER == 0)
+            .map(|m| {
+                self.live_ring(m.id)
+                    .iter()
+                    .filter(|&&id| {
+                        id != NO_BACKEND
+                            && self
+                                .backends
+                                .get(id as usize)
+                                .is_none_or(|b| b.flags & BACKEND_F_VALID == 0 || b.vip_id != m.id)
+                    })
+                    .count()
+            })
+            .sum()
+    }
+
+    fn after_write(&mut self) {
+        if self.audit {
+            self.dangling_seen += self.dangling_slots();
         }
     }
 
@@ -106,6 +139,7 @@ impl Tables for MemoryTables {
             });
         }
         self.vips.insert(*key, *meta);
+        self.after_write();
         Ok(())
     }
     fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
@@ -121,6 +155,7 @@ impl Tables for MemoryTables {
             .backends
             .get_mut(id as usize)
             .ok_or(DataplaneError::BackendIdOutOfRange { id, max })? = *backend;
+        self.after_write();
         Ok(())
     }
     fn backends(&self) -> Result<Vec<(u32, Backend)>, DataplaneError> {
@@ -155,6 +190,7 @@ impl Tables for MemoryTables {
     fn flip(&mut self, vip_id: u32, half: u32) -> Result<(), DataplaneError> {
         self.ring_select[vip_id as usize] = half & 1;
         self.flips += 1;
+        self.after_write();
         Ok(())
     }
 }

@@ -186,6 +186,13 @@ impl World {
         Ok(())
     }
 
+    fn set_backend_vip(&mut self, id: u32, vip_id: u32) -> Result<()> {
+        let mut b = self.dp.backend(id)?;
+        b.vip_id = vip_id;
+        self.dp.set_backend(id, &b)?;
+        Ok(())
+    }
+
     /// The frame the balancer must emit for `input` sent to `backend`.
     fn encapsulated(&self, backend: u32, input: &[u8], hash: u32) -> Vec<u8> {
         let b = &self.backends[backend as usize];
@@ -485,25 +492,6 @@ fn build_world(ns: &Netns) -> Result<World> {
         on_link("n1", "10.0.0.101", FWD_IPIP),
         on_link("n2", "10.0.0.102", FWD_IPIP),
     ];
-    for (id, b) in w.backends.iter().enumerate() {
-        let (addr, fam) = addr_words(b.addr);
-        let mut flags = BACKEND_F_VALID;
-        if b.configured_mac.is_some() {
-            flags |= BACKEND_F_HAS_MAC;
-        }
-        let backend = Backend {
-            addr,
-            family: fam,
-            fwd_mode: b.fwd,
-            flags,
-            _pad0: 0,
-            gue_port: 0,
-            mac: b.configured_mac.unwrap_or_default(),
-            vip_id: 0,
-        };
-        w.dp.set_backend(id as u32, &backend)?;
-    }
-
     let specs: &[VipSpec] = &[
         (
             "a4",
@@ -618,6 +606,31 @@ fn build_world(ns: &Netns) -> Result<World> {
             &["n1", "n2"],
         ),
     ];
+
+    for (id, b) in w.backends.iter().enumerate() {
+        let (addr, fam) = addr_words(b.addr);
+        let mut flags = BACKEND_F_VALID;
+        if b.configured_mac.is_some() {
+            flags |= BACKEND_F_HAS_MAC;
+        }
+        let backend = Backend {
+            addr,
+            family: fam,
+            fwd_mode: b.fwd,
+            flags,
+            _pad0: 0,
+            gue_port: 0,
+            mac: b.configured_mac.unwrap_or_default(),
+            // The VIP that lists it (each fixture backend serves one VIP,
+            // as each agent-allocated id does).
+            vip_id: specs
+                .iter()
+                .position(|s| s.6.contains(&b.name))
+                .unwrap_or(0) as u32,
+        };
+        w.dp.set_backend(id as u32, &backend)?;
+    }
+
     for (id, (name, addr, port, proto, mode, flags, backends)) in specs.iter().enumerate() {
         let addr: IpAddr = addr.parse()?;
         let (a, fam) = addr_words(addr);
@@ -1202,6 +1215,28 @@ fn balancer_steps() -> Vec<Step> {
             Some(pinned),
         );
         w.after(move |w| w.set_backend_down(pinned, false));
+        w.restore_ring("n4");
+        Ok(row)
+    }));
+    s.push(step(move |w| {
+        // The agent freed the flow's backend id and gave it to another
+        // VIP's backend: the entry must not send the flow there.
+        let flow = w.flow("n4", c4.into(), 47001, None);
+        let pinned = w.ring_choice("n4", &flow);
+        let o = other(w, "n4", pinned);
+        w.set_ring("n4", pattern_ring(&[o]))?;
+        let n4 = w.vip("n4").id;
+        w.set_backend_vip(pinned, w.vip("a4").id)?;
+        let f = tcp4_frame(c4, w.vip("n4").addr, 47001, 80, ACK, b"");
+        let row = forward_row(
+            w,
+            "an entry whose backend id now serves another VIP re-steers",
+            "n4",
+            &flow,
+            f,
+            None,
+        );
+        w.after(move |w| w.set_backend_vip(pinned, n4));
         w.restore_ring("n4");
         Ok(row)
     }));

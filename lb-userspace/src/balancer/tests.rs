@@ -264,3 +264,49 @@ fn two_agents_with_the_same_inputs_build_identical_tables() {
     let db: Vec<_> = b.state().vips.iter().map(|v| v.digest.clone()).collect();
     assert_eq!(da, db);
 }
+
+#[test]
+fn no_packet_ever_sees_a_table_pointing_at_a_cleared_backend() {
+    let c = cfg(CFG);
+    let mut t = tables(&c);
+    t.audit = true;
+    let mut b = Balancer::new(t, c, Instant::now()).unwrap();
+    // Every backend of orders replaced at once, then the VIP removed.
+    let swapped = CFG
+        .replace("10.0.1.1", "10.0.9.1")
+        .replace("10.0.1.2", "10.0.9.2")
+        .replace("10.0.1.3", "10.0.9.3");
+    b.apply(cfg(&swapped), Instant::now()).unwrap();
+    b.apply(cfg(CFG), Instant::now()).unwrap();
+    b.apply(
+        cfg(&CFG[..CFG.find("  - name: dns").unwrap()]),
+        Instant::now(),
+    )
+    .unwrap();
+    assert_eq!(b.tables().dangling_seen, 0);
+    assert_eq!(b.tables().dangling_slots(), 0);
+    // An agent restarting with the backends swapped.
+    let kernel = b.tables().clone();
+    let restarted = Balancer::new(kernel, cfg(&swapped), Instant::now()).unwrap();
+    assert_eq!(restarted.tables().dangling_seen, 0);
+    assert_eq!(restarted.tables().dangling_slots(), 0);
+}
+
+#[test]
+fn a_full_swap_at_the_backend_limit_reuses_the_leaving_ids() {
+    let text = CFG.replace("max_backends: 64", "max_backends: 4");
+    let c = cfg(&text);
+    let mut b = Balancer::new(tables(&c), c, Instant::now()).unwrap();
+    let swapped = text
+        .replace("10.0.1.1", "10.0.9.1")
+        .replace("10.0.1.2", "10.0.9.2")
+        .replace("10.0.1.3", "10.0.9.3");
+    b.apply(cfg(&swapped), Instant::now()).unwrap();
+    let ids: BTreeSet<u32> = ["10.0.9.1", "10.0.9.2", "10.0.9.3"]
+        .iter()
+        .map(|a| b.backend_id(&orders(), a.parse().unwrap()).unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(b.tables().backends().unwrap().len(), 4, "3 new + dns");
+    assert_eq!(b.tables().dangling_slots(), 0);
+}

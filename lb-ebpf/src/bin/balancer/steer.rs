@@ -131,7 +131,8 @@ fn try_choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u32) -> Result
             {
                 count(Reason::ConntrackBackendDown);
             }
-            Some(b) => {
+            // A freed id may since belong to another VIP's backend.
+            Some(b) if b.vip_id == vip.id => {
                 count(Reason::ConntrackHit);
                 explain(vip, id, hash, EXPLAIN_PATH_TABLE);
                 return Ok(Choice {
@@ -141,9 +142,9 @@ fn try_choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u32) -> Result
                     hash,
                 });
             }
-            // The slot was freed under the flow (backend removed): steer
-            // again.
-            None => {}
+            // The slot was freed under the flow (backend removed) or reused:
+            // steer again.
+            _ => {}
         }
     }
     count(Reason::ConntrackMiss);
