@@ -40,6 +40,10 @@ fn lab() -> Result<(Netns, Netns)> {
     let lb = Netns::new("ctl-lb")?;
     let peer = Netns::new("ctl-peer")?;
     lb_tests::netns::veth(&lb, "lb0", &peer, "peer0")?;
+    // The peer would otherwise send IPv6 router solicitations and MLD
+    // reports now and then, which lb0's program counts: the test compares
+    // counters and must be the only one moving them.
+    peer.exec("sysctl", &["-qw", "net.ipv6.conf.peer0.disable_ipv6=1"])?;
     lb.ip(&["addr", "add", "10.0.0.1/24", "dev", "lb0"])?;
     for n in [11, 12, 13, 21] {
         lb.ip(&[
