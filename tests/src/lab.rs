@@ -381,15 +381,7 @@ fn bin_lab_server() -> Result<PathBuf> {
         return Ok(p);
     }
     // Built with the tests crate's binaries.
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let ws = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf();
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "lb-tests", "--bin", "lab-server"])
-        .current_dir(ws)
-        .status()?;
+    let status = crate::procs::cargo_build(&["-p", "lb-tests", "--bin", "lab-server"]).status()?;
     anyhow::ensure!(status.success() && p.exists(), "building lab-server failed");
     Ok(p)
 }

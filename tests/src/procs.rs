@@ -30,23 +30,46 @@ pub fn target_dir() -> PathBuf {
     dir.to_path_buf()
 }
 
+/// `cargo build --quiet <args>` in the workspace, in this executable's
+/// profile. `cargo test`/`cargo run` describe the running package in the
+/// environment and build scripts (ring's) fingerprint some of those
+/// variables, so they are not passed on: otherwise each nested build would
+/// rebuild what the outer one built, and back again.
+pub fn cargo_build(args: &[&str]) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet"]).args(args).current_dir(ws);
+    if target_dir().file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k == "OUT_DIR"
+            || [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
 /// Path of a binary of lb-userspace, built if needed (once per process), so
 /// `cargo test` alone works as well as `cargo xtask test`.
 pub fn bin(name: &str) -> Result<PathBuf> {
     static BUILT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace")
-            .to_path_buf();
-        let mut args = vec!["build", "--quiet", "-p", "lb-userspace", "--bins"];
-        if target_dir().file_name().is_some_and(|n| n == "release") {
-            args.push("--release");
-        }
-        let status = Command::new(cargo)
-            .args(&args)
-            .current_dir(&ws)
+        let status = cargo_build(&["-p", "lb-userspace", "--bins"])
             .status()
             .map_err(|e| e.to_string())?;
         if status.success() {
@@ -186,6 +209,11 @@ impl Lbd {
             "lbd did not answer within {timeout:?}:\n{}",
             self.log_text()
         )
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        // The child is nsenter, which execs lbd in place: same pid.
+        self.child.as_ref().map(|c| c.id())
     }
 
     pub fn log_text(&self) -> String {
