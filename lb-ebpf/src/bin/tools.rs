@@ -1,10 +1,19 @@
 //! Small helper programs: a pass-through for veth peers (so XDP_TX frames are
-//! received, see docs/TESTING.md) and an XDP_TX reflector used as the cost
-//! floor in benchmarks.
+//! received, see docs/TESTING.md), an XDP_TX reflector used as the cost
+//! floor in benchmarks, a drop sink, and a traffic generator for
+//! BPF_PROG_TEST_RUN's live-frames mode (as xdp-trafficgen does).
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::helpers::generated::bpf_xdp_store_bytes;
+use aya_ebpf::{
+    Global,
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::{Array, PerCpuArray},
+    programs::XdpContext,
+};
+use lb_ebpf::packet::{len, write};
 
 /// Passes every frame. Attached to veth peers of XDP_TX-ing interfaces:
 /// veth only delivers XDP_TX/redirected frames to a peer running XDP.
@@ -16,6 +25,61 @@ pub fn xdp_pass(_ctx: XdpContext) -> u32 {
 /// Sends every frame back out unchanged: the floor any XDP forwarder pays.
 #[xdp]
 pub fn xdp_tx(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_TX
+}
+
+/// Drops every frame: the sink of a throughput benchmark.
+#[xdp]
+pub fn xdp_drop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
+}
+
+/// Number of distinct flows the generator cycles through (TCP source
+/// ports 1024..1024+N of an IPv4 frame without options); 0 or 1 sends the
+/// template unchanged.
+#[unsafe(no_mangle)]
+static GEN_FLOWS: Global<u32> = Global::new(0);
+
+/// Per-CPU position in the flow cycle.
+#[map]
+static GEN_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// Bytes of the generator's frame template.
+pub const GEN_TEMPLATE_LEN: usize = 128;
+
+/// The frame to send (its first `GEN_TEMPLATE_LEN` bytes). Live-frames mode
+/// recycles pages and resets only the frame's bounds, not its bytes, and
+/// the balancer rewrites the frames it forwards (an encapsulation header
+/// lands where the Ethernet header was): each run writes the template
+/// again, so every frame sent is the one being measured.
+#[map]
+static GEN_TEMPLATE: Array<[u8; GEN_TEMPLATE_LEN]> = Array::with_max_entries(1, 0);
+
+/// Transmits its frame out of the interface it runs on (live frames mode
+/// turns XDP_TX into a transmit), rotating the source port.
+#[xdp]
+pub fn xdp_gen(ctx: XdpContext) -> u32 {
+    let frame_len = len(&ctx);
+    if let Some(t) = GEN_TEMPLATE.get_ptr_mut(0)
+        && (1..=GEN_TEMPLATE_LEN).contains(&frame_len)
+    {
+        // SAFETY: the helper bounds-checks against the frame at run time;
+        // `t` is a map value of GEN_TEMPLATE_LEN bytes and
+        // frame_len <= GEN_TEMPLATE_LEN.
+        unsafe { bpf_xdp_store_bytes(ctx.ctx, 0, t.cast(), frame_len as u32) };
+    }
+    let flows = GEN_FLOWS.load();
+    if flows > 1
+        && let Some(seq) = GEN_SEQ.get_ptr_mut(0)
+    {
+        // SAFETY: per-CPU slot of this program run.
+        let n = unsafe {
+            *seq = (*seq + 1) % flows;
+            *seq
+        };
+        // Ethernet (14) + IPv4 (20): the TCP source port.
+        let _ = write(&ctx, 34, ((1024 + n) as u16).to_be_bytes());
+    }
     xdp_action::XDP_TX
 }
 

@@ -198,6 +198,7 @@ pub fn provision(per_cpu_conntrack: bool) -> Result<Dataplane> {
                 family,
                 fwd_mode: vip.fwd,
                 flags: BACKEND_F_VALID,
+                vip_id,
                 ..Backend::default()
             };
             dp.set_backend(next_backend, &b)?;
@@ -231,6 +232,12 @@ pub fn client(i: u32) -> Ipv4Addr {
     Ipv4Addr::from(0xc633_0000 | (i & 0xffff))
 }
 
+/// Source port of flow `i`: with [`client`], distinct for over a billion
+/// flows, so "new flow" cases never repeat a 5-tuple.
+pub fn client_port(i: u32) -> u16 {
+    40000 + (i >> 16) as u16 % 25000
+}
+
 pub fn client6(i: u32) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16)
 }
@@ -243,7 +250,7 @@ pub fn tcp4_frames(vip: &BenchVip, flags: packet::Flags, n: u32) -> Vec<Vec<u8>>
     (0..n)
         .map(|i| {
             let src = client(i);
-            let seg = tcp(src.into(), dst.into(), 40000, vip.port, flags, b"");
+            let seg = tcp(src.into(), dst.into(), client_port(i), vip.port, flags, b"");
             ethernet(
                 LB_MAC,
                 CLIENT_MAC,
@@ -262,7 +269,7 @@ pub fn tcp6_frames(vip: &BenchVip, flags: packet::Flags, n: u32) -> Vec<Vec<u8>>
     (0..n)
         .map(|i| {
             let src = client6(i);
-            let seg = tcp(src.into(), dst.into(), 40000, vip.port, flags, b"");
+            let seg = tcp(src.into(), dst.into(), client_port(i), vip.port, flags, b"");
             ethernet(
                 LB_MAC,
                 CLIENT_MAC,
@@ -281,7 +288,13 @@ pub fn udp4_frames(vip: &BenchVip, n: u32) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
             let src = client(i);
-            let d = udp(src.into(), dst.into(), 40000, vip.port, b"0123456789abcdef");
+            let d = udp(
+                src.into(),
+                dst.into(),
+                client_port(i),
+                vip.port,
+                b"0123456789abcdef",
+            );
             ethernet(
                 LB_MAC,
                 CLIENT_MAC,
@@ -304,4 +317,34 @@ pub fn non_vip_frames() -> Vec<Vec<u8>> {
         ETH_P_IP,
         &V4::new(client(1), dst, 6).packet(&seg),
     )]
+}
+
+pub mod maglev;
+pub mod memory;
+pub mod reaction;
+pub mod svg;
+pub mod throughput;
+
+/// Writes each case's frames as raw files (`<case>.bin`: the first frame,
+/// `<case>.frames`: all of them, each prefixed by its u16 length) and one
+/// pcap with the first frame of every case, so any other load balancer can
+/// be timed on exactly the same input.
+pub fn write_frames(dir: &std::path::Path, cases: &[(&str, &[Vec<u8>])]) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut firsts = vec![];
+    for (name, frames) in cases {
+        let Some(first) = frames.first() else {
+            continue;
+        };
+        std::fs::write(dir.join(format!("{name}.bin")), first)?;
+        let mut all = Vec::new();
+        for f in frames.iter().take(65536) {
+            all.extend_from_slice(&(f.len() as u16).to_le_bytes());
+            all.extend_from_slice(f);
+        }
+        std::fs::write(dir.join(format!("{name}.frames")), all)?;
+        firsts.push(first.as_slice());
+    }
+    crate::pcap::write(&dir.join("cases.pcap"), &firsts)?;
+    Ok(())
 }

@@ -1,129 +1,408 @@
-//! `cargo xtask bench`: the benchmarks behind BENCHMARKS.md. Prints one
-//! table and writes `target/bench/results.json`.
+//! `cargo xtask bench [--quick]`: the benchmarks behind BENCHMARKS.md.
+//! Prints one table, writes `target/bench/results.json`, the test frames
+//! (`target/bench/frames/`) and SVG plots (`target/bench/*.svg`).
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Instant};
 
 use anyhow::{Context as _, Result};
 use aya::{EbpfLoader, programs::Xdp};
 use lb_tests::{
-    bench::{self, Cost},
+    bench::{self, maglev, memory, reaction, svg, throughput},
     fixture::{XDP_PASS, XDP_TX},
+    lab::Lab,
     netns::require_root,
     packet::{ACK, SYN},
+    procs::Etcd,
 };
+use serde_json::{Value, json};
 
 struct Row {
     section: &'static str,
-    name: String,
-    cost: Cost,
+    case: String,
+    value: String,
 }
 
 fn main() -> Result<()> {
     require_root()?;
     let quick = std::env::args().any(|a| a == "--quick");
-    let runs = if quick { 5_000 } else { 50_000 };
-    let mut rows = vec![];
-    per_packet(runs, &mut rows)?;
-
-    println!(
-        "{:<14} {:<58} {:>9} {:>9} {:>8}",
-        "section", "case", "median", "p90", "runs"
-    );
-    for r in &rows {
-        println!(
-            "{:<14} {:<58} {:>6} ns {:>6} ns {:>8}",
-            r.section, r.name, r.cost.median_ns, r.cost.p90_ns, r.cost.runs
-        );
-    }
+    let only: Vec<String> = std::env::args()
+        .skip_while(|a| a != "--only")
+        .skip(1)
+        .take(1)
+        .collect();
+    let want = |s: &str| only.is_empty() || only[0].split(',').any(|o| o == s);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;
-    let per_packet: Vec<_> = rows
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "section": r.section,
-                "case": r.name,
-                "median_ns": r.cost.median_ns,
-                "p90_ns": r.cost.p90_ns,
-                "runs": r.cost.runs,
-            })
-        })
-        .collect();
-    let json = serde_json::to_string_pretty(&serde_json::json!({ "per_packet": per_packet }))?;
+    let started = Instant::now();
+    let mut rows: Vec<Row> = vec![];
+    let mut results = serde_json::Map::new();
+    results.insert("quick".into(), json!(quick));
+    results.insert("machine".into(), machine());
+
+    if want("per-packet") {
+        let t = Instant::now();
+        eprintln!("==> per-packet cost (BPF_PROG_TEST_RUN, single runs)");
+        let v = per_packet(if quick { 20_000 } else { 100_000 }, &dir, &mut rows)?;
+        results.insert("per_packet".into(), v);
+        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+    }
+    if want("throughput") {
+        let t = Instant::now();
+        eprintln!("==> throughput through a veth pair on one core (live frames)");
+        let figs = throughput::measure(
+            if quick { 300_000 } else { 2_000_000 },
+            65_536,
+            if quick { 3 } else { 5 },
+        )?;
+        let floor = figs[0].pps;
+        let mut v = vec![];
+        for f in &figs {
+            rows.push(Row {
+                section: "throughput",
+                case: f.name.clone(),
+                value: format!(
+                    "{:.2} Mpps ({:.0}% of floor)",
+                    f.pps / 1e6,
+                    100.0 * f.pps / floor
+                ),
+            });
+            v.push(json!({"case": f.name, "pps": f.pps, "ratio_to_floor": f.pps / floor, "sent": f.sent, "processed": f.processed}));
+        }
+        results.insert("throughput".into(), json!(v));
+        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+    }
+    if want("maglev") {
+        let t = Instant::now();
+        eprintln!("==> Maglev build time, balance, disruption");
+        let rings: &[u32] = &[65_537, 655_373];
+        let figs = maglev::measure(&[10, 100, 1000, 5000], rings);
+        for f in &figs {
+            rows.push(Row {
+                section: "maglev",
+                case: format!("N={} M={}", f.backends, f.ring_size),
+                value: format!(
+                    "build {:.1} ms, max/min {:.4}, weighted err {:.2}%, moved {:.4} / {:.4} (remove/add), ideal {:.4}",
+                    f.build_ms,
+                    f.max_over_min,
+                    f.worst_weighted_error * 100.0,
+                    f.moved_on_remove,
+                    f.moved_on_add,
+                    f.ideal
+                ),
+            });
+        }
+        std::fs::write(dir.join("maglev-disruption.svg"), svg::disruption(&figs))?;
+        results.insert("maglev".into(), serde_json::to_value(&figs)?);
+        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+    }
+    if want("reaction") {
+        let t = Instant::now();
+        eprintln!("==> reaction times on the lab");
+        let v = reactions(quick, &dir, &mut rows)?;
+        results.insert("reaction".into(), v);
+        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+    }
+    if want("memory") {
+        let t = Instant::now();
+        eprintln!("==> agent and kernel map memory");
+        let mut v = vec![];
+        for (vips, per) in [(10, 100), (100, 1000)] {
+            let f = memory::measure(vips, per)?;
+            rows.push(Row {
+                section: "memory",
+                case: format!("{vips} VIPs x {per} backends"),
+                value: format!(
+                    "agent RSS {:.1} MiB ({:.1} MiB private), maps {:.1} MiB",
+                    f.agent_rss_mib, f.agent_anon_mib, f.maps_mib
+                ),
+            });
+            v.push(serde_json::to_value(&f)?);
+        }
+        results.insert("memory".into(), json!(v));
+        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+    }
+
+    let w = rows.iter().map(|r| r.case.len()).max().unwrap_or(10);
+    println!("{:<12} {:<w$} VALUE", "SECTION", "CASE");
+    for r in &rows {
+        println!("{:<12} {:<w$} {}", r.section, r.case, r.value);
+    }
+    results.insert("elapsed_s".into(), json!(started.elapsed().as_secs_f64()));
     let path = dir.join("results.json");
-    std::fs::write(&path, json).with_context(|| format!("write {}", path.display()))?;
-    println!("results written to {}", path.display());
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&Value::Object(results))?,
+    )
+    .with_context(|| format!("write {}", path.display()))?;
+    println!(
+        "results: {} (plots and frames next to it), {:.0} s",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
-fn per_packet(runs: usize, rows: &mut Vec<Row>) -> Result<()> {
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    json!({"cpu": cpu, "cpus": cpus, "kernel": kernel})
+}
+
+fn per_packet(runs: usize, dir: &std::path::Path, rows: &mut Vec<Row>) -> Result<Value> {
+    throughput::pin_cpu0()?;
     let (ns, ingress) = bench::bench_namespace()?;
     let _inside = ns.enter()?;
     let vips = bench::bench_vips();
     let flows = runs as u32;
-
-    // The floor: a program that only returns XDP_TX, timed the same way.
+    let syn4 = bench::tcp4_frames(&vips[0], SYN, flows);
+    let ack4 = bench::tcp4_frames(&vips[0], ACK, flows);
+    let syn6 = bench::tcp6_frames(&vips[1], SYN, flows);
+    let udp = bench::udp4_frames(&vips[2], flows);
+    let gue = bench::tcp4_frames(&vips[3], SYN, flows);
+    let dsr = bench::tcp4_frames(&vips[4], SYN, flows);
+    let pass = bench::non_vip_frames();
+    bench::write_frames(
+        &dir.join("frames"),
+        &[
+            ("ipv4-syn-new-flow", &syn4),
+            ("ipv4-ack-established", &ack4),
+            ("ipv6-syn-new-flow", &syn6),
+            ("ipv4-udp", &udp),
+            ("ipv4-syn-gue", &gue),
+            ("ipv4-syn-l2dsr", &dsr),
+            ("non-vip", &pass),
+        ],
+    )?;
     let mut tools = EbpfLoader::new().load(lb::objects::TOOLS)?;
     let floor: &mut Xdp = tools.program_mut("xdp_tx").context("xdp_tx")?.try_into()?;
     floor.load()?;
-    let syn4 = bench::tcp4_frames(&vips[0], SYN, flows);
-    let c = bench::summarize(bench::time_runs(floor, ingress, &syn4, runs, XDP_TX)?);
-    rows.push(Row {
-        section: "per-packet",
-        name: "floor: trivial XDP_TX program".into(),
-        cost: c,
-    });
-
-    for per_cpu in [false, true] {
-        let table = if per_cpu {
-            "per-CPU table"
-        } else {
-            "shared table"
-        };
-        let mut dp = bench::provision(per_cpu)?;
-        let prog = dp.program_mut()?;
-        let mut case = |name: &str, frames: &[Vec<u8>], expect: u32| -> Result<()> {
-            let c = bench::summarize(bench::time_runs(prog, ingress, frames, runs, expect)?);
-            rows.push(Row {
-                section: "per-packet",
-                name: format!("{name} [{table}]"),
-                cost: c,
-            });
-            Ok(())
-        };
-        case("ipv4 tcp SYN, new flow, 100 backends (IPIP)", &syn4, XDP_TX)?;
-        // The SYNs above recorded these flows: their ACKs hit the table.
-        case(
-            "ipv4 tcp ACK, established flow (table hit)",
-            &bench::tcp4_frames(&vips[0], ACK, flows),
+    let mut shared_dp = bench::provision(false)?;
+    let mut per_cpu_dp = bench::provision(true)?;
+    let shared = &*shared_dp.program_mut()?;
+    let per_cpu = &*per_cpu_dp.program_mut()?;
+    // (name, program, frames, expected action), in an order where each
+    // "table hit" case follows the case that recorded its flows.
+    let cases: Vec<(&str, &Xdp, &[Vec<u8>], u32)> = vec![
+        ("floor: trivial XDP_TX program", &*floor, &syn4, XDP_TX),
+        (
+            "ipv4 tcp SYN, new flow, 100 backends (IPIP) [shared table]",
+            shared,
+            &syn4,
             XDP_TX,
-        )?;
-        if per_cpu {
-            continue;
-        }
-        case(
-            "ipv6 tcp SYN, new flow (IPv6-in-IPv6)",
-            &bench::tcp6_frames(&vips[1], SYN, flows),
+        ),
+        (
+            "ipv4 tcp ACK, established flow (table hit) [shared table]",
+            shared,
+            &ack4,
             XDP_TX,
-        )?;
-        let udp = bench::udp4_frames(&vips[2], flows);
-        case("ipv4 udp, first datagram of each flow", &udp, XDP_TX)?;
-        case("ipv4 udp, later datagram (table hit)", &udp, XDP_TX)?;
-        case(
-            "ipv4 tcp SYN, GUE encapsulation",
-            &bench::tcp4_frames(&vips[3], SYN, flows),
+        ),
+        (
+            "ipv6 tcp SYN, new flow (IPv6-in-IPv6) [shared table]",
+            shared,
+            &syn6,
             XDP_TX,
-        )?;
-        case(
-            "ipv4 tcp SYN, L2 DSR",
-            &bench::tcp4_frames(&vips[4], SYN, flows),
+        ),
+        (
+            "ipv4 udp, first datagram of each flow [shared table]",
+            shared,
+            &udp,
             XDP_TX,
-        )?;
-        case(
-            "non-VIP packet (XDP_PASS)",
-            &bench::non_vip_frames(),
+        ),
+        (
+            "ipv4 udp, later datagram (table hit) [shared table]",
+            shared,
+            &udp,
+            XDP_TX,
+        ),
+        (
+            "ipv4 tcp SYN, GUE encapsulation [shared table]",
+            shared,
+            &gue,
+            XDP_TX,
+        ),
+        ("ipv4 tcp SYN, L2 DSR [shared table]", shared, &dsr, XDP_TX),
+        (
+            "non-VIP packet (XDP_PASS) [shared table]",
+            shared,
+            &pass,
             XDP_PASS,
-        )?;
+        ),
+        (
+            "ipv4 tcp SYN, new flow, 100 backends (IPIP) [per-CPU table]",
+            per_cpu,
+            &syn4,
+            XDP_TX,
+        ),
+        (
+            "ipv4 tcp ACK, established flow (table hit) [per-CPU table]",
+            per_cpu,
+            &ack4,
+            XDP_TX,
+        ),
+    ];
+    // Rounds over all cases in turn, so a noisy moment of a shared machine
+    // spreads over every case instead of skewing one; each round uses
+    // flows of its own, so "new flow" stays new.
+    const ROUNDS: usize = 5;
+    let per_round = runs / ROUNDS;
+    let mut samples: Vec<Vec<u64>> = vec![vec![]; cases.len()];
+    for round in 0..ROUNDS {
+        for (i, (_, prog, frames, expect)) in cases.iter().enumerate() {
+            let slice = if frames.len() >= runs {
+                &frames[round * per_round..(round + 1) * per_round]
+            } else {
+                frames
+            };
+            samples[i].extend(bench::time_runs(prog, ingress, slice, per_round, *expect)?);
+        }
     }
-    Ok(())
+    let names: Vec<&str> = cases.into_iter().map(|c| c.0).collect();
+    // The "table hit" cases must have hit the table (else they measured
+    // another path): two such cases on the shared table, one per-CPU.
+    let hits = |dp: &lb::dataplane::Dataplane| -> Result<u64> {
+        let counters = lb::tables::Tables::reason_counters(dp)?;
+        Ok(counters
+            .iter()
+            .find(|(r, _)| *r == lb_common::Reason::ConntrackHit)
+            .map_or(0, |c| c.1))
+    };
+    let done = (per_round * ROUNDS) as u64;
+    anyhow::ensure!(
+        hits(&shared_dp)? == 2 * done,
+        "shared table: {} hits, want {}",
+        hits(&shared_dp)?,
+        2 * done
+    );
+    anyhow::ensure!(
+        hits(&per_cpu_dp)? == done,
+        "per-CPU table: {} hits, want {done}",
+        hits(&per_cpu_dp)?
+    );
+    let mut out = vec![];
+    for (name, ns) in names.iter().zip(samples) {
+        let c = bench::summarize(ns);
+        rows.push(Row {
+            section: "per-packet",
+            case: name.to_string(),
+            value: format!(
+                "median {} ns, p90 {} ns ({} runs)",
+                c.median_ns, c.p90_ns, c.runs
+            ),
+        });
+        out.push(
+            json!({"case": name, "median_ns": c.median_ns, "p90_ns": c.p90_ns, "runs": c.runs}),
+        );
+    }
+    Ok(json!(out))
+}
+
+fn reactions(quick: bool, dir: &std::path::Path, rows: &mut Vec<Row>) -> Result<Value> {
+    let mut lab = Lab::build()?;
+    let etcd = Etcd::start(&lab.lb, 23792)?;
+    let config =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lab.yaml"))?;
+    let agent = lab.start_lbd(&config, &["--etcd", &etcd.url(), "--etcd-prefix", "/bench"])?;
+    agent.wait_for(
+        "all backends healthy",
+        std::time::Duration::from_secs(15),
+        |s| {
+            s["vips"].as_array().is_some_and(|v| {
+                v.iter().all(|v| {
+                    v["backends"]
+                        .as_array()
+                        .is_some_and(|b| b.iter().all(|b| b["healthy"] == true))
+                })
+            })
+        },
+    )?;
+    let web = "10.100.0.1:80".parse()?;
+    let runs = if quick { 3 } else { 10 };
+    let mut backend_runs = vec![];
+    for _ in 0..runs {
+        backend_runs.push(reaction::failover(
+            &mut lab,
+            &agent,
+            web,
+            "web",
+            &["a2"],
+            "10.20.0.12",
+        )?);
+    }
+    let mut cloud_runs = vec![];
+    for _ in 0..runs {
+        cloud_runs.push(reaction::failover(
+            &mut lab,
+            &agent,
+            web,
+            "web",
+            &["a1", "a2"],
+            "10.20.0.11",
+        )?);
+    }
+    std::fs::write(
+        dir.join("failover-backend.svg"),
+        svg::timeline(
+            "A backend killed: who answers new connections",
+            &backend_runs[0],
+        ),
+    )?;
+    std::fs::write(
+        dir.join("failover-cloud.svg"),
+        svg::timeline(
+            "The local cloud (aws) lost: who answers new connections",
+            &cloud_runs[0],
+        ),
+    )?;
+    let changes = if quick { 10 } else { 50 };
+    let api = reaction::api_push(&lab, &agent, changes)?;
+    let etcd_l = reaction::etcd_put(&lab, &etcd, "/bench", changes)?;
+    let summarize = |name: &str, rs: &[reaction::FailoverRun], rows: &mut Vec<Row>| {
+        let detect = reaction::latencies(rs.iter().map(|r| r.detect_ms).collect());
+        let rec = reaction::latencies(rs.iter().map(|r| r.recovered_ms).collect());
+        rows.push(Row {
+            section: "reaction",
+            case: name.into(),
+            value: format!(
+                "marked down median {:.0} ms (max {:.0}); new connections clean after median {:.0} ms (max {:.0}); {} runs",
+                detect.median_ms, detect.max_ms, rec.median_ms, rec.max_ms, rs.len()
+            ),
+        });
+        json!({"detect": detect, "recovered": rec, "runs": rs})
+    };
+    let b = summarize(
+        "backend killed (health: tcp every 300 ms, fall 2)",
+        &backend_runs,
+        rows,
+    );
+    let c = summarize("local cloud lost (2 backends)", &cloud_runs, rows);
+    for (name, l) in [
+        ("API push -> on the wire", &api),
+        ("etcd put -> on the wire", &etcd_l),
+    ] {
+        rows.push(Row {
+            section: "reaction",
+            case: name.into(),
+            value: format!(
+                "median {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} changes)",
+                l.median_ms, l.p99_ms, l.max_ms, l.samples
+            ),
+        });
+    }
+    Ok(
+        json!({"backend_killed": b, "cloud_lost": c, "api_push": api, "etcd_put": etcd_l,
+              "health_check": {"type": "tcp", "interval_ms": 300, "timeout_ms": 200, "rise": 2, "fall": 2}}),
+    )
 }

@@ -1,0 +1,253 @@
+//! Throughput through a veth pair on one core: a generator program sends
+//! frames with BPF_PROG_TEST_RUN in live-frames mode (as xdp-trafficgen
+//! does; xdp-trafficgen itself does not load on this kernel) out of `gen0`;
+//! `lb0` runs the balancer (or, for the baseline, a trivial XDP_TX
+//! program) in driver mode and sends them back, where `gen0` drops them.
+//! The figure is frames the LB side processed per second, both measured in
+//! one run so the ratio holds whatever the machine's speed.
+
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use aya::{
+    EbpfLoader,
+    programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
+};
+use lb::tables::Tables as _;
+
+use super::{BenchVip, bench_vips, provision};
+use crate::{netns::Netns, packet::ACK};
+
+pub struct Throughput {
+    pub name: String,
+    pub pps: f64,
+    pub sent: u64,
+    pub processed: u64,
+}
+
+fn xdp_packets(ns: &Netns, iface: &str) -> Result<u64> {
+    let out = ns.exec("ethtool", &["-S", iface])?;
+    Ok(out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("rx_queue_") && l.contains("_xdp_packets:"))
+        .filter_map(|l| l.rsplit(':').next()?.trim().parse::<u64>().ok())
+        .sum())
+}
+
+/// One measurement: `frame` sent `repeat` times by the generator from
+/// `gen0` in `gen_ns` (the ifindex in the context is resolved in the
+/// calling thread's namespace, so the run happens inside it).
+fn run(
+    ns: &Netns,
+    gen_ns: &Netns,
+    gen_prog: &Xdp,
+    gen_ifindex: u32,
+    frame: &[u8],
+    repeat: u32,
+) -> Result<(u64, f64)> {
+    let before = xdp_packets(ns, "lb0")?;
+    let inside = gen_ns.enter()?;
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&gen_ifindex.to_ne_bytes());
+    let t0 = Instant::now();
+    gen_prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx),
+            repeat,
+            attrs: TestRunAttrs::new().xdp_live_frames(64),
+            ..TestRunOptions::new()
+        })
+        .context("live-frames BPF_PROG_TEST_RUN")?;
+    let secs = t0.elapsed().as_secs_f64();
+    drop(inside);
+    let processed = xdp_packets(ns, "lb0")? - before;
+    Ok((processed, secs))
+}
+
+/// Measures the balancer against the XDP_TX floor for a single established
+/// flow and for `flows` distinct new flows, `rounds` times each.
+pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>> {
+    crate::netns::require_root()?;
+    // One core: the generator's thread, and with it the veth NAPI work it
+    // schedules.
+    pin_cpu0()?;
+    let ns = Netns::new("thr")?;
+    let gen_ns = Netns::new("thr-gen")?;
+    crate::netns::veth(&ns, "lb0", &gen_ns, "gen0")?;
+    ns.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+    ns.ip(&["link", "set", "lb0", "address", "02:00:00:00:00:01"])?;
+    ns.ip(&["addr", "add", "10.0.0.1/16", "dev", "lb0"])?;
+    for i in 0..super::BACKENDS_PER_VIP {
+        let (v4, _) = super::backend_addrs(i);
+        let mac = format!("02:00:0a:00:{:02x}:{:02x}", i >> 8, i & 0xff);
+        ns.ip(&[
+            "neigh",
+            "replace",
+            &v4.to_string(),
+            "lladdr",
+            &mac,
+            "dev",
+            "lb0",
+            "nud",
+            "permanent",
+        ])?;
+    }
+    let gen_ifindex = gen_ns.ifindex("gen0")?;
+
+    // Generator side: the sender program and a drop sink for returning frames.
+    let (mut tools_fixed, mut tools_rotating, mut sink) = {
+        let _in = gen_ns.enter()?;
+        let fixed = EbpfLoader::new().load(lb::objects::TOOLS)?;
+        let rotating = EbpfLoader::new()
+            .override_global("GEN_FLOWS", &flows, true)
+            .load(lb::objects::TOOLS)?;
+        let mut sink = EbpfLoader::new().load(lb::objects::TOOLS)?;
+        let p: &mut Xdp = sink
+            .program_mut("xdp_drop")
+            .context("xdp_drop")?
+            .try_into()?;
+        p.load()?;
+        p.attach("gen0", XdpMode::Driver)?;
+        (fixed, rotating, sink)
+    };
+    let _ = &mut sink;
+    let vips = bench_vips();
+    let vip: &BenchVip = &vips[0];
+    let mut frame = super::tcp4_frames(vip, ACK, 1).remove(0);
+    frame[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+    let mut syn = super::tcp4_frames(vip, crate::packet::SYN, 1).remove(0);
+    syn[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+    set_template(&mut tools_fixed, &frame)?;
+    set_template(&mut tools_rotating, &syn)?;
+    let gen_fixed: &mut Xdp = tools_fixed
+        .program_mut("xdp_gen")
+        .context("xdp_gen")?
+        .try_into()?;
+    gen_fixed.load()?;
+    let gen_rotating: &mut Xdp = tools_rotating
+        .program_mut("xdp_gen")
+        .context("xdp_gen")?
+        .try_into()?;
+    gen_rotating.load()?;
+
+    let _in = ns.enter()?;
+    let mut floor_obj = EbpfLoader::new().load(lb::objects::TOOLS)?;
+    let floor: &mut Xdp = floor_obj
+        .program_mut("xdp_tx")
+        .context("xdp_tx")?
+        .try_into()?;
+    floor.load()?;
+    let mut dp = provision(false)?;
+    dp.add_tx_port(ns.ifindex("lb0")?)?;
+    drop(_in);
+
+    // Rounds of floor / established / new flows in turn, so a slow moment
+    // of a shared machine hits every case alike; each figure is the median
+    // over rounds.
+    use lb_common::Reason::{ConntrackHit, ConntrackMiss, FwdTx};
+    let names = [
+        "floor: trivial XDP_TX on lb0".to_string(),
+        "lb: one established flow (table hit), IPIP".to_string(),
+        format!("lb: SYNs of {flows} rotating flows (ring + table insert), IPIP"),
+    ];
+    let mut samples: [Vec<(f64, u64)>; 3] = Default::default();
+    for _ in 0..rounds {
+        let link = {
+            let _in = ns.enter()?;
+            floor.attach("lb0", XdpMode::Driver)?
+        };
+        let (processed, secs) = run(&ns, &gen_ns, gen_fixed, gen_ifindex, &frame, repeat)?;
+        samples[0].push((processed as f64 / secs, processed));
+        floor.detach(link)?;
+
+        let link = {
+            let _in = ns.enter()?;
+            dp.program_mut()?.attach("lb0", XdpMode::Driver)?
+        };
+        let before = dp.reason_counters()?;
+        let (processed, secs) = run(&ns, &gen_ns, gen_fixed, gen_ifindex, &frame, repeat)?;
+        let after = dp.reason_counters()?;
+        // A benchmark of another path is worthless: (nearly) every frame
+        // must have been forwarded, by the path the case names.
+        on_path(&before, &after, processed, &[FwdTx, ConntrackHit])?;
+        samples[1].push((processed as f64 / secs, processed));
+        let (processed, secs) = run(&ns, &gen_ns, gen_rotating, gen_ifindex, &syn, repeat)?;
+        on_path(
+            &after,
+            &dp.reason_counters()?,
+            processed,
+            &[FwdTx, ConntrackMiss],
+        )?;
+        samples[2].push((processed as f64 / secs, processed));
+        dp.program_mut()?.detach(link)?;
+    }
+    let out = names
+        .into_iter()
+        .zip(samples)
+        .map(|(name, mut runs)| {
+            runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (pps, processed) = runs[runs.len() / 2];
+            Throughput {
+                name,
+                pps,
+                sent: repeat as u64,
+                processed,
+            }
+        })
+        .collect();
+    let _in = ns.enter()?;
+    drop(dp);
+    drop(floor_obj);
+    Ok(out)
+}
+
+/// Loads the generator's frame template (see `GEN_TEMPLATE` in tools.rs).
+fn set_template(tools: &mut aya::Ebpf, frame: &[u8]) -> Result<()> {
+    let mut t = [0u8; 128];
+    anyhow::ensure!(
+        frame.len() <= t.len(),
+        "frame longer than the generator template"
+    );
+    t[..frame.len()].copy_from_slice(frame);
+    let mut map: aya::maps::Array<_, [u8; 128]> =
+        aya::maps::Array::try_from(tools.map_mut("GEN_TEMPLATE").context("GEN_TEMPLATE")?)?;
+    map.set(0, t, 0)?;
+    Ok(())
+}
+
+/// Checks that each of `reasons` grew by at least 99% of `processed`.
+fn on_path(
+    before: &[(lb_common::Reason, u64)],
+    after: &[(lb_common::Reason, u64)],
+    processed: u64,
+    reasons: &[lb_common::Reason],
+) -> Result<()> {
+    let count =
+        |v: &[(lb_common::Reason, u64)], r| v.iter().find(|(x, _)| *x == r).map_or(0, |c| c.1);
+    for r in reasons {
+        let grew = count(after, *r) - count(before, *r);
+        anyhow::ensure!(
+            grew * 100 >= processed * 99,
+            "{r:?} grew by {grew} for {processed} frames: the benchmark measured another path; reasons now {:?}",
+            after.iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}
+
+pub fn pin_cpu0() -> Result<()> {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity(0) affects only
+    // this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        anyhow::ensure!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) == 0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
