@@ -39,9 +39,10 @@ pub enum AgentError {
     #[error(transparent)]
     Apply(#[from] ApplyError),
     #[error(
-        "lbd must run as root (or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON): it loads XDP programs and pins maps under bpffs"
+        "lbd needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (missing: {}): it loads XDP programs, pins maps under bpffs and attaches to interfaces; run it as root or through the packaged systemd unit",
+        .0.join(", ")
     )]
-    NotRoot,
+    MissingCapabilities(Vec<&'static str>),
     #[error("{0}")]
     Setup(String),
 }
@@ -297,16 +298,41 @@ impl<T: Tables + Send + 'static> Shared<T> {
     }
 }
 
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+/// The capabilities the agent needs that its effective set lacks:
+/// CAP_BPF to create maps and programs and to pin them; CAP_PERFMON, without
+/// which the verifier refuses the balancer ("pointer arithmetic prohibited
+/// for !root" on its packet bounds checks); CAP_NET_ADMIN to attach XDP and
+/// set the interfaces' forwarding sysctls. CAP_SYS_ADMIN stands in for the
+/// first two, as it does in the kernel; the agent does not need it.
+pub fn missing_capabilities() -> Vec<&'static str> {
+    const NET_ADMIN: u32 = 12;
+    const SYS_ADMIN: u32 = 21;
+    const PERFMON: u32 = 38;
+    const BPF: u32 = 39;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |bit: u32| effective & (1 << bit) != 0;
+    [
+        (has(BPF) || has(SYS_ADMIN), "CAP_BPF"),
+        (has(PERFMON) || has(SYS_ADMIN), "CAP_PERFMON"),
+        (has(NET_ADMIN), "CAP_NET_ADMIN"),
+    ]
+    .into_iter()
+    .filter(|(present, _)| !present)
+    .map(|(_, name)| name)
+    .collect()
 }
 
 /// Loads (or adopts) the data path and attaches it to the configured
 /// interfaces.
 pub fn start_dataplane(c: &Config, reset_state: bool) -> Result<Dataplane, AgentError> {
-    if !is_root() {
-        return Err(AgentError::NotRoot);
+    let missing = missing_capabilities();
+    if !missing.is_empty() {
+        return Err(AgentError::MissingCapabilities(missing));
     }
     ensure_bpffs(&c.pin_path)?;
     let limits = Limits::from(c.limits);

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod api;
 pub mod balancer;
+pub mod cli_docs;
 pub mod client;
 pub mod config;
 pub mod dataplane;

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use hyper::{Method, StatusCode};
 use lb::{
     client::{self, ClientError, Endpoint},
@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 /// Inspect and steer the lb load balancer.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "lbctl", version)]
 struct Cli {
     /// The agent's API socket.
     #[arg(long, global = true, default_value = lb::config::DEFAULT_API_SOCKET)]
@@ -130,6 +130,14 @@ enum Command {
     },
     /// Recent decision events of the agent.
     Events,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: lb::cli_docs::Shell,
+    },
+    /// Write man pages into DIR (used by `cargo xtask package`).
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -333,6 +341,13 @@ fn resolve_vip(state: &Option<Value>, pinned: &Pinned, name: &str) -> Result<u32
 
 async fn run(cli: &Cli) -> Result<(), Fail> {
     match &cli.command {
+        Command::Completions { shell } => {
+            lb::cli_docs::completions(Cli::command(), *shell, &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => lb::cli_docs::man_pages(Cli::command(), "1", dir)
+            .map(|_| ())
+            .map_err(|e| fail(1, format!("{}: {e}", dir.display()))),
         Command::Vip { cmd: VipCmd::List } => vip_list(cli).await,
         Command::Backend {
             cmd: BackendCmd::List { vip },

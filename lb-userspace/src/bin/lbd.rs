@@ -2,13 +2,13 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use lb::{agent, config};
 
 /// The lb agent: loads the XDP data path, keeps its tables in step with the
 /// configuration and backend health, serves metrics and an API.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "lbd", version)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -87,6 +87,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove the pinned data path: detach the balancer from its interfaces
+    /// and drop its maps, connection table included. Refused while an agent
+    /// is running. Only needed to take lb off a host for good: stopping or
+    /// upgrading the agent leaves the data path forwarding on purpose.
+    Unload,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: lb::cli_docs::Shell,
+    },
+    /// Write man pages into DIR (used by `cargo xtask package`).
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -112,7 +125,55 @@ fn main() -> ExitCode {
             detach,
         ),
         Command::Run => run(cli.run),
+        Command::Unload => unload(&cli.run.config),
+        Command::Completions { shell } => {
+            lb::cli_docs::completions(Cli::command(), shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => match lb::cli_docs::man_pages(Cli::command(), "8", &dir) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+/// `lbd unload`: the pin directory comes from the configuration when it
+/// parses, else the default.
+fn unload(config_path: &std::path::Path) -> ExitCode {
+    let (pin_path, socket) = match config::load(config_path) {
+        Ok(c) => (c.pin_path, c.api.socket),
+        Err(_) => (
+            PathBuf::from(config::DEFAULT_PIN_PATH),
+            PathBuf::from(config::DEFAULT_API_SOCKET),
+        ),
+    };
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        eprintln!(
+            "error: an agent answers on {}: stop it first (systemctl stop lbd)",
+            socket.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    if !pin_path.exists() {
+        println!("nothing pinned under {}", pin_path.display());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = lb::dataplane::reset_pinned(&pin_path) {
+        eprintln!("error: {:#}", anyhow::Error::from(e));
+        return ExitCode::FAILURE;
+    }
+    // The directories are empty now; a failure here leaves nothing running.
+    for d in ["links", "maps", ""] {
+        let _ = std::fs::remove_dir(pin_path.join(d));
+    }
+    println!(
+        "data path removed: detached and unpinned {}",
+        pin_path.display()
+    );
+    ExitCode::SUCCESS
 }
 
 fn init_logging(format: LogFormat) {
@@ -175,8 +236,12 @@ fn decap(
             }
         };
     }
-    if !agent::is_root() {
-        eprintln!("error: lbd decap must run as root (it loads an XDP program)");
+    let missing = agent::missing_capabilities();
+    if !missing.is_empty() {
+        eprintln!(
+            "error: lbd decap loads an XDP program and needs {} (run it as root)",
+            missing.join(", ")
+        );
         return ExitCode::FAILURE;
     }
     let result = (|| -> Result<(), lb::dataplane::DataplaneError> {

@@ -1,0 +1,66 @@
+//! Shell completions and man pages generated from the binaries' clap
+//! definitions, so what the package ships never drifts from the flags the
+//! binaries accept (`lbd completions`, `lbctl completions`, and the hidden
+//! `man` subcommands `cargo xtask package` uses).
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use clap::Command;
+pub use clap_complete::Shell;
+
+/// Writes the completion script for `shell` to `out`.
+pub fn completions(mut cmd: Command, shell: Shell, out: &mut dyn io::Write) {
+    let name = cmd.get_name().to_string();
+    clap_complete::generate(shell, &mut cmd, name, out);
+}
+
+/// Writes `NAME.SECTION` for the command and `NAME-SUB.SECTION` for each
+/// subcommand (nested ones too, e.g. `lbctl-vip-list.1`) into `dir`;
+/// returns the files written. Hidden subcommands get no page.
+pub fn man_pages(cmd: Command, section: &str, dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut cmd = cmd;
+    cmd.build();
+    let mut written = vec![];
+    let name = cmd.get_name().to_string();
+    page(&cmd, &name, &name, section, dir, &mut written)?;
+    Ok(written)
+}
+
+fn page(
+    cmd: &Command,
+    file_name: &str,
+    invocation: &str,
+    section: &str,
+    dir: &Path,
+    written: &mut Vec<PathBuf>,
+) -> io::Result<()> {
+    let man_cmd = cmd
+        .clone()
+        .display_name(file_name.to_string())
+        .bin_name(invocation.to_string());
+    let mut buf = vec![];
+    clap_mangen::Man::new(man_cmd)
+        .section(section)
+        .render(&mut buf)?;
+    let path = dir.join(format!("{file_name}.{section}"));
+    std::fs::write(&path, buf)?;
+    written.push(path);
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = sub.get_name();
+        if name == "help" {
+            continue;
+        }
+        page(
+            sub,
+            &format!("{file_name}-{name}"),
+            &format!("{invocation} {name}"),
+            section,
+            dir,
+            written,
+        )?;
+    }
+    Ok(())
+}
