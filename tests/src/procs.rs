@@ -36,15 +36,23 @@ pub fn target_dir() -> PathBuf {
 /// variables, so they are not passed on: otherwise each nested build would
 /// rebuild what the outer one built, and back again.
 pub fn cargo_build(args: &[&str]) -> Command {
+    let mut cmd = cargo(&["build", "--quiet"]);
+    cmd.args(args);
+    if target_dir().file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    cmd
+}
+
+/// `cargo <args>` in the workspace, without this package's environment
+/// (see [`cargo_build`]).
+pub fn cargo(args: &[&str]) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace");
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet"]).args(args).current_dir(ws);
-    if target_dir().file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
+    cmd.args(args).current_dir(ws);
     for (key, _) in std::env::vars_os() {
         let k = key.to_string_lossy();
         if k == "OUT_DIR"

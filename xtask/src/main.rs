@@ -1,8 +1,9 @@
-//! Developer tasks: `cargo xtask setup|test|lint|demo|bench`.
+//! Developer tasks: `cargo xtask setup|test|lint|demo|bench|package`.
 //!
 //! Like aya's and bpfman's xtask this only orchestrates: the eBPF objects are
 //! built by `lb-userspace/build.rs`, tests live in the crates.
 
+mod package;
 mod setup;
 mod util;
 
@@ -38,6 +39,13 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Build the Debian package (lbd, lbctl, systemd unit, example config,
+    /// completions, man pages) into target/package/.
+    Package {
+        /// Directory for the .deb (and its staging tree).
+        #[arg(long)]
+        out_dir: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +56,7 @@ fn main() -> ExitCode {
         Task::Lint => lint(),
         Task::Demo => demo(),
         Task::Bench { quick } => bench(quick),
+        Task::Package { out_dir } => package::run(out_dir.as_deref()).map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

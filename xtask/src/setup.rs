@@ -20,6 +20,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "etcd-server", // the etcd feed's tests run a real etcd
     "util-linux",  // nsenter: lbd in a test namespace without remounting /sys
     "curl",        // the end-to-end tests talk to the API socket with it
+    "systemd",     // systemd-analyze verify checks the packaged unit
+    "man-db",      // the package test renders the generated man pages
+    "vagrant",     // `vagrant validate` checks vagrant/Vagrantfile
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";
