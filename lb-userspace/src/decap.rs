@@ -196,3 +196,114 @@ impl Decap {
             .collect()
     }
 }
+
+/// What a decap program pinned by `lbd decap` is doing on one interface,
+/// read back from the kernel (`lbctl decap`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AttachedDecap {
+    pub iface: String,
+    pub program_id: u32,
+    /// GUE port accepted (host order); 0 when GUE is off.
+    pub gue_port: u16,
+    pub any_destination: bool,
+    pub addresses: Vec<IpAddr>,
+    /// Packets, summed over CPUs: tunnels stripped, packets passed
+    /// untouched (not a tunnel to this host), malformed tunnels dropped.
+    pub decap_ok: u64,
+    pub decap_pass: u64,
+    pub decap_drop_malformed: u64,
+}
+
+/// Every decap program pinned under `pin_dir` (one link per interface).
+/// The program's maps are not pinned; they are found through the link's
+/// program, so this works for any `lbd decap` that ran on the host.
+pub fn attached(pin_dir: &std::path::Path) -> Result<Vec<AttachedDecap>, DataplaneError> {
+    use aya::{
+        maps::{Map, MapInfo},
+        programs::links::{FdLink, PinnedLink},
+    };
+    let pin_err = |path: &std::path::Path, e: String| DataplaneError::Pin {
+        what: "read",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    };
+    let mut out = vec![];
+    let Ok(entries) = std::fs::read_dir(pin_dir) else {
+        return Ok(out);
+    };
+    let mut links: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    links.sort();
+    for path in links {
+        let iface = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let link =
+            FdLink::from(PinnedLink::from_pin(&path).map_err(|e| pin_err(&path, e.to_string()))?);
+        let program_id = link
+            .info()
+            .map_err(|e| pin_err(&path, e.to_string()))?
+            .program_id();
+        let program = aya::programs::loaded_programs()
+            .flatten()
+            .find(|p| p.id() == program_id)
+            .ok_or_else(|| pin_err(&path, format!("program {program_id} not found")))?;
+        let map_ids = program
+            .map_ids()
+            .map_err(DataplaneError::Program)?
+            .unwrap_or_default();
+        let mut status = AttachedDecap {
+            iface,
+            program_id,
+            gue_port: 0,
+            any_destination: false,
+            addresses: vec![],
+            decap_ok: 0,
+            decap_pass: 0,
+            decap_drop_malformed: 0,
+        };
+        for id in map_ids {
+            let name = MapInfo::from_id(id)
+                .ok()
+                .and_then(|i| i.name_as_str().map(str::to_string))
+                .unwrap_or_default();
+            let map_err = |source| DataplaneError::Map {
+                name: "decap map",
+                source,
+            };
+            let data = MapData::from_id(id).map_err(map_err)?;
+            let map = Map::from_map_data(data).map_err(map_err)?;
+            match name.as_str() {
+                "DECAP_CONFIG" => {
+                    let a: Array<MapData, DecapConfig> = Array::try_from(map).map_err(map_err)?;
+                    let c = a.get(&0, 0).map_err(map_err)?;
+                    status.gue_port = u16::from_be(c.gue_port);
+                    status.any_destination = c.flags & lb_common::maps::DECAP_F_ANY_DST != 0;
+                }
+                "DECAP_ADDRS" => {
+                    let h: HashMap<MapData, DecapAddr, u32> =
+                        HashMap::try_from(map).map_err(map_err)?;
+                    status.addresses = h
+                        .keys()
+                        .flatten()
+                        .filter_map(|k| crate::balancer::words_addr(k.addr, k.family as u8))
+                        .collect();
+                    status.addresses.sort();
+                }
+                "STATS" => {
+                    let s: PerCpuArray<MapData, u64> =
+                        PerCpuArray::try_from(map).map_err(map_err)?;
+                    let count = |r: Reason| -> u64 {
+                        s.get(&(r as u32), 0).map(|v| v.iter().sum()).unwrap_or(0)
+                    };
+                    status.decap_ok = count(Reason::DecapOk);
+                    status.decap_pass = count(Reason::DecapPass);
+                    status.decap_drop_malformed = count(Reason::DecapDropMalformed);
+                }
+                _ => {}
+            }
+        }
+        out.push(status);
+    }
+    Ok(out)
+}

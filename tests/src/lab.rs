@@ -348,6 +348,24 @@ impl Lab {
         counts
     }
 
+    /// `lbctl decap -o json` inside a backend's namespace: its decap
+    /// program as the kernel has it (addresses, GUE port, counters).
+    pub fn decap_status(&self, backend: &str) -> Result<serde_json::Value> {
+        let b = &self.backends[self.index(backend)];
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", b.ns.name()))
+            .arg(bin("lbctl")?)
+            .args(["decap", "-o", "json", "--decap-pin-path"])
+            .arg(self.decap_pins.join(backend))
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "lbctl decap on {backend}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
     /// Cloud of each backend name.
     pub fn cloud_of(&self, backend: &str) -> Option<&'static str> {
         self.backends

@@ -130,6 +130,13 @@ enum Command {
     },
     /// Recent decision events of the agent.
     Events,
+    /// On a backend: the decap programs `lbd decap` attached, the addresses
+    /// and GUE port they accept, and what they did with packets.
+    Decap {
+        /// bpffs directory of the decap links (lbd decap --pin-path).
+        #[arg(long, default_value = "/sys/fs/bpf/lb-decap")]
+        decap_pin_path: PathBuf,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -415,7 +422,69 @@ async fn run(cli: &Cli) -> Result<(), Fail> {
             }
             Ok(())
         }
+        Command::Decap { decap_pin_path } => decap(cli, decap_pin_path),
     }
+}
+
+fn decap(cli: &Cli, pin_path: &std::path::Path) -> Result<(), Fail> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(fail(6, "reading the decap program's maps needs root"));
+    }
+    let attached = lb::decap::attached(pin_path)
+        .map_err(|e| fail(1, format!("{:#}", anyhow::Error::from(e))))?;
+    if attached.is_empty() {
+        return Err(fail(
+            6,
+            format!(
+                "no decap program pinned under {}: run `lbd decap --iface IFACE --address ADDR` (or systemctl start lb-decap@IFACE); tunnelled packets are dropped until then",
+                pin_path.display()
+            ),
+        ));
+    }
+    if cli.output == Output::Json {
+        print_json(&json!(attached));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = attached
+        .iter()
+        .map(|d| {
+            let addrs = if d.any_destination {
+                "any".to_string()
+            } else {
+                d.addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let mut row = vec![
+                d.iface.clone(),
+                d.program_id.to_string(),
+                addrs,
+                if d.gue_port == 0 {
+                    "off".into()
+                } else {
+                    d.gue_port.to_string()
+                },
+            ];
+            row.extend([d.decap_ok, d.decap_pass, d.decap_drop_malformed].map(|n| n.to_string()));
+            row
+        })
+        .collect();
+    table(
+        &[
+            "IFACE",
+            "PROG",
+            "ACCEPTS",
+            "GUE PORT",
+            "DECAP_OK",
+            "DECAP_PASS",
+            "DECAP_DROP_MALFORMED",
+        ],
+        &rows,
+    );
+    Ok(())
 }
 
 async fn vip_list(cli: &Cli) -> Result<(), Fail> {
