@@ -67,16 +67,21 @@ impl Fixture {
     }
 }
 
+/// The `struct xdp_md` context of a BPF_PROG_TEST_RUN: data, data_end,
+/// data_meta, ingress_ifindex, rx_queue_index, egress_ifindex. The kernel
+/// wants data = 0 and data_end = the frame length; the ifindex makes
+/// bpf_fib_lookup and XDP_TX behave as on that interface.
+pub fn xdp_ctx(frame_len: usize, ingress_ifindex: u32) -> [u8; 24] {
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(frame_len as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    ctx
+}
+
 /// Runs one frame through `prog` as if received on `ingress_ifindex`.
 /// Returns the action and the output frame.
 pub fn run_frame(prog: &Xdp, ingress_ifindex: u32, input: &[u8]) -> Result<(u32, Vec<u8>)> {
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
-    // rx_queue_index, egress_ifindex. The kernel wants data = 0 and
-    // data_end = the frame length; the ifindex makes bpf_fib_lookup and
-    // XDP_TX behave as on that interface.
-    let mut ctx = [0u8; 24];
-    ctx[4..8].copy_from_slice(&(input.len() as u32).to_ne_bytes());
-    ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    let ctx = xdp_ctx(input.len(), ingress_ifindex);
     let mut out = vec![0u8; input.len() + 512];
     let r = prog
         .test_run(TestRunOptions {

@@ -70,9 +70,7 @@ fn inject(lb: &Netns, pin: &std::path::Path, frame: &[u8]) -> Result<u32> {
         aya_obj::programs::XdpAttachType::Interface,
     )?;
     let ifindex = lb.ifindex("lb0")?;
-    let mut ctx = [0u8; 24];
-    ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+    let ctx = lb_tests::fixture::xdp_ctx(frame.len(), ifindex);
     let mut out = vec![0u8; frame.len() + 256];
     let r = prog.test_run(TestRunOptions {
         data_in: Some(frame),

@@ -59,9 +59,7 @@ pub fn time_runs(
     let mut ns = Vec::with_capacity(runs);
     for i in 0..runs {
         let input = &frames[i % frames.len()];
-        let mut ctx = [0u8; 24];
-        ctx[4..8].copy_from_slice(&(input.len() as u32).to_ne_bytes());
-        ctx[12..16].copy_from_slice(&ingress.to_ne_bytes());
+        let ctx = crate::fixture::xdp_ctx(input.len(), ingress);
         let r = prog
             .test_run(TestRunOptions {
                 data_in: Some(input),
@@ -94,34 +92,37 @@ pub fn bench_namespace() -> Result<(Netns, u32)> {
     ns.ip(&["addr", "add", "fd00::1/64", "dev", "lb0", "nodad"])?;
     ns.ip(&["link", "set", "lb0", "up"])?;
     ns.ip(&["link", "set", "peer0", "up"])?;
-    for i in 0..BACKENDS_PER_VIP {
-        let (v4, v6) = backend_addrs(i);
-        let mac = format!("02:00:0a:00:{:02x}:{:02x}", i >> 8, i & 0xff);
-        ns.ip(&[
-            "neigh",
-            "replace",
-            &v4.to_string(),
-            "lladdr",
-            &mac,
-            "dev",
-            "lb0",
-            "nud",
-            "permanent",
-        ])?;
-        ns.ip(&[
-            "neigh",
-            "replace",
-            &v6.to_string(),
-            "lladdr",
-            &mac,
-            "dev",
-            "lb0",
-            "nud",
-            "permanent",
-        ])?;
-    }
+    backend_neighbours(&ns, "lb0", true)?;
     let ifindex = ns.ifindex("lb0")?;
     Ok((ns, ifindex))
+}
+
+/// Permanent neighbour entries on `dev` for every benchmark backend (and
+/// their IPv6 twins with `v6`), so `bpf_fib_lookup` resolves them at once.
+pub fn backend_neighbours(ns: &Netns, dev: &str, v6: bool) -> Result<()> {
+    for i in 0..BACKENDS_PER_VIP {
+        let (a4, a6) = backend_addrs(i);
+        let mac = format!("02:00:0a:00:{:02x}:{:02x}", i >> 8, i & 0xff);
+        let addrs: Vec<IpAddr> = if v6 {
+            vec![a4.into(), a6.into()]
+        } else {
+            vec![a4.into()]
+        };
+        for a in addrs {
+            ns.ip(&[
+                "neigh",
+                "replace",
+                &a.to_string(),
+                "lladdr",
+                &mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ])?;
+        }
+    }
+    Ok(())
 }
 
 pub fn backend_addrs(i: u32) -> (Ipv4Addr, Ipv6Addr) {

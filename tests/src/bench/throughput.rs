@@ -47,9 +47,7 @@ fn run(
 ) -> Result<(u64, f64)> {
     let before = xdp_packets(ns, "lb0")?;
     let inside = gen_ns.enter()?;
-    let mut ctx = [0u8; 24];
-    ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-    ctx[12..16].copy_from_slice(&gen_ifindex.to_ne_bytes());
+    let ctx = crate::fixture::xdp_ctx(frame.len(), gen_ifindex);
     let t0 = Instant::now();
     gen_prog
         .test_run(TestRunOptions {
@@ -79,21 +77,7 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
     ns.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
     ns.ip(&["link", "set", "lb0", "address", "02:00:00:00:00:01"])?;
     ns.ip(&["addr", "add", "10.0.0.1/16", "dev", "lb0"])?;
-    for i in 0..super::BACKENDS_PER_VIP {
-        let (v4, _) = super::backend_addrs(i);
-        let mac = format!("02:00:0a:00:{:02x}:{:02x}", i >> 8, i & 0xff);
-        ns.ip(&[
-            "neigh",
-            "replace",
-            &v4.to_string(),
-            "lladdr",
-            &mac,
-            "dev",
-            "lb0",
-            "nud",
-            "permanent",
-        ])?;
-    }
+    super::backend_neighbours(&ns, "lb0", false)?;
     let gen_ifindex = gen_ns.ifindex("gen0")?;
 
     // Generator side: the sender program and a drop sink for returning frames.
