@@ -9,7 +9,7 @@ iface_for() {
 install_lb() {
     deb=$(ls /lb-package/lb_*.deb 2>/dev/null | sort -V | tail -n 1)
     if [ -z "$deb" ]; then
-        echo "no lb package in /lb-package: run 'cargo xtask package' on the host, then 'vagrant rsync'" >&2
+        echo "no lb package in /lb-package: run 'cargo xtask package' on the host, then 'vagrant reload --provision'" >&2
         exit 1
     fi
     apt-get install -y -qq "$deb"
