@@ -68,6 +68,40 @@ struct VipRuntime {
     written_meta: Option<VipMeta>,
 }
 
+impl VipRuntime {
+    /// A VIP's runtime over `live`, its live table as read back from the
+    /// tables (zeroed for a VIP id never used).
+    fn new(id: u32, cfg: Vip, live: Vec<u32>, written_meta: Option<VipMeta>) -> Self {
+        Self {
+            id,
+            cfg,
+            backend_ids: BTreeMap::new(),
+            health: BTreeMap::new(),
+            policy: PolicyState::default(),
+            digest: maglev::digest(&live),
+            live,
+            spare: None,
+            decision: None,
+            drain_started: BTreeMap::new(),
+            released: BTreeSet::new(),
+            written_meta,
+        }
+    }
+
+    /// Gives backend `addr` the slot `id`; its health starts as the VIP's
+    /// check says.
+    fn add_backend(&mut self, addr: IpAddr, id: u32) {
+        self.backend_ids.insert(addr, id);
+        self.health.insert(
+            addr,
+            Health {
+                up: self.cfg.health_check.initially_up,
+                reason: "no check result yet".into(),
+            },
+        );
+    }
+}
+
 /// Allocator of dense ids. Allocation moves a cursor forward, so a freed
 /// id is reused as late as possible: connection-table entries that still
 /// name a released backend then meet an invalid slot (and are re-steered)
@@ -309,33 +343,13 @@ impl<T: Tables> Balancer<T> {
             };
             let half = b.tables.live_half(id)?;
             let live = b.tables.read_ring(id, half)?;
-            let mut rt = VipRuntime {
-                id,
-                cfg: v.clone(),
-                backend_ids: BTreeMap::new(),
-                health: BTreeMap::new(),
-                policy: PolicyState::default(),
-                digest: maglev::digest(&live),
-                live,
-                spare: None,
-                decision: None,
-                drain_started: BTreeMap::new(),
-                released: BTreeSet::new(),
-                written_meta: old_vips.get(&ident).copied(),
-            };
+            let mut rt = VipRuntime::new(id, v.clone(), live, old_vips.get(&ident).copied());
             for be in &v.backends {
                 let bid = match old_backends.get(&(id, be.address)) {
                     Some(bid) if adopted.iter().any(|(_, vid)| *vid == id) => *bid,
                     _ => alloc_backend_id(&mut b.backend_ids, &mut retiring)?,
                 };
-                rt.backend_ids.insert(be.address, bid);
-                rt.health.insert(
-                    be.address,
-                    Health {
-                        up: v.health_check.initially_up,
-                        reason: "no check result yet".into(),
-                    },
-                );
+                rt.add_backend(be.address, bid);
             }
             b.vips.insert(ident, rt);
         }
@@ -417,22 +431,13 @@ impl<T: Tables> Balancer<T> {
                         rt.released.remove(&addr);
                         retiring.push(id);
                     }
+                    rt.cfg = (*v).clone();
                     for be in &v.backends {
-                        if let std::collections::btree_map::Entry::Vacant(slot) =
-                            rt.backend_ids.entry(be.address)
-                        {
+                        if !rt.backend_ids.contains_key(&be.address) {
                             let id = alloc_backend_id(&mut self.backend_ids, &mut retiring)?;
-                            slot.insert(id);
-                            rt.health.insert(
-                                be.address,
-                                Health {
-                                    up: v.health_check.initially_up,
-                                    reason: "no check result yet".into(),
-                                },
-                            );
+                            rt.add_backend(be.address, id);
                         }
                     }
-                    rt.cfg = (*v).clone();
                 }
                 None => {
                     let id = self.vip_ids.alloc().ok_or_else(|| {
@@ -440,30 +445,10 @@ impl<T: Tables> Balancer<T> {
                     })?;
                     let half = self.tables.live_half(id)?;
                     let live = self.tables.read_ring(id, half)?;
-                    let mut rt = VipRuntime {
-                        id,
-                        cfg: (*v).clone(),
-                        backend_ids: BTreeMap::new(),
-                        health: BTreeMap::new(),
-                        policy: PolicyState::default(),
-                        digest: maglev::digest(&live),
-                        live,
-                        spare: None,
-                        decision: None,
-                        drain_started: BTreeMap::new(),
-                        released: BTreeSet::new(),
-                        written_meta: None,
-                    };
+                    let mut rt = VipRuntime::new(id, (*v).clone(), live, None);
                     for be in &v.backends {
                         let bid = alloc_backend_id(&mut self.backend_ids, &mut retiring)?;
-                        rt.backend_ids.insert(be.address, bid);
-                        rt.health.insert(
-                            be.address,
-                            Health {
-                                up: v.health_check.initially_up,
-                                reason: "no check result yet".into(),
-                            },
-                        );
+                        rt.add_backend(be.address, bid);
                     }
                     self.events
                         .record(EventKind::ConfigApplied, Some(&v.name), None, "VIP added");

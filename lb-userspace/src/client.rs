@@ -46,6 +46,22 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// One HTTP/1.1 exchange on a freshly connected stream; errors as text.
+async fn send<S>(
+    stream: std::io::Result<S>,
+    req: Request<Full<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let stream = stream.map_err(|e| e.to_string())?;
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    tx.send_request(req).await.map_err(|e| e.to_string())
+}
+
 pub async fn request(
     ep: &Endpoint,
     method: Method,
@@ -70,31 +86,10 @@ pub async fn request(
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
     let resp = match ep {
-        Endpoint::Unix(p) => {
-            let s = tokio::net::UnixStream::connect(p)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            tokio::spawn(conn);
-            tx.send_request(req)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?
-        }
-        Endpoint::Tcp { addr, .. } => {
-            let s = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            tokio::spawn(conn);
-            tx.send_request(req)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?
-        }
-    };
+        Endpoint::Unix(p) => send(tokio::net::UnixStream::connect(p).await, req).await,
+        Endpoint::Tcp { addr, .. } => send(tokio::net::TcpStream::connect(addr).await, req).await,
+    }
+    .map_err(unreachable)?;
     let status = resp.status();
     let bytes = resp
         .into_body()

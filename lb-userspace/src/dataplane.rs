@@ -727,29 +727,24 @@ impl Tables for Dataplane {
         Ok(changes.len())
     }
 
-    /// Outcome counters summed over CPUs, index = `Reason`.
     fn reason_counters(&self) -> Result<Vec<(Reason, u64)>, DataplaneError> {
-        Reason::ALL
-            .iter()
-            .map(|r| {
-                let per_cpu = self.stats.get(&(*r as u32), 0).map_err(map_err("STATS"))?;
-                Ok((*r, per_cpu.iter().sum()))
-            })
-            .collect()
+        reason_totals(&self.stats).map_err(map_err("STATS"))
     }
 
     fn vip_traffic(&self, vip_id: u32) -> Result<TrafficStats, DataplaneError> {
-        Ok(sum(self
-            .vip_stats
-            .get(&vip_id, 0)
-            .map_err(map_err("VIP_STATS"))?))
+        Ok(sum_traffic(
+            self.vip_stats
+                .get(&vip_id, 0)
+                .map_err(map_err("VIP_STATS"))?,
+        ))
     }
 
     fn backend_traffic(&self, backend_id: u32) -> Result<TrafficStats, DataplaneError> {
-        Ok(sum(self
-            .backend_stats
-            .get(&backend_id, 0)
-            .map_err(map_err("BACKEND_STATS"))?))
+        Ok(sum_traffic(
+            self.backend_stats
+                .get(&backend_id, 0)
+                .map_err(map_err("BACKEND_STATS"))?,
+        ))
     }
 
     fn flip(&mut self, vip_id: u32, half: u32) -> Result<(), DataplaneError> {
@@ -763,7 +758,19 @@ impl Tables for Dataplane {
     }
 }
 
-fn sum(values: PerCpuValues<TrafficStats>) -> TrafficStats {
+/// A program's outcome counters (a per-CPU `STATS` array indexed by
+/// `Reason`, in the balancer and the decap program alike), summed over CPUs.
+pub(crate) fn reason_totals(
+    stats: &PerCpuArray<MapData, u64>,
+) -> Result<Vec<(Reason, u64)>, MapError> {
+    Reason::ALL
+        .iter()
+        .map(|r| Ok((*r, stats.get(&(*r as u32), 0)?.iter().sum())))
+        .collect()
+}
+
+/// A per-CPU `TrafficStats` slot summed over CPUs.
+pub(crate) fn sum_traffic(values: PerCpuValues<TrafficStats>) -> TrafficStats {
     values
         .iter()
         .fold(TrafficStats::default(), |a, v| TrafficStats {

@@ -181,19 +181,10 @@ impl Decap {
     }
 
     pub fn reason_counters(&self) -> Result<Vec<(Reason, u64)>, DataplaneError> {
-        Reason::ALL
-            .iter()
-            .map(|r| {
-                let v = self
-                    .stats
-                    .get(&(*r as u32), 0)
-                    .map_err(|source| DataplaneError::Map {
-                        name: "STATS",
-                        source,
-                    })?;
-                Ok((*r, v.iter().sum()))
-            })
-            .collect()
+        crate::dataplane::reason_totals(&self.stats).map_err(|source| DataplaneError::Map {
+            name: "STATS",
+            source,
+        })
     }
 }
 
@@ -293,9 +284,8 @@ pub fn attached(pin_dir: &std::path::Path) -> Result<Vec<AttachedDecap>, Datapla
                 "STATS" => {
                     let s: PerCpuArray<MapData, u64> =
                         PerCpuArray::try_from(map).map_err(map_err)?;
-                    let count = |r: Reason| -> u64 {
-                        s.get(&(r as u32), 0).map(|v| v.iter().sum()).unwrap_or(0)
-                    };
+                    let totals = crate::dataplane::reason_totals(&s).map_err(map_err)?;
+                    let count = |r: Reason| totals.iter().find(|t| t.0 == r).map_or(0, |t| t.1);
                     status.decap_ok = count(Reason::DecapOk);
                     status.decap_pass = count(Reason::DecapPass);
                     status.decap_drop_malformed = count(Reason::DecapDropMalformed);

@@ -10,7 +10,7 @@ use std::{
 };
 
 use aya::{
-    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
     programs::{ProgramError, TestRun as _, TestRunOptions, Xdp},
 };
 use lb_common::{Reason, limits::NO_BACKEND, maps::*};
@@ -273,37 +273,32 @@ impl Pinned {
     }
 
     pub fn reasons(&self) -> Result<Vec<(Reason, u64)>, InspectError> {
-        Reason::ALL
-            .iter()
-            .map(|r| {
-                let v = self
-                    .stats
-                    .get(&(*r as u32), 0)
-                    .map_err(|source| InspectError::Map {
-                        name: "STATS",
-                        source,
-                    })?;
-                Ok((*r, v.iter().sum()))
-            })
-            .collect()
+        crate::dataplane::reason_totals(&self.stats).map_err(|source| InspectError::Map {
+            name: "STATS",
+            source,
+        })
     }
 
     pub fn vip_traffic(&self, id: u32) -> Result<TrafficStats, InspectError> {
-        Ok(sum(self.vip_stats.get(&id, 0).map_err(|source| {
-            InspectError::Map {
-                name: "VIP_STATS",
-                source,
-            }
-        })?))
+        Ok(crate::dataplane::sum_traffic(
+            self.vip_stats
+                .get(&id, 0)
+                .map_err(|source| InspectError::Map {
+                    name: "VIP_STATS",
+                    source,
+                })?,
+        ))
     }
 
     pub fn backend_traffic(&self, id: u32) -> Result<TrafficStats, InspectError> {
-        Ok(sum(self.backend_stats.get(&id, 0).map_err(|source| {
-            InspectError::Map {
-                name: "BACKEND_STATS",
-                source,
-            }
-        })?))
+        Ok(crate::dataplane::sum_traffic(
+            self.backend_stats
+                .get(&id, 0)
+                .map_err(|source| InspectError::Map {
+                    name: "BACKEND_STATS",
+                    source,
+                })?,
+        ))
     }
 
     /// Runs the attached program on a synthetic packet of the flow and
@@ -355,16 +350,6 @@ impl Pinned {
             output: out.get(8..).map(<[u8]>::to_vec).unwrap_or_default(),
         })
     }
-}
-
-fn sum(values: PerCpuValues<TrafficStats>) -> TrafficStats {
-    values
-        .iter()
-        .fold(TrafficStats::default(), |a, v| TrafficStats {
-            packets: a.packets + v.packets,
-            bytes: a.bytes + v.bytes,
-            new_flows: a.new_flows + v.new_flows,
-        })
 }
 
 /// The flow `lbctl explain` asks about.

@@ -5,7 +5,10 @@ use std::fmt::Write as _;
 
 use lb_common::{Reason, maps::TrafficStats};
 
-use crate::{balancer::State, policy::EventKind};
+use crate::{
+    balancer::{BackendState, State, VipState},
+    policy::EventKind,
+};
 
 /// Everything one scrape shows, gathered by the agent.
 pub struct Snapshot<'a> {
@@ -33,6 +36,46 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A family labelled by VIP: one line per VIP that has a value.
+fn per_vip(
+    out: &mut String,
+    s: &Snapshot<'_>,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&VipState) -> Option<String>,
+) {
+    header(out, name, kind, help);
+    for v in &s.state.vips {
+        if let Some(val) = value(v) {
+            let _ = writeln!(out, "{name}{{vip=\"{}\"}} {val}", escape(&v.name));
+        }
+    }
+}
+
+/// A family labelled by VIP and backend: one line per backend of each VIP.
+fn per_backend(
+    out: &mut String,
+    s: &Snapshot<'_>,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&BackendState) -> String,
+) {
+    header(out, name, kind, help);
+    for v in &s.state.vips {
+        for b in &v.backends {
+            let _ = writeln!(
+                out,
+                "{name}{{vip=\"{}\",backend=\"{}\"}} {}",
+                escape(&v.name),
+                b.address,
+                value(b)
+            );
+        }
+    }
+}
+
 pub fn render(s: &Snapshot<'_>) -> String {
     let mut o = String::new();
     header(
@@ -48,6 +91,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
             r.name()
         );
     }
+    let traffic = |t: TrafficStats| [t.packets, t.bytes, t.new_flows];
     for (name, field, help) in [
         (
             "lb_vip_packets_total",
@@ -65,12 +109,9 @@ pub fn render(s: &Snapshot<'_>) -> String {
             "Flows the Maglev table chose a backend for.",
         ),
     ] {
-        header(&mut o, name, "counter", help);
-        for v in &s.state.vips {
-            let t = (s.vip_traffic)(v.id);
-            let val = [t.packets, t.bytes, t.new_flows][field];
-            let _ = writeln!(o, "{name}{{vip=\"{}\"}} {val}", escape(&v.name));
-        }
+        per_vip(&mut o, s, name, "counter", help, |v| {
+            Some(traffic((s.vip_traffic)(v.id))[field].to_string())
+        });
     }
     for (name, field, help) in [
         (
@@ -85,97 +126,50 @@ pub fn render(s: &Snapshot<'_>) -> String {
             "New flows steered to the backend.",
         ),
     ] {
-        header(&mut o, name, "counter", help);
-        for v in &s.state.vips {
-            for b in &v.backends {
-                let t = (s.backend_traffic)(b.id);
-                let val = [t.packets, t.bytes, t.new_flows][field];
-                let _ = writeln!(
-                    o,
-                    "{name}{{vip=\"{}\",backend=\"{}\"}} {val}",
-                    escape(&v.name),
-                    b.address
-                );
-            }
-        }
+        per_backend(&mut o, s, name, "counter", help, |b| {
+            traffic((s.backend_traffic)(b.id))[field].to_string()
+        });
     }
-    header(
+    per_backend(
         &mut o,
+        s,
         "lb_backend_healthy",
         "gauge",
         "1 if the backend passes its health checks.",
+        |b| (b.healthy as u8).to_string(),
     );
-    for v in &s.state.vips {
-        for b in &v.backends {
-            let _ = writeln!(
-                o,
-                "lb_backend_healthy{{vip=\"{}\",backend=\"{}\"}} {}",
-                escape(&v.name),
-                b.address,
-                b.healthy as u8
-            );
-        }
-    }
-    header(
+    per_backend(
         &mut o,
+        s,
         "lb_backend_share",
         "gauge",
         "Share of the VIP's new flows the backend gets (Maglev table slots).",
+        |b| format!("{:.6}", b.ring_share),
     );
-    for v in &s.state.vips {
-        for b in &v.backends {
-            let _ = writeln!(
-                o,
-                "lb_backend_share{{vip=\"{}\",backend=\"{}\"}} {:.6}",
-                escape(&v.name),
-                b.address,
-                b.ring_share
-            );
-        }
-    }
-    header(
+    per_vip(
         &mut o,
+        s,
         "lb_vip_active_tier",
         "gauge",
         "active-passive: index of the tier taking traffic (-1: none or not active-passive).",
+        |v| Some(v.active_tier.map_or(-1, |t| t as i64).to_string()),
     );
-    for v in &s.state.vips {
-        let _ = writeln!(
-            o,
-            "lb_vip_active_tier{{vip=\"{}\"}} {}",
-            escape(&v.name),
-            v.active_tier.map_or(-1, |t| t as i64)
-        );
-    }
-    header(
+    per_vip(
         &mut o,
+        s,
         "lb_vip_local_share",
         "gauge",
         "local-first: fraction of traffic kept in the local cloud/region.",
+        |v| v.local_share.map(|l| format!("{l:.6}")),
     );
-    for v in &s.state.vips {
-        if let Some(l) = v.local_share {
-            let _ = writeln!(
-                o,
-                "lb_vip_local_share{{vip=\"{}\"}} {l:.6}",
-                escape(&v.name)
-            );
-        }
-    }
-    header(
+    per_vip(
         &mut o,
+        s,
         "lb_vip_panic",
         "gauge",
         "1 while the VIP spreads over all backends because too few are healthy.",
+        |v| Some((v.panic as u8).to_string()),
     );
-    for v in &s.state.vips {
-        let _ = writeln!(
-            o,
-            "lb_vip_panic{{vip=\"{}\"}} {}",
-            escape(&v.name),
-            v.panic as u8
-        );
-    }
     header(
         &mut o,
         "lb_table_updates_total",
