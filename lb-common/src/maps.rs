@@ -124,6 +124,11 @@ pub struct ConnEntry {
 pub const CFG_F_GW_MAC: u16 = 1 << 0;
 /// Skip the connection table entirely (stateless Maglev only).
 pub const CFG_F_NO_CONNTRACK: u16 = 1 << 1;
+/// No VIP listens on all ports: a packet that misses the exact
+/// (address, port, protocol) entry needs no second, port-0 lookup. Set by
+/// the agent, so a configuration written before this flag existed (clear)
+/// keeps the second lookup.
+pub const CFG_F_NO_ALL_PORTS_VIPS: u16 = 1 << 2;
 
 /// The single value of the `CONFIG` array: runtime knobs the agent may change
 /// without reloading the program.

@@ -223,6 +223,9 @@ pub fn lb_config(c: &Config) -> LbConfig {
     if d.gateway_mac.is_some() {
         flags |= CFG_F_GW_MAC;
     }
+    if c.vips.iter().all(|v| v.port != 0) {
+        flags |= CFG_F_NO_ALL_PORTS_VIPS;
+    }
     LbConfig {
         hash_seed: d.hash_seed,
         flood_new_flows_per_sec: d.flood_new_flows_per_sec,

@@ -960,6 +960,24 @@ fn balancer_steps() -> Vec<Step> {
         ))
     }));
     s.push(step(move |w| {
+        // The agent sets CFG_F_NO_ALL_PORTS_VIPS only when no VIP listens
+        // on all ports; with it the port-0 lookup is skipped, which this
+        // (deliberately inconsistent) world makes visible.
+        w.cfg.flags |= CFG_F_NO_ALL_PORTS_VIPS;
+        w.push_config()?;
+        w.after(|w| {
+            w.cfg.flags &= !CFG_F_NO_ALL_PORTS_VIPS;
+            w.push_config()
+        });
+        let f = tcp4_frame(c4, w.vip("d4").addr, 43003, 8080, SYN, b"");
+        Ok(Fixture::new(
+            "no all-ports VIPs flagged: the port-0 lookup is skipped",
+            f,
+            XDP_PASS,
+        )
+        .reasons(&[PassVipNoService]))
+    }));
+    s.push(step(move |w| {
         let flow = w.flow("e6", c6.into(), 44000, None);
         let seg = tcp(c6.into(), w.vip("e6").addr, 44000, 80, SYN, b"");
         let mut h = V6::new(c6, v6("fd10::1"), 6);

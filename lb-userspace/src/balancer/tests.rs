@@ -310,3 +310,12 @@ fn a_full_swap_at_the_backend_limit_reuses_the_leaving_ids() {
     assert_eq!(b.tables().backends().unwrap().len(), 4, "3 new + dns");
     assert_eq!(b.tables().dangling_slots(), 0);
 }
+
+#[test]
+fn the_all_ports_lookup_is_skipped_only_without_all_ports_vips() {
+    let c = cfg(CFG);
+    assert_ne!(lb_config(&c).flags & CFG_F_NO_ALL_PORTS_VIPS, 0);
+    let all_ports = cfg(&CFG.replace("    port: 53\n", "    port: all\n"));
+    assert_eq!(all_ports.vips[1].port, 0);
+    assert_eq!(lb_config(&all_ports).flags & CFG_F_NO_ALL_PORTS_VIPS, 0);
+}

@@ -179,6 +179,8 @@ pub fn provision(per_cpu_conntrack: bool) -> Result<Dataplane> {
         encap_src_v6_hash_bits: 32,
         mtu: 1500,
         gue_port: 6080u16.to_be(),
+        // As the agent writes it for these VIPs (none on all ports).
+        flags: CFG_F_NO_ALL_PORTS_VIPS,
         layout_version: MAP_LAYOUT_VERSION,
         ..LbConfig::default()
     })?;

@@ -23,7 +23,9 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{
     Reason,
     limits::MAP_LAYOUT_VERSION,
-    maps::{EXPLAIN_MAGIC, Explain, ExplainMeta, FlowKey, PROTO_TCP, PROTO_UDP},
+    maps::{
+        CFG_F_NO_ALL_PORTS_VIPS, EXPLAIN_MAGIC, Explain, ExplainMeta, FlowKey, PROTO_TCP, PROTO_UDP,
+    },
 };
 use lb_ebpf::{
     packet::len,
@@ -116,6 +118,7 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
         family: ip.family,
         ..FlowKey::default()
     };
+    let all_ports_vips = cfg.flags & CFG_F_NO_ALL_PORTS_VIPS == 0;
     let mut service = None;
     let mut is_syn = false;
     let l4 = if ip.proto == PROTO_TCP || ip.proto == PROTO_UDP {
@@ -131,7 +134,7 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
         flow.dport = l4.dport;
         is_syn =
             ip.proto == PROTO_TCP && l4.tcp_flags & TCP_SYN != 0 && l4.tcp_flags & TCP_ACK == 0;
-        service = vip::lookup(ip.family, ip.dst, l4.dport, ip.proto);
+        service = vip::lookup(ip.family, ip.dst, l4.dport, ip.proto, all_ports_vips);
     }
 
     let icmp_error = service.is_none();
@@ -159,7 +162,13 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
             if !v.is_steer() {
                 return v;
             }
-            match vip::lookup(flow.family, flow.dst, flow.dport, flow.proto) {
+            match vip::lookup(
+                flow.family,
+                flow.dst,
+                flow.dport,
+                flow.proto,
+                all_ports_vips,
+            ) {
                 Some(vip) => vip,
                 None => return Verdict::done(PASS, Reason::PassIcmpOther),
             }

@@ -1,12 +1,19 @@
-//! VIP lookup: exact (address, port, protocol), then the all-ports VIP
-//! (address, port 0, protocol); and the per-address marker.
+//! VIP lookup: exact (address, port, protocol), then, if any VIP listens on
+//! all ports, the all-ports VIP (address, port 0, protocol); and the
+//! per-address marker.
 
 use lb_common::maps::{VipKey, VipMeta};
 
 use crate::maps::VIPS;
 
 #[inline(always)]
-pub fn lookup(family: u8, addr: [u32; 4], port: u16, proto: u8) -> Option<VipMeta> {
+pub fn lookup(
+    family: u8,
+    addr: [u32; 4],
+    port: u16,
+    proto: u8,
+    all_ports_vips: bool,
+) -> Option<VipMeta> {
     let mut key = VipKey {
         addr,
         port,
@@ -17,6 +24,9 @@ pub fn lookup(family: u8, addr: [u32; 4], port: u16, proto: u8) -> Option<VipMet
     // entries whole.
     if let Some(meta) = unsafe { VIPS.get(&key) } {
         return Some(*meta);
+    }
+    if !all_ports_vips {
+        return None;
     }
     key.port = 0;
     // SAFETY: as above.
