@@ -59,6 +59,11 @@ struct VipRuntime {
     policy: PolicyState,
     /// Shadow of the live half.
     live: Vec<u32>,
+    /// The inputs `live` was built from; `None` for a table adopted from
+    /// the kernel. Equal inputs build an equal table, so a reconcile that
+    /// changes nothing for this VIP builds nothing (a Maglev build is
+    /// milliseconds, and a change anywhere reconciles every VIP).
+    live_from: Option<TableInputs>,
     /// Shadow of the other half; `None` when unknown (after adoption).
     spare: Option<Vec<u32>>,
     digest: String,
@@ -67,6 +72,10 @@ struct VipRuntime {
     released: BTreeSet<IpAddr>,
     written_meta: Option<VipMeta>,
 }
+
+/// What a VIP's Maglev table is built from: (address, weight, backend id)
+/// per backend, and the hash seed.
+type TableInputs = (Vec<(IpAddr, u32, u32)>, u32);
 
 impl VipRuntime {
     /// A VIP's runtime over `live`, its live table as read back from the
@@ -80,6 +89,7 @@ impl VipRuntime {
             policy: PolicyState::default(),
             digest: maglev::digest(&live),
             live,
+            live_from: None,
             spare: None,
             decision: None,
             drain_started: BTreeMap::new(),
@@ -613,20 +623,6 @@ impl<T: Tables> Balancer<T> {
             }
         }
 
-        // The table.
-        let entries: Vec<maglev::Entry> = rt
-            .cfg
-            .backends
-            .iter()
-            .zip(&decision.weights)
-            .map(|(be, w)| maglev::Entry {
-                key: be.address.to_string(),
-                weight: *w,
-                id: rt.backend_ids[&be.address],
-            })
-            .collect();
-        let table = maglev::build(&entries, m, seed);
-
         // Backend slots before the table that points at them.
         for (i, be) in rt.cfg.backends.iter().enumerate() {
             let id = rt.backend_ids[&be.address];
@@ -663,22 +659,45 @@ impl<T: Tables> Balancer<T> {
             }
         }
 
-        if table != rt.live {
-            let half = self.tables.live_half(rt.id)? ^ 1;
-            let changes = match &rt.spare {
-                Some(spare) => maglev::changed_slots(spare, &table),
-                None => table
-                    .iter()
-                    .enumerate()
-                    .map(|(s, b)| (s as u32, *b))
-                    .collect(),
-            };
-            let n = self.tables.write_ring_slots(rt.id, half, &changes)?;
-            self.tables.flip(rt.id, half)?;
-            self.work.table_updates += 1;
-            self.work.slots_written += n as u64;
-            rt.spare = Some(std::mem::replace(&mut rt.live, table));
-            rt.digest = maglev::digest(&rt.live);
+        // The table: (address, weight, backend id) per backend, and the seed.
+        let inputs: TableInputs = (
+            rt.cfg
+                .backends
+                .iter()
+                .zip(&decision.weights)
+                .map(|(be, w)| (be.address, *w, rt.backend_ids[&be.address]))
+                .collect(),
+            seed,
+        );
+        if rt.live_from.as_ref() != Some(&inputs) {
+            let entries: Vec<maglev::Entry> = inputs
+                .0
+                .iter()
+                .map(|&(address, weight, id)| maglev::Entry {
+                    key: address.to_string(),
+                    weight,
+                    id,
+                })
+                .collect();
+            let table = maglev::build(&entries, m, seed);
+            if table != rt.live {
+                let half = self.tables.live_half(rt.id)? ^ 1;
+                let changes = match &rt.spare {
+                    Some(spare) => maglev::changed_slots(spare, &table),
+                    None => table
+                        .iter()
+                        .enumerate()
+                        .map(|(s, b)| (s as u32, *b))
+                        .collect(),
+                };
+                let n = self.tables.write_ring_slots(rt.id, half, &changes)?;
+                self.tables.flip(rt.id, half)?;
+                self.work.table_updates += 1;
+                self.work.slots_written += n as u64;
+                rt.spare = Some(std::mem::replace(&mut rt.live, table));
+                rt.digest = maglev::digest(&rt.live);
+            }
+            rt.live_from = Some(inputs);
         }
 
         // The VIP entry last: by now its table and backends are in place.
