@@ -194,7 +194,7 @@ impl<T: Tables + Send + 'static> Shared<T> {
             health::targets(c),
             c.health.max_concurrent_checks,
             tx.clone(),
-            slot.as_ref(),
+            slot.take(),
         );
         *slot = Some(next);
     }

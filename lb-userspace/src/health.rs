@@ -330,87 +330,104 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
     }
 }
 
+type TrackerKey = (VipIdent, IpAddr);
+type Trackers = Arc<std::sync::Mutex<BTreeMap<TrackerKey, Tracker>>>;
+
 /// The running checks; dropping it stops them.
 pub struct Checker {
-    tasks: Vec<JoinHandle<()>>,
-    trackers: Arc<std::sync::Mutex<BTreeMap<(VipIdent, IpAddr), Tracker>>>,
+    /// One task per target, with the target it runs.
+    tasks: BTreeMap<TrackerKey, (Target, JoinHandle<()>)>,
+    trackers: Trackers,
+    limit: Arc<Semaphore>,
+    max_concurrent: usize,
+    tx: mpsc::Sender<Verdict>,
+    /// Tasks started so far (tests check what a change restarts).
+    started: usize,
 }
 
 impl Drop for Checker {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+        for (_, task) in self.tasks.values() {
+            task.abort();
         }
     }
 }
 
 impl Checker {
-    /// Starts one task per target. `previous` carries trackers over from a
-    /// checker being replaced (a reload must not make backends flap).
+    /// Starts one task per target. `previous`, a checker being replaced,
+    /// is updated in place instead (see [`Checker::update`]).
     pub fn start(
         targets: Vec<Target>,
         max_concurrent: usize,
         tx: mpsc::Sender<Verdict>,
-        previous: Option<&Checker>,
+        previous: Option<Checker>,
     ) -> Self {
-        let limit = Arc::new(Semaphore::new(max_concurrent));
-        let old = previous
-            .map(|p| p.trackers.lock().expect("not poisoned").clone())
-            .unwrap_or_default();
-        let trackers = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
-        let mut tasks = vec![];
+        let mut c = previous.unwrap_or_else(|| Self {
+            tasks: BTreeMap::new(),
+            trackers: Arc::default(),
+            limit: Arc::new(Semaphore::new(max_concurrent)),
+            max_concurrent,
+            tx,
+            started: 0,
+        });
+        c.update(targets, max_concurrent);
+        c
+    }
+
+    /// Makes the running checks match `targets`. A target that did not
+    /// change keeps its task and schedule: configuration churn (API pushes,
+    /// etcd puts, reloads) must not postpone probes and so blind the health
+    /// checks. Changed and new targets (re)start, gone ones stop. Trackers
+    /// carry over for every backend still checked, so a reload does not
+    /// make backends flap.
+    pub fn update(&mut self, targets: Vec<Target>, max_concurrent: usize) {
+        if max_concurrent != self.max_concurrent {
+            // Running tasks hold the old semaphore: restart them all.
+            self.limit = Arc::new(Semaphore::new(max_concurrent));
+            self.max_concurrent = max_concurrent;
+            for (_, (_, task)) in std::mem::take(&mut self.tasks) {
+                task.abort();
+            }
+        }
+        let mut old = std::mem::take(&mut self.tasks);
+        let shared = self.trackers.clone();
+        let mut trackers = shared.lock().expect("not poisoned");
         for t in targets {
             let key = (t.vip, t.backend);
-            let tracker = old
-                .get(&key)
-                .cloned()
-                .unwrap_or_else(|| Tracker::new(t.check.initially_up, t.check.rise, t.check.fall));
-            let tracker = Tracker {
-                rise: t.check.rise,
-                fall: t.check.fall,
-                ..tracker
-            };
-            trackers.lock().expect("not poisoned").insert(key, tracker);
-            let (limit, tx, trackers) = (limit.clone(), tx.clone(), trackers.clone());
-            tasks.push(tokio::spawn(async move {
-                // Spread the first probes over one interval.
-                tokio::time::sleep(t.check.interval.mul_f64(fastrand::f64())).await;
-                loop {
-                    let result = {
-                        let _permit = limit.acquire().await;
-                        probe(&t).await
-                    };
-                    let transition = {
-                        let mut map = trackers.lock().expect("not poisoned");
-                        let tr = map.get_mut(&key).expect("inserted above");
-                        tr.observe(result.is_ok()).map(|up| (up, tr.clone()))
-                    };
-                    if let Some((up, _)) = transition {
-                        let reason = match &result {
-                            Ok(()) => format!("{} consecutive successful checks", t.check.rise),
-                            Err(e) => {
-                                format!("{} consecutive failed checks, last: {e}", t.check.fall)
-                            }
-                        };
-                        if tx
-                            .send(Verdict {
-                                vip: t.vip,
-                                backend: t.backend,
-                                up,
-                                reason,
-                            })
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    let jitter = 1.0 + t.check.jitter * (2.0 * fastrand::f64() - 1.0);
-                    tokio::time::sleep(t.check.interval.mul_f64(jitter)).await;
+            match old.remove(&key) {
+                Some((running, task)) if running == t => {
+                    self.tasks.insert(key, (running, task));
                 }
-            }));
+                replaced => {
+                    if let Some((_, task)) = replaced {
+                        task.abort();
+                    }
+                    let tracker = trackers.get(&key).cloned().unwrap_or_else(|| {
+                        Tracker::new(t.check.initially_up, t.check.rise, t.check.fall)
+                    });
+                    trackers.insert(
+                        key,
+                        Tracker {
+                            rise: t.check.rise,
+                            fall: t.check.fall,
+                            ..tracker
+                        },
+                    );
+                    let task = spawn_check(
+                        t.clone(),
+                        self.limit.clone(),
+                        self.tx.clone(),
+                        self.trackers.clone(),
+                    );
+                    self.started += 1;
+                    self.tasks.insert(key, (t, task));
+                }
+            }
         }
-        Self { tasks, trackers }
+        for (key, (_, task)) in old {
+            task.abort();
+            trackers.remove(&key);
+        }
     }
 
     /// Current state of every tracked backend.
@@ -422,6 +439,53 @@ impl Checker {
             .map(|(k, t)| (*k, t.up))
             .collect()
     }
+}
+
+/// The probe loop of one target: probes every interval (with jitter), feeds
+/// its tracker, and sends a verdict on each transition.
+fn spawn_check(
+    t: Target,
+    limit: Arc<Semaphore>,
+    tx: mpsc::Sender<Verdict>,
+    trackers: Trackers,
+) -> JoinHandle<()> {
+    let key = (t.vip, t.backend);
+    tokio::spawn(async move {
+        // Spread the first probes over one interval.
+        tokio::time::sleep(t.check.interval.mul_f64(fastrand::f64())).await;
+        loop {
+            let result = {
+                let _permit = limit.acquire().await;
+                probe(&t).await
+            };
+            let transition = {
+                let mut map = trackers.lock().expect("not poisoned");
+                // Gone from the map: the checker stopped watching it.
+                let Some(tr) = map.get_mut(&key) else { return };
+                tr.observe(result.is_ok())
+            };
+            if let Some(up) = transition {
+                let reason = match &result {
+                    Ok(()) => format!("{} consecutive successful checks", t.check.rise),
+                    Err(e) => format!("{} consecutive failed checks, last: {e}", t.check.fall),
+                };
+                if tx
+                    .send(Verdict {
+                        vip: t.vip,
+                        backend: t.backend,
+                        up,
+                        reason,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let jitter = 1.0 + t.check.jitter * (2.0 * fastrand::f64() - 1.0);
+            tokio::time::sleep(t.check.interval.mul_f64(jitter)).await;
+        }
+    })
 }
 
 /// Shortest interval of any check, to size the reconcile tick.
@@ -603,5 +667,27 @@ mod tests {
         assert!(!v.up);
         assert!(v.reason.contains("failed checks"), "{}", v.reason);
         drop(checker);
+    }
+
+    #[tokio::test]
+    async fn a_change_restarts_only_the_checks_it_changes() {
+        let (tx, _rx) = mpsc::channel(8);
+        let a = target(1, Probe::Tcp);
+        let mut b = target(2, Probe::Tcp);
+        b.backend = "10.0.0.2".parse().unwrap();
+        let checker = Checker::start(vec![a.clone(), b.clone()], 4, tx.clone(), None);
+        assert_eq!(checker.started, 2);
+        // The same targets again (a reload that changed something else).
+        let checker = Checker::start(vec![a.clone(), b.clone()], 4, tx.clone(), Some(checker));
+        assert_eq!(checker.started, 2, "unchanged checks keep running");
+        // One check's settings change, one backend goes.
+        let mut a2 = a.clone();
+        a2.check.interval = Duration::from_secs(7);
+        let checker = Checker::start(vec![a2], 4, tx.clone(), Some(checker));
+        assert_eq!(checker.started, 3);
+        assert_eq!(checker.states().len(), 1, "the gone backend's tracker went too");
+        // A new concurrency limit restarts everything.
+        let checker = Checker::start(vec![a.clone()], 8, tx, Some(checker));
+        assert_eq!(checker.started, 4);
     }
 }
