@@ -174,7 +174,8 @@ pub struct Balancer<T: Tables> {
     backend_ids: IdPool,
     /// Backend slots whose value we last wrote.
     written_backends: BTreeMap<u32, Backend>,
-    markers: BTreeSet<IpAddr>,
+    /// Address markers as last written (or found in the tables).
+    markers: BTreeMap<IpAddr, VipMeta>,
     /// A failover drill: backends it matches count as failed.
     drill: Option<FailSelector>,
     pub events: EventLog,
@@ -267,7 +268,7 @@ impl<T: Tables> Balancer<T> {
             config: config.clone(),
             vips: BTreeMap::new(),
             written_backends: BTreeMap::new(),
-            markers: BTreeSet::new(),
+            markers: BTreeMap::new(),
             drill: None,
             events: EventLog::default(),
             work: WorkStats::default(),
@@ -277,7 +278,7 @@ impl<T: Tables> Balancer<T> {
         for (key, meta) in b.tables.vips()? {
             if key.proto == 0 {
                 if let Some(a) = words_addr(key.addr, key.family) {
-                    b.markers.insert(a);
+                    b.markers.insert(a, meta);
                 }
             } else if let Some(ident) = ident_of(&key) {
                 old_vips.insert(ident, meta);
@@ -523,43 +524,31 @@ impl<T: Tables> Balancer<T> {
         Ok(())
     }
 
+    /// One marker per VIP address (the id of its first VIP; ICMP echo if
+    /// any of its VIPs answers pings), written only when it changed: this
+    /// runs on every reconcile, the periodic tick included.
     fn sync_markers(&mut self) -> Result<(), ApplyError> {
-        let wanted: BTreeMap<IpAddr, bool> =
-            self.vips.values().fold(BTreeMap::new(), |mut m, rt| {
-                *m.entry(rt.cfg.address).or_insert(false) |= rt.cfg.icmp_echo;
-                m
+        let mut wanted: BTreeMap<IpAddr, VipMeta> = BTreeMap::new();
+        for rt in self.vips.values() {
+            let meta = wanted.entry(rt.cfg.address).or_insert(VipMeta {
+                id: rt.id,
+                flags: VIP_F_ADDR_MARKER,
+                hash_mode: 0,
+                _pad: 0,
             });
-        for (addr, echo) in &wanted {
-            let first = self
-                .vips
-                .values()
-                .find(|rt| rt.cfg.address == *addr)
-                .map(|rt| rt.id)
-                .unwrap_or(0);
-            let mut flags = VIP_F_ADDR_MARKER;
-            if *echo {
-                flags |= VIP_F_ICMP_ECHO;
+            if rt.cfg.icmp_echo {
+                meta.flags |= VIP_F_ICMP_ECHO;
             }
-            self.tables.set_vip(
-                &marker_key(*addr),
-                &VipMeta {
-                    id: first,
-                    flags,
-                    hash_mode: 0,
-                    _pad: 0,
-                },
-            )?;
         }
-        let stale: Vec<IpAddr> = self
-            .markers
-            .iter()
-            .filter(|a| !wanted.contains_key(a))
-            .copied()
-            .collect();
-        for a in stale {
-            self.tables.remove_vip(&marker_key(a))?;
+        for (addr, meta) in &wanted {
+            if self.markers.get(addr) != Some(meta) {
+                self.tables.set_vip(&marker_key(*addr), meta)?;
+            }
         }
-        self.markers = wanted.keys().copied().collect();
+        for addr in self.markers.keys().filter(|a| !wanted.contains_key(a)) {
+            self.tables.remove_vip(&marker_key(*addr))?;
+        }
+        self.markers = wanted;
         Ok(())
     }
 

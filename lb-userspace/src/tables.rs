@@ -56,6 +56,8 @@ pub struct MemoryTables {
     /// Slots written so far (to check that only changes are written).
     pub slot_writes: usize,
     pub flips: usize,
+    /// `VIPS` entries written (services and address markers).
+    pub vip_writes: usize,
     /// When set, every write checks what a packet arriving right then
     /// would see, and counts live-table slots of published VIPs that point
     /// at a slot that is not a valid backend of that VIP.
@@ -75,6 +77,7 @@ impl MemoryTables {
             rings: vec![0; limits.ring_entries() as usize],
             slot_writes: 0,
             flips: 0,
+            vip_writes: 0,
             audit: false,
             dangling_seen: 0,
         }
@@ -139,6 +142,7 @@ impl Tables for MemoryTables {
             });
         }
         self.vips.insert(*key, *meta);
+        self.vip_writes += 1;
         self.after_write();
         Ok(())
     }

@@ -188,6 +188,16 @@ fn unchanged_reconcile_writes_nothing() {
 }
 
 #[test]
+fn the_periodic_reconcile_rewrites_no_vip_entry_or_marker() {
+    let c = cfg(CFG);
+    let mut b = Balancer::new(tables(&c), c, Instant::now()).unwrap();
+    let written = b.tables().vip_writes;
+    b.reconcile(Instant::now()).unwrap();
+    b.reconcile(Instant::now()).unwrap();
+    assert_eq!(b.tables().vip_writes, written);
+}
+
+#[test]
 fn draining_keeps_flows_until_the_timeout_then_releases_the_slot() {
     let c = cfg(CFG);
     let t0 = Instant::now();
