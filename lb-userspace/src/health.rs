@@ -685,7 +685,11 @@ mod tests {
         a2.check.interval = Duration::from_secs(7);
         let checker = Checker::start(vec![a2], 4, tx.clone(), Some(checker));
         assert_eq!(checker.started, 3);
-        assert_eq!(checker.states().len(), 1, "the gone backend's tracker went too");
+        assert_eq!(
+            checker.states().len(),
+            1,
+            "the gone backend's tracker went too"
+        );
         // A new concurrency limit restarts everything.
         let checker = Checker::start(vec![a.clone()], 8, tx, Some(checker));
         assert_eq!(checker.started, 4);
