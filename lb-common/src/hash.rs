@@ -2,9 +2,10 @@
 //! ring builder's slot check) run this same function, so they agree on which
 //! ring slot a flow takes.
 //!
-//! MurmurHash3 (x86, 32-bit) over whole 32-bit words: a handful of multiplies
-//! and rotates per word, no table, no loop the verifier has to bound beyond a
-//! constant trip count.
+//! MurmurHash3 (x86, 32-bit): over whole 32-bit words for flows (a handful
+//! of multiplies and rotates per word, no table, no loop the verifier has to
+//! bound beyond a constant trip count), and over bytes for the Maglev
+//! permutations userspace derives from backend keys.
 
 use crate::maps::{FlowKey, HASH_SRC_IP, HASH_SRC_IP_DST_PORT};
 
@@ -40,6 +41,25 @@ pub fn murmur3_words<const N: usize>(words: &[u32; N], seed: u32) -> u32 {
         i += 1;
     }
     finish(h, (N * 4) as u32)
+}
+
+/// MurmurHash3_x86_32 of a byte string (little-endian words, the tail
+/// mixed in as Appleby's reference does).
+pub fn murmur3_bytes(data: &[u8], seed: u32) -> u32 {
+    let mut h = seed;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        h = mix(h, u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        let mut k = 0u32;
+        for (i, b) in tail.iter().enumerate() {
+            k |= (*b as u32) << (8 * i);
+        }
+        h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    }
+    finish(h, data.len() as u32)
 }
 
 /// Hash of a flow under a VIP's hash mode (`HASH_*`). Fields the mode leaves
@@ -81,18 +101,20 @@ mod tests {
         assert_eq!(
             murmur3_words(&[0x6c6c_6548, 0x6f77_206f, 0x21646c72], 0),
             // "Hello world!" is 12 bytes = 3 words.
-            murmur3_bytes_reference(b"Hello world!", 0)
+            murmur3_bytes(b"Hello world!", 0)
         );
     }
 
-    /// Byte-oriented murmur3 for cross-checking the word version.
-    fn murmur3_bytes_reference(data: &[u8], seed: u32) -> u32 {
-        let mut h = seed;
-        for chunk in data.chunks(4) {
-            assert_eq!(chunk.len(), 4);
-            h = mix(h, u32::from_le_bytes(chunk.try_into().unwrap()));
-        }
-        finish(h, data.len() as u32)
+    #[test]
+    fn murmur3_bytes_reference_values() {
+        assert_eq!(murmur3_bytes(b"", 0), 0);
+        assert_eq!(murmur3_bytes(b"", 1), 0x514e_28b7);
+        assert_eq!(murmur3_bytes(b"test", 0), 0xba6b_d213);
+        assert_eq!(murmur3_bytes(b"Hello, world!", 1234), 0xfaf6_cdb3);
+        assert_eq!(
+            murmur3_bytes(b"The quick brown fox jumps over the lazy dog", 0x9747b28c),
+            0x2fa8_26cd
+        );
     }
 
     fn key(sport: u16) -> FlowKey {

@@ -1,18 +1,34 @@
-//! A small client of the agent's API for `lbctl`: HTTP/1.1 over the Unix
-//! socket, or over TCP with the bearer token.
+//! A typed client of the agent's API for `lbctl`: HTTP/1.1 over the Unix
+//! socket, or over TCP with the bearer token; answers read into the same
+//! types the server writes (`daemon::api::wire`).
 
-use std::path::PathBuf;
+use std::{net::IpAddr, path::PathBuf};
 
-use http_body_util::{BodyExt as _, Full};
-use hyper::{Method, Request, StatusCode, body::Bytes};
-use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use hyper::{Method, StatusCode};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{
+    core::{balancer::VipState, events::Event},
+    daemon::api::wire::{
+        AgentState, Drill, DrillRequest, DrillStarted, DrillStopped, ErrorBody, WeightRequest,
+    },
+    http::{self, Call, HttpError, Target},
+};
 
 /// Where the agent listens.
 #[derive(Clone, Debug)]
 pub enum Endpoint {
     Unix(PathBuf),
     Tcp { addr: String, token: String },
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "{}", p.display()),
+            Endpoint::Tcp { addr, .. } => write!(f, "http://{addr}"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,71 +53,108 @@ impl ClientError {
     }
 }
 
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+/// The agent behind an endpoint.
+pub struct Agent {
+    endpoint: Endpoint,
+}
+
+/// `admin` verbs on one backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminVerb {
+    Drain,
+    Undrain,
+    Maintenance,
+}
+
+impl AdminVerb {
+    pub fn path(self) -> &'static str {
         match self {
-            Endpoint::Unix(p) => write!(f, "{}", p.display()),
-            Endpoint::Tcp { addr, .. } => write!(f, "http://{addr}"),
+            AdminVerb::Drain => "drain",
+            AdminVerb::Undrain => "undrain",
+            AdminVerb::Maintenance => "maintenance",
         }
     }
 }
 
-/// One HTTP/1.1 exchange on a freshly connected stream; errors as text.
-async fn send<S>(
-    stream: std::io::Result<S>,
-    req: Request<Full<Bytes>>,
-) -> Result<hyper::Response<hyper::body::Incoming>, String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let stream = stream.map_err(|e| e.to_string())?;
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    tx.send_request(req).await.map_err(|e| e.to_string())
-}
+impl Agent {
+    pub fn new(endpoint: Endpoint) -> Self {
+        Self { endpoint }
+    }
 
-pub async fn request(
-    ep: &Endpoint,
-    method: Method,
-    path: &str,
-    body: Option<String>,
-) -> Result<Value, ClientError> {
-    let unreachable = |m: String| ClientError::Unreachable {
-        endpoint: ep.to_string(),
-        message: m,
-    };
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "lbd");
-    if let Endpoint::Tcp { token, .. } = ep {
-        builder = builder.header("authorization", format!("Bearer {token}"));
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
+        let (target, auth) = match &self.endpoint {
+            Endpoint::Unix(p) => (Target::Unix(p.clone()), None),
+            Endpoint::Tcp { addr, token } => {
+                (Target::Tcp(addr.clone()), Some(format!("Bearer {token}")))
+            }
+        };
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        let mut call = Call::new(method, path);
+        call.headers = &headers;
+        call.body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        http::json(&target, call).await.map_err(|e| match e {
+            e @ (HttpError::Unreachable(_) | HttpError::Timeout(_)) => ClientError::Unreachable {
+                endpoint: self.endpoint.to_string(),
+                message: e.to_string(),
+            },
+            HttpError::Status { status, body } => ClientError::Refused {
+                status,
+                message: serde_json::from_slice::<ErrorBody>(&body)
+                    .map(|b| b.error)
+                    .unwrap_or_else(|_| "request refused".into()),
+            },
+            other => ClientError::Protocol(other.to_string()),
+        })
     }
-    if body.is_some() {
-        builder = builder.header("content-type", "application/json");
+
+    pub async fn state(&self) -> Result<AgentState, ClientError> {
+        self.call(Method::GET, "/v1/state", None::<&()>).await
     }
-    let req = builder
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .map_err(|e| ClientError::Protocol(e.to_string()))?;
-    let resp = match ep {
-        Endpoint::Unix(p) => send(tokio::net::UnixStream::connect(p).await, req).await,
-        Endpoint::Tcp { addr, .. } => send(tokio::net::TcpStream::connect(addr).await, req).await,
+
+    pub async fn events(&self) -> Result<Vec<Event>, ClientError> {
+        self.call(Method::GET, "/v1/events", None::<&()>).await
     }
-    .map_err(unreachable)?;
-    let status = resp.status();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| ClientError::Protocol(e.to_string()))?
-        .to_bytes();
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ClientError::Protocol(format!("{e}: {}", String::from_utf8_lossy(&bytes))))?;
-    if !status.is_success() {
-        let message = v["error"].as_str().unwrap_or("request refused").to_string();
-        return Err(ClientError::Refused { status, message });
+
+    /// Drains, undrains or puts a backend in maintenance.
+    pub async fn admin(
+        &self,
+        vip: &str,
+        backend: IpAddr,
+        verb: AdminVerb,
+    ) -> Result<VipState, ClientError> {
+        let path = format!("/v1/vips/{vip}/backends/{backend}/{}", verb.path());
+        self.call(Method::POST, &path, None::<&()>).await
     }
-    Ok(v)
+
+    pub async fn weight(
+        &self,
+        vip: &str,
+        backend: IpAddr,
+        weight: i64,
+    ) -> Result<VipState, ClientError> {
+        let path = format!("/v1/vips/{vip}/backends/{backend}/weight");
+        self.call(Method::PUT, &path, Some(&WeightRequest { weight }))
+            .await
+    }
+
+    pub async fn drill(&self) -> Result<Drill, ClientError> {
+        self.call(Method::GET, "/v1/drill", None::<&()>).await
+    }
+
+    pub async fn start_drill(&self, req: &DrillRequest) -> Result<DrillStarted, ClientError> {
+        self.call(Method::POST, "/v1/drill", Some(req)).await
+    }
+
+    pub async fn stop_drill(&self) -> Result<DrillStopped, ClientError> {
+        self.call(Method::DELETE, "/v1/drill", None::<&()>).await
+    }
 }

@@ -1,23 +1,19 @@
-//! lb: the userspace half of the XDP load balancer.
+//! lb: the userspace half of the XDP load balancer, in three layers whose
+//! dependencies point one way (docs/ARCHITECTURE.md, "Userspace layers"):
 //!
-//! A pure core (`config`, `maglev`, `policy`, `balancer` over the `Tables`
-//! trait, `health`'s state machine) and thin kernel adapters (`dataplane`,
-//! `decap`), so everything but the adapters is tested without root.
-pub mod agent;
-pub mod api;
-pub mod balancer;
+//! - [`core`]: configuration, policy, Maglev, the balancer facade over the
+//!   `Tables` trait — pure, tested without root;
+//! - [`kernel`]: the XDP objects, their map catalog and codec, the loader
+//!   that implements `Tables`, the pinned-state reader;
+//! - [`daemon`]: the agent `lbd` — its main loop, API, etcd feed, health
+//!   checks and metrics.
+//!
+//! Around them: [`http`], the one JSON-over-HTTP client, [`client`], the
+//! typed API client `lbctl` uses, and [`cli_docs`] for both binaries.
+
 pub mod cli_docs;
 pub mod client;
-pub mod config;
-pub mod dataplane;
-pub mod decap;
-pub mod etcd;
-pub mod events;
-pub mod health;
-pub mod inspect;
-pub mod maglev;
-pub mod metrics;
-pub mod objects;
-pub mod policy;
-pub mod sources;
-pub mod tables;
+pub mod core;
+pub mod daemon;
+pub mod http;
+pub mod kernel;

@@ -125,7 +125,7 @@ impl Lab {
         // trivial XDP_PASS program on the router's side of the LB link.
         let xdp_pass = {
             let _in = router.enter()?;
-            let mut tools = aya::EbpfLoader::new().load(lb::objects::TOOLS)?;
+            let mut tools = aya::EbpfLoader::new().load(lb::kernel::objects::TOOLS)?;
             let p: &mut aya::programs::Xdp = tools
                 .program_mut("xdp_pass")
                 .context("xdp_pass")?

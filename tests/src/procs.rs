@@ -338,7 +338,7 @@ impl Drop for Lbd {
     fn drop(&mut self) {
         let _ = self.stop();
         if !self.keep_pins {
-            let _ = lb::dataplane::reset_pinned(&self.pin_path);
+            let _ = lb::kernel::pins::reset_pinned(&self.pin_path);
             let _ = fs::remove_dir_all(&self.pin_path);
         }
     }

@@ -18,7 +18,7 @@ fn balancer_attaches_to_veth_in_driver_mode() -> Result<()> {
     {
         let _in_ns = lb.enter()?;
         let mut ebpf = EbpfLoader::new()
-            .load(lb::objects::BALANCER)
+            .load(lb::kernel::objects::BALANCER)
             .context("load object")?;
         let prog: &mut Xdp = ebpf
             .program_mut("lb_balancer")
@@ -49,8 +49,8 @@ fn balancer_attaches_to_veth_in_driver_mode() -> Result<()> {
 #[test]
 fn programs_fit_the_verifier_with_room_to_spare() -> Result<()> {
     require_root()?;
-    let dp = lb::dataplane::Dataplane::load(lb::dataplane::Limits::default(), None)?;
-    let decap = lb::decap::Decap::load()?;
+    let dp = lb::kernel::dataplane::Dataplane::load(lb::core::config::Limits::default(), None)?;
+    let decap = lb::kernel::decap::Decap::load()?;
     for (name, info) in [
         ("lb_balancer", dp.program()?.info()?),
         ("lb_decap", decap.program()?.info()?),
@@ -81,12 +81,12 @@ fn incompatible_pinned_state_is_refused_with_a_clear_message() -> Result<()> {
     struct Cleanup(std::path::PathBuf);
     impl Drop for Cleanup {
         fn drop(&mut self) {
-            let _ = lb::dataplane::reset_pinned(&self.0);
+            let _ = lb::kernel::pins::reset_pinned(&self.0);
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
     let _cleanup = Cleanup(dir.clone());
-    let small = lb::dataplane::Limits {
+    let small = lb::core::config::Limits {
         max_vips: 4,
         max_backends: 16,
         ring_size: 251,
@@ -94,31 +94,34 @@ fn incompatible_pinned_state_is_refused_with_a_clear_message() -> Result<()> {
         conntrack_per_cpu: false,
     };
     {
-        let mut dp = lb::dataplane::Dataplane::load(small, Some(&dir))?;
-        use lb::tables::Tables as _;
+        let mut dp = lb::kernel::dataplane::Dataplane::load(small, Some(&dir))?;
+        use lb::core::tables::Tables as _;
         dp.set_backend(
             3,
-            &lb_common::maps::Backend {
-                flags: lb_common::maps::BACKEND_F_VALID,
+            Some(&lb::core::tables::BackendEntry {
                 vip_id: 1,
-                ..Default::default()
-            },
+                address: "10.0.0.3".parse()?,
+                forwarding: lb::core::config::Forwarding::Ipip,
+                gue_port: None,
+                mac: None,
+                down: false,
+            }),
         )?;
     }
-    lb::dataplane::check_pinned(&dir, &small)?;
-    let adopted = lb::dataplane::Dataplane::load(small, Some(&dir))?;
-    use lb::tables::Tables as _;
+    lb::kernel::pins::check_pinned(&dir, &small)?;
+    let adopted = lb::kernel::dataplane::Dataplane::load(small, Some(&dir))?;
+    use lb::core::tables::Tables as _;
     assert_eq!(
         adopted.backends()?.len(),
         1,
         "the pinned backend table was adopted, not recreated"
     );
     drop(adopted);
-    let bigger = lb::dataplane::Limits {
+    let bigger = lb::core::config::Limits {
         ring_size: 257,
         ..small
     };
-    let err = lb::dataplane::check_pinned(&dir, &bigger)
+    let err = lb::kernel::pins::check_pinned(&dir, &bigger)
         .expect_err("different ring size must be refused");
     let text = err.to_string();
     assert!(

@@ -17,9 +17,8 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use lb::{
-    dataplane::{Dataplane, Limits},
-    decap::{Decap, addr_words},
-    tables::Tables as _,
+    core::{config::Limits, tables::Tables as _},
+    kernel::{codec::addr_words, dataplane::Dataplane, decap::Decap},
 };
 use lb_common::{
     Reason::{self, *},
@@ -171,7 +170,7 @@ impl World {
     }
 
     fn push_config(&mut self) -> Result<()> {
-        self.dp.set_config(&self.cfg)?;
+        self.dp.write_config(&self.cfg)?;
         Ok(())
     }
 
@@ -182,14 +181,14 @@ impl World {
         } else {
             b.flags &= !BACKEND_F_DOWN;
         }
-        self.dp.set_backend(id, &b)?;
+        self.dp.write_backend(id, &b)?;
         Ok(())
     }
 
     fn set_backend_vip(&mut self, id: u32, vip_id: u32) -> Result<()> {
         let mut b = self.dp.backend(id)?;
         b.vip_id = vip_id;
-        self.dp.set_backend(id, &b)?;
+        self.dp.write_backend(id, &b)?;
         Ok(())
     }
 
@@ -628,7 +627,7 @@ fn build_world(ns: &Netns) -> Result<World> {
                 .position(|s| s.6.contains(&b.name))
                 .unwrap_or(0) as u32,
         };
-        w.dp.set_backend(id as u32, &backend)?;
+        w.dp.write_backend(id as u32, &backend)?;
     }
 
     for (id, (name, addr, port, proto, mode, flags, backends)) in specs.iter().enumerate() {
@@ -641,7 +640,7 @@ fn build_world(ns: &Netns) -> Result<World> {
             proto: *proto,
             family: fam,
         };
-        w.dp.set_vip(
+        w.dp.write_vip(
             &key,
             &VipMeta {
                 id,
@@ -656,7 +655,7 @@ fn build_world(ns: &Netns) -> Result<World> {
             proto: 0,
             family: fam,
         };
-        w.dp.set_vip(
+        w.dp.write_vip(
             &marker,
             &VipMeta {
                 id,
@@ -1848,7 +1847,7 @@ fn run() -> Result<Tally> {
     // Before the agent writes a configuration, nothing is touched.
     {
         let saved_cfg = w.cfg;
-        w.dp.set_config(&LbConfig::default())?;
+        w.dp.write_config(&LbConfig::default())?;
         let f = tcp4_frame(client4(), "10.100.0.1".parse()?, 39999, 80, SYN, b"");
         let fx = Fixture::new("unconfigured program passes VIP traffic", f, XDP_PASS)
             .reasons(&[PassNotConfigured]);

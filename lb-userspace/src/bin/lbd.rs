@@ -3,7 +3,11 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
-use lb::{agent, config};
+use lb::{
+    core::config,
+    daemon::{agent, etcd},
+    kernel::{DataplaneError, decap::Decap, host, pins},
+};
 
 /// The lb agent: loads the XDP data path, keeps its tables in step with the
 /// configuration and backend health, serves metrics and an API.
@@ -161,7 +165,7 @@ fn unload(config_path: &std::path::Path) -> ExitCode {
         println!("nothing pinned under {}", pin_path.display());
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = lb::dataplane::reset_pinned(&pin_path) {
+    if let Err(e) = pins::reset_pinned(&pin_path) {
         eprintln!("error: {:#}", anyhow::Error::from(e));
         return ExitCode::FAILURE;
     }
@@ -236,7 +240,7 @@ fn decap(
             }
         };
     }
-    let missing = agent::missing_capabilities();
+    let missing = host::missing_capabilities();
     if !missing.is_empty() {
         eprintln!(
             "error: lbd decap loads an XDP program and needs {} (run it as root)",
@@ -244,8 +248,8 @@ fn decap(
         );
         return ExitCode::FAILURE;
     }
-    let result = (|| -> Result<(), lb::dataplane::DataplaneError> {
-        let mut d = lb::decap::Decap::load()?;
+    let result = (|| -> Result<(), DataplaneError> {
+        let mut d = Decap::load()?;
         let flags = if any_destination {
             lb_common::maps::DECAP_F_ANY_DST
         } else {
@@ -337,7 +341,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let etcd = (!args.etcd.is_empty()).then(|| lb::etcd::EtcdOptions {
+    let etcd = (!args.etcd.is_empty()).then(|| etcd::EtcdOptions {
         endpoints: args.etcd.clone(),
         prefix: args.etcd_prefix.clone(),
     });

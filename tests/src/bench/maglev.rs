@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use lb::maglev::{Entry, build, changed_slots, counts};
+use lb::core::maglev::{Entry, build, changed_slots, counts};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]

@@ -12,9 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use anyhow::{Context as _, Result};
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use lb::{
-    dataplane::{Dataplane, Limits},
-    decap::addr_words,
-    tables::Tables as _,
+    core::config::Limits,
+    kernel::{codec::addr_words, dataplane::Dataplane},
 };
 use lb_common::{limits::MAP_LAYOUT_VERSION, maps::*};
 
@@ -170,7 +169,7 @@ pub fn provision(per_cpu_conntrack: bool) -> Result<Dataplane> {
         ..Limits::default()
     };
     let mut dp = Dataplane::load(limits, None)?;
-    dp.set_config(&LbConfig {
+    dp.write_config(&LbConfig {
         hash_seed: 1,
         udp_idle_ns: 30_000_000_000,
         encap_src_v4: u32::from_ne_bytes([172, 16, 0, 0]),
@@ -204,7 +203,7 @@ pub fn provision(per_cpu_conntrack: bool) -> Result<Dataplane> {
                 vip_id,
                 ..Backend::default()
             };
-            dp.set_backend(next_backend, &b)?;
+            dp.write_backend(next_backend, &b)?;
             ids.push(next_backend);
             next_backend += 1;
         }
@@ -215,7 +214,7 @@ pub fn provision(per_cpu_conntrack: bool) -> Result<Dataplane> {
             proto: vip.proto,
             family,
         };
-        dp.set_vip(
+        dp.write_vip(
             &key,
             &VipMeta {
                 id: vip_id,

@@ -13,7 +13,7 @@ use aya::{
     EbpfLoader,
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
-use lb::tables::Tables as _;
+use lb::core::tables::Tables as _;
 
 use super::{BenchVip, bench_vips, provision};
 use crate::{netns::Netns, packet::ACK};
@@ -83,11 +83,11 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
     // Generator side: the sender program and a drop sink for returning frames.
     let (mut tools_fixed, mut tools_rotating, mut sink) = {
         let _in = gen_ns.enter()?;
-        let fixed = EbpfLoader::new().load(lb::objects::TOOLS)?;
+        let fixed = EbpfLoader::new().load(lb::kernel::objects::TOOLS)?;
         let rotating = EbpfLoader::new()
             .override_global("GEN_FLOWS", &flows, true)
-            .load(lb::objects::TOOLS)?;
-        let mut sink = EbpfLoader::new().load(lb::objects::TOOLS)?;
+            .load(lb::kernel::objects::TOOLS)?;
+        let mut sink = EbpfLoader::new().load(lb::kernel::objects::TOOLS)?;
         let p: &mut Xdp = sink
             .program_mut("xdp_drop")
             .context("xdp_drop")?
@@ -117,7 +117,7 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
     gen_rotating.load()?;
 
     let _in = ns.enter()?;
-    let mut floor_obj = EbpfLoader::new().load(lb::objects::TOOLS)?;
+    let mut floor_obj = EbpfLoader::new().load(lb::kernel::objects::TOOLS)?;
     let floor: &mut Xdp = floor_obj
         .program_mut("xdp_tx")
         .context("xdp_tx")?

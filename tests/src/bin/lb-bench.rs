@@ -186,7 +186,7 @@ fn per_packet(runs: usize, dir: &std::path::Path, rows: &mut Vec<Row>) -> Result
             ("non-vip", &pass),
         ],
     )?;
-    let mut tools = EbpfLoader::new().load(lb::objects::TOOLS)?;
+    let mut tools = EbpfLoader::new().load(lb::kernel::objects::TOOLS)?;
     let floor: &mut Xdp = tools.program_mut("xdp_tx").context("xdp_tx")?.try_into()?;
     floor.load()?;
     let mut shared_dp = bench::provision(false)?;
@@ -272,8 +272,8 @@ fn per_packet(runs: usize, dir: &std::path::Path, rows: &mut Vec<Row>) -> Result
     let names: Vec<&str> = cases.into_iter().map(|c| c.0).collect();
     // The "table hit" cases must have hit the table (else they measured
     // another path): two such cases on the shared table, one per-CPU.
-    let hits = |dp: &lb::dataplane::Dataplane| -> Result<u64> {
-        let counters = lb::tables::Tables::reason_counters(dp)?;
+    let hits = |dp: &lb::kernel::dataplane::Dataplane| -> Result<u64> {
+        let counters = lb::core::tables::Tables::reason_counters(dp)?;
         Ok(counters
             .iter()
             .find(|(r, _)| *r == lb_common::Reason::ConntrackHit)

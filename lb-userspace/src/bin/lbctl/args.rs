@@ -1,0 +1,173 @@
+//! The command line: global flags and one subcommand per verb.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Inspect and steer the lb load balancer.
+#[derive(Parser)]
+#[command(name = "lbctl", version)]
+pub struct Cli {
+    /// The agent's API socket.
+    #[arg(long, global = true, default_value = lb::core::config::DEFAULT_API_SOCKET)]
+    pub socket: PathBuf,
+    /// Talk to the agent's TCP API at ADDR:PORT instead (needs --token-file).
+    #[arg(long, global = true)]
+    pub api: Option<String>,
+    /// File holding the bearer token for --api.
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+    /// bpffs directory of the pinned data path.
+    #[arg(long, global = true, default_value = lb::core::config::DEFAULT_PIN_PATH)]
+    pub pin_path: PathBuf,
+    /// Output format.
+    #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// VIPs.
+    Vip {
+        #[command(subcommand)]
+        cmd: VipCmd,
+    },
+    /// Backends.
+    Backend {
+        #[command(subcommand)]
+        cmd: BackendCmd,
+    },
+    /// Maglev tables.
+    Ring {
+        #[command(subcommand)]
+        cmd: RingCmd,
+    },
+    /// The connection table.
+    Conntrack {
+        #[command(subcommand)]
+        cmd: ConntrackCmd,
+    },
+    /// Per-VIP and per-backend rates and the data path's reasons by name.
+    Stats {
+        /// Refresh every --interval until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// Sampling interval in seconds.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
+    /// Which backend a flow goes to and why, computed by the loaded program.
+    Explain {
+        /// Client address and port, e.g. 198.51.100.7:40000 or [2001:db8::7]:40000.
+        src: SocketAddr,
+        /// VIP address and port.
+        dst: SocketAddr,
+        /// tcp or udp.
+        proto: String,
+        /// Ask about a new connection (TCP SYN) instead of an established one.
+        #[arg(long)]
+        syn: bool,
+        /// Interface the packet arrives on (default: the first attached one).
+        #[arg(long)]
+        iface: Option<String>,
+    },
+    /// Stop new flows to a backend; established ones stay until they end or
+    /// the VIP's drain timeout.
+    Drain { vip: String, backend: IpAddr },
+    /// Take a backend back into service.
+    Undrain { vip: String, backend: IpAddr },
+    /// Take a backend out of service now.
+    Maintenance { vip: String, backend: IpAddr },
+    /// Set a backend's weight.
+    Weight {
+        vip: String,
+        backend: IpAddr,
+        weight: i64,
+    },
+    /// A failover drill: preview the traffic split with a cloud, region,
+    /// zone or backend failed; with --apply, fail it for real and revert.
+    Drill {
+        /// cloud=X, region=Y, zone=Z or backend=ADDR.
+        #[arg(long)]
+        fail: Option<String>,
+        /// Really fail it (otherwise only print what would happen).
+        #[arg(long)]
+        apply: bool,
+        /// How long the failure lasts before the agent reverts it (e.g. 60s).
+        #[arg(long = "for", default_value = "60s")]
+        duration: String,
+        /// Return at once instead of waiting for the revert.
+        #[arg(long)]
+        detach: bool,
+        /// End the running drill now.
+        #[arg(long, conflicts_with_all = ["fail", "apply"])]
+        stop: bool,
+    },
+    /// Recent decision events of the agent.
+    Events,
+    /// On a backend: the decap programs `lbd decap` attached, the addresses
+    /// and GUE port they accept, and what they did with packets.
+    Decap {
+        /// bpffs directory of the decap links (lbd decap --pin-path).
+        #[arg(long, default_value = "/sys/fs/bpf/lb-decap")]
+        decap_pin_path: PathBuf,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: lb::cli_docs::Shell,
+    },
+    /// Write man pages into DIR (used by `cargo xtask package`).
+    #[command(hide = true)]
+    Man { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum VipCmd {
+    /// Every VIP.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum BackendCmd {
+    /// Backends with health, state, weight and ring share.
+    List {
+        #[arg(long)]
+        vip: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RingCmd {
+    /// Slots per backend, expected vs actual share, digest.
+    Show {
+        #[arg(long)]
+        vip: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConntrackCmd {
+    /// Entries, filtered.
+    List {
+        #[arg(long)]
+        vip: Option<String>,
+        #[arg(long)]
+        backend: Option<IpAddr>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Number of entries.
+    Count,
+}

@@ -1,0 +1,178 @@
+//! `lbctl`: inspect the data path (straight from the pinned maps, so it
+//! works while the agent is down) and steer the agent through its API.
+//! One module per verb; [`args`] holds the command line, [`table`] the
+//! rendering, [`join`] the names the agent adds to what the maps hold.
+//!
+//! Exit codes: 0 success, 1 other failure, 2 usage, 3 agent unreachable,
+//! 4 no such VIP/backend, 5 request refused (invalid, conflict), 6 no
+//! pinned data path or not root.
+
+mod admin;
+mod args;
+mod backend;
+mod conntrack;
+mod decap;
+mod drill;
+mod events;
+mod explain;
+mod join;
+mod ring;
+mod stats;
+mod table;
+mod vip;
+
+use std::process::ExitCode;
+
+use args::{BackendCmd, Cli, Command, Output, RingCmd, VipCmd};
+use clap::{CommandFactory as _, Parser as _};
+use hyper::StatusCode;
+use lb::{
+    client::{AdminVerb, Agent, ClientError, Endpoint},
+    daemon::api::wire::AgentState,
+    kernel::inspect::{InspectError, Pinned},
+};
+
+/// A failure with the exit code scripts can rely on.
+pub struct Fail {
+    code: u8,
+    message: String,
+}
+
+pub fn fail(code: u8, message: impl Into<String>) -> Fail {
+    Fail {
+        code,
+        message: message.into(),
+    }
+}
+
+impl From<ClientError> for Fail {
+    fn from(e: ClientError) -> Self {
+        let code = match &e {
+            ClientError::Unreachable { .. } => 3,
+            ClientError::Refused { status, .. } if *status == StatusCode::NOT_FOUND => 4,
+            ClientError::Refused { .. } => 5,
+            ClientError::Protocol(_) => 1,
+        };
+        fail(code, e.to_string())
+    }
+}
+
+impl From<InspectError> for Fail {
+    fn from(e: InspectError) -> Self {
+        let code = match e {
+            InspectError::NotRoot | InspectError::NotPinned(_) => 6,
+            _ => 1,
+        };
+        fail(code, e.to_string())
+    }
+}
+
+/// What every verb runs with.
+pub struct Ctx<'a> {
+    pub cli: &'a Cli,
+}
+
+impl Ctx<'_> {
+    pub fn output(&self) -> Output {
+        self.cli.output
+    }
+
+    pub fn agent(&self) -> Result<Agent, Fail> {
+        let endpoint = match &self.cli.api {
+            None => Endpoint::Unix(self.cli.socket.clone()),
+            Some(addr) => {
+                let file = self
+                    .cli
+                    .token_file
+                    .as_ref()
+                    .ok_or_else(|| fail(2, "--api needs --token-file"))?;
+                let token = std::fs::read_to_string(file)
+                    .map_err(|e| fail(1, format!("{}: {e}", file.display())))?;
+                Endpoint::Tcp {
+                    addr: addr.clone(),
+                    token: token.trim().to_string(),
+                }
+            }
+        };
+        Ok(Agent::new(endpoint))
+    }
+
+    /// The agent's state if it answers (names, health, policy).
+    pub async fn state(&self) -> Option<AgentState> {
+        self.agent().ok()?.state().await.ok()
+    }
+
+    pub fn pinned(&self) -> Result<Pinned, Fail> {
+        Ok(Pinned::open(&self.cli.pin_path)?)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(&Ctx { cli: &cli })) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn run(ctx: &Ctx<'_>) -> Result<(), Fail> {
+    match &ctx.cli.command {
+        Command::Completions { shell } => {
+            lb::cli_docs::completions(Cli::command(), *shell, &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => lb::cli_docs::man_pages(Cli::command(), "1", dir)
+            .map(|_| ())
+            .map_err(|e| fail(1, format!("{}: {e}", dir.display()))),
+        Command::Vip { cmd: VipCmd::List } => vip::list(ctx).await,
+        Command::Backend {
+            cmd: BackendCmd::List { vip },
+        } => backend::list(ctx, vip.as_deref()).await,
+        Command::Ring {
+            cmd: RingCmd::Show { vip },
+        } => ring::show(ctx, vip).await,
+        Command::Conntrack { cmd } => conntrack::run(ctx, cmd).await,
+        Command::Stats { watch, interval } => stats::run(ctx, *watch, *interval).await,
+        Command::Explain {
+            src,
+            dst,
+            proto,
+            syn,
+            iface,
+        } => explain::run(ctx, *src, *dst, proto, *syn, iface.as_deref()).await,
+        Command::Drain { vip, backend } => admin::set(ctx, vip, *backend, AdminVerb::Drain).await,
+        Command::Undrain { vip, backend } => {
+            admin::set(ctx, vip, *backend, AdminVerb::Undrain).await
+        }
+        Command::Maintenance { vip, backend } => {
+            admin::set(ctx, vip, *backend, AdminVerb::Maintenance).await
+        }
+        Command::Weight {
+            vip,
+            backend,
+            weight,
+        } => admin::weight(ctx, vip, *backend, *weight).await,
+        Command::Drill {
+            fail: sel,
+            apply,
+            duration,
+            detach,
+            stop,
+        } => drill::run(ctx, sel.as_deref(), *apply, duration, *detach, *stop).await,
+        Command::Events => events::list(ctx).await,
+        Command::Decap { decap_pin_path } => decap::show(ctx, decap_pin_path),
+    }
+}

@@ -1,0 +1,201 @@
+//! `lbctl stats [--watch]`: rates per VIP and backend between two readings
+//! of the counters, and the data path's reasons by name.
+
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use lb::{daemon::api::wire::AgentState, kernel::inspect::Pinned};
+use lb_common::{Reason, maps::TrafficStats};
+use serde::Serialize;
+
+use crate::{
+    Ctx, Fail,
+    args::Output,
+    join::vip_name,
+    table::{self, Row},
+};
+
+/// One reading of the counters.
+struct Sample {
+    vips: Vec<(u32, TrafficStats)>,
+    backends: Vec<(u32, u32, IpAddr, TrafficStats)>,
+    reasons: Vec<(Reason, u64)>,
+}
+
+fn sample(p: &Pinned) -> Result<Sample, Fail> {
+    let vips = p
+        .vips()?
+        .iter()
+        .map(|v| Ok((v.id, p.vip_traffic(v.id)?)))
+        .collect::<Result<_, Fail>>()?;
+    let backends = p
+        .backends()?
+        .iter()
+        .map(|b| Ok((b.id, b.vip_id, b.address, p.backend_traffic(b.id)?)))
+        .collect::<Result<_, Fail>>()?;
+    Ok(Sample {
+        vips,
+        backends,
+        reasons: p.reasons()?,
+    })
+}
+
+#[derive(Serialize)]
+struct Stats {
+    vips: Vec<VipRate>,
+    backends: Vec<BackendRate>,
+    reasons: Vec<ReasonRate>,
+}
+
+#[derive(Serialize)]
+struct VipRate {
+    vip: String,
+    pps: f64,
+    bps: f64,
+    new_flows_per_sec: f64,
+    packets: u64,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct BackendRate {
+    vip: String,
+    backend: IpAddr,
+    pps: f64,
+    bps: f64,
+    packets: u64,
+}
+
+#[derive(Serialize)]
+struct ReasonRate {
+    reason: &'static str,
+    total: u64,
+    per_sec: f64,
+    meaning: &'static str,
+}
+
+impl Row for VipRate {
+    const HEADERS: &'static [&'static str] = &["VIP", "PPS", "BPS", "NEW/S", "PACKETS"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.vip.clone(),
+            format!("{:.1}", self.pps),
+            format!("{:.1}", self.bps),
+            format!("{:.1}", self.new_flows_per_sec),
+            self.packets.to_string(),
+        ]
+    }
+}
+
+impl Row for BackendRate {
+    const HEADERS: &'static [&'static str] = &["VIP", "BACKEND", "PPS", "BPS", "PACKETS"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.vip.clone(),
+            self.backend.to_string(),
+            format!("{:.1}", self.pps),
+            format!("{:.1}", self.bps),
+            self.packets.to_string(),
+        ]
+    }
+}
+
+impl Row for ReasonRate {
+    const HEADERS: &'static [&'static str] = &["REASON", "TOTAL", "PER SEC", "MEANING"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.reason.into(),
+            self.total.to_string(),
+            format!("{:.1}", self.per_sec),
+            self.meaning.into(),
+        ]
+    }
+}
+
+fn rates(state: Option<&AgentState>, a: &Sample, b: &Sample, dt: f64) -> Stats {
+    let rate = |x: u64, y: u64| y.saturating_sub(x) as f64 / dt;
+    let name = |id: u32| vip_name(state, id, || id.to_string());
+    Stats {
+        vips: b
+            .vips
+            .iter()
+            .map(|(id, t)| {
+                let before = a
+                    .vips
+                    .iter()
+                    .find(|(i, _)| i == id)
+                    .map(|(_, t)| *t)
+                    .unwrap_or_default();
+                VipRate {
+                    vip: name(*id),
+                    pps: rate(before.packets, t.packets),
+                    bps: 8.0 * rate(before.bytes, t.bytes),
+                    new_flows_per_sec: rate(before.new_flows, t.new_flows),
+                    packets: t.packets,
+                    bytes: t.bytes,
+                }
+            })
+            .collect(),
+        backends: b
+            .backends
+            .iter()
+            .map(|(id, vip, addr, t)| {
+                let before = a
+                    .backends
+                    .iter()
+                    .find(|(i, ..)| i == id)
+                    .map(|(.., t)| *t)
+                    .unwrap_or_default();
+                BackendRate {
+                    vip: name(*vip),
+                    backend: *addr,
+                    pps: rate(before.packets, t.packets),
+                    bps: 8.0 * rate(before.bytes, t.bytes),
+                    packets: t.packets,
+                }
+            })
+            .collect(),
+        reasons: b
+            .reasons
+            .iter()
+            .zip(&a.reasons)
+            .filter(|((_, total), _)| *total > 0)
+            .map(|((r, total), (_, before))| ReasonRate {
+                reason: r.name(),
+                total: *total,
+                per_sec: rate(*before, *total),
+                meaning: r.describe().trim(),
+            })
+            .collect(),
+    }
+}
+
+pub async fn run(ctx: &Ctx<'_>, watch: bool, interval: f64) -> Result<(), Fail> {
+    let pinned = ctx.pinned()?;
+    let state = ctx.state().await;
+    let interval = Duration::from_secs_f64(interval.max(0.1));
+    loop {
+        let first = sample(&pinned)?;
+        let t0 = Instant::now();
+        tokio::time::sleep(interval).await;
+        let second = sample(&pinned)?;
+        let stats = rates(state.as_ref(), &first, &second, t0.elapsed().as_secs_f64());
+        if ctx.output() == Output::Json {
+            table::print_json(&stats);
+        } else {
+            if watch {
+                print!("\x1b[2J\x1b[H");
+            }
+            table::print(Output::Table, &stats.vips);
+            println!();
+            table::print(Output::Table, &stats.backends);
+            println!();
+            table::print(Output::Table, &stats.reasons);
+        }
+        if !watch {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! The facade the agent drives (Katran's `KatranLb`): VIPs and backends in,
+//! kernel tables out. It allocates VIP and backend ids, asks the policy for
+//! weights, builds Maglev tables, writes only the slots that changed into
+//! the inactive half and flips, and adopts the tables a previous agent left
+//! pinned so a restart changes nothing for established flows.
+//!
+//! Generic over [`Tables`], so all of it runs in unit tests without root.
+
+mod drill;
+mod ids;
+mod view;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    time::Instant,
+};
+
+use serde::Serialize;
+
+pub use view::{BackendState, DrillPreview, DrillShare, State, VipState, WorkStats};
+
+use ids::{IdPool, alloc_backend_id};
+
+use crate::core::{
+    config::{Config, Vip, VipIdent},
+    events::{EventKind, EventLog},
+    maglev,
+    policy::{self, Decision, Drains, PolicyState},
+    sources::FailSelector,
+    tables::{BackendEntry, Marker, Settings, Tables, TablesError, VipEntry},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Tables(#[from] TablesError),
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// Health of one backend as the balancer knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Health {
+    pub up: bool,
+    pub reason: String,
+}
+
+/// What a VIP's Maglev table is built from: (address, weight, backend id)
+/// per backend, and the hash seed.
+type TableInputs = (Vec<(IpAddr, u32, u32)>, u32);
+
+struct VipRuntime {
+    id: u32,
+    cfg: Vip,
+    backend_ids: BTreeMap<IpAddr, u32>,
+    health: BTreeMap<IpAddr, Health>,
+    policy: PolicyState,
+    drains: Drains,
+    /// Shadow of the live half.
+    live: Vec<u32>,
+    /// The inputs `live` was built from; `None` for a table adopted from
+    /// the kernel. Equal inputs build an equal table, so a reconcile that
+    /// changes nothing for this VIP builds nothing (a Maglev build is
+    /// milliseconds, and a change anywhere reconciles every VIP).
+    live_from: Option<TableInputs>,
+    /// Shadow of the other half; `None` when unknown (after adoption).
+    spare: Option<Vec<u32>>,
+    digest: String,
+    decision: Option<Decision>,
+    /// The service entry as last written (or found in the tables).
+    written_entry: Option<VipEntry>,
+}
+
+impl VipRuntime {
+    /// A VIP's runtime over `live`, its live table as read back from the
+    /// tables (zeroed for a VIP id never used).
+    fn new(id: u32, cfg: Vip, live: Vec<u32>, written_entry: Option<VipEntry>) -> Self {
+        Self {
+            id,
+            cfg,
+            backend_ids: BTreeMap::new(),
+            health: BTreeMap::new(),
+            policy: PolicyState::default(),
+            drains: Drains::default(),
+            digest: maglev::digest(&live),
+            live,
+            live_from: None,
+            spare: None,
+            decision: None,
+            written_entry,
+        }
+    }
+
+    /// Forgets a backend leaving the VIP; returns its slot.
+    fn remove_backend(&mut self, addr: IpAddr) -> Option<u32> {
+        self.health.remove(&addr);
+        self.drains.forget(addr);
+        self.backend_ids.remove(&addr)
+    }
+}
+
+pub struct Balancer<T: Tables> {
+    tables: T,
+    config: Config,
+    vips: BTreeMap<VipIdent, VipRuntime>,
+    vip_ids: IdPool,
+    backend_ids: IdPool,
+    /// Backend slots whose value we last wrote (or found in the tables).
+    written_backends: BTreeMap<u32, BackendEntry>,
+    /// Address markers as last written (or found in the tables).
+    markers: BTreeMap<IpAddr, Marker>,
+    settings: Option<Settings>,
+    /// Slots found in the tables that belong to no VIP found there:
+    /// released by the first `apply`.
+    orphans: Vec<u32>,
+    /// A failover drill: backends it matches count as failed.
+    drill: Option<FailSelector>,
+    pub events: EventLog,
+    pub work: WorkStats,
+}
+
+impl<T: Tables> Balancer<T> {
+    /// Builds the balancer over `tables`, adopting what they already hold
+    /// (a previous agent's pinned state), then applies `config`. Adopted
+    /// VIPs and backends keep their ids — the connection table refers to
+    /// backend ids — and their live rings, so a restart with the same
+    /// configuration writes nothing a packet would notice.
+    pub fn new(tables: T, config: Config, now: Instant) -> Result<Self, ApplyError> {
+        let limits = tables.limits();
+        let mut b = Self {
+            vip_ids: IdPool::new(limits.max_vips),
+            backend_ids: IdPool::new(limits.max_backends),
+            tables,
+            config: config.clone(),
+            vips: BTreeMap::new(),
+            written_backends: BTreeMap::new(),
+            markers: BTreeMap::new(),
+            settings: None,
+            orphans: vec![],
+            drill: None,
+            events: EventLog::default(),
+            work: WorkStats::default(),
+        };
+        b.adopt()?;
+        b.apply(config, now)?;
+        Ok(b)
+    }
+
+    /// Seeds the id pools and the runtimes from what the tables hold. A
+    /// VIP found there is known only by its identity until `apply` gives
+    /// it its configuration (or removes it).
+    fn adopt(&mut self) -> Result<(), ApplyError> {
+        self.markers = self.tables.markers()?.into_iter().collect();
+        for (ident, entry) in self.tables.vips()? {
+            self.vip_ids.take(entry.id);
+            let live = self
+                .tables
+                .read_ring(entry.id, self.tables.live_half(entry.id)?)?;
+            let found = Vip::new(ident.0, ident.1, ident.2);
+            self.vips
+                .insert(ident, VipRuntime::new(entry.id, found, live, Some(entry)));
+        }
+        let owner: BTreeMap<u32, VipIdent> = self.vips.iter().map(|(i, rt)| (rt.id, *i)).collect();
+        for (id, be) in self.tables.backends()? {
+            self.backend_ids.take(id);
+            self.written_backends.insert(id, be);
+            match owner.get(&be.vip_id).and_then(|i| self.vips.get_mut(i)) {
+                Some(rt) if !rt.backend_ids.contains_key(&be.address) => {
+                    rt.backend_ids.insert(be.address, id);
+                }
+                _ => self.orphans.push(id),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn tables(&self) -> &T {
+        &self.tables
+    }
+
+    pub fn tables_mut(&mut self) -> &mut T {
+        &mut self.tables
+    }
+
+    /// Applies a new, already validated configuration. Limits and the pin
+    /// path cannot change without a restart (the maps are sized by them).
+    pub fn apply(&mut self, config: Config, now: Instant) -> Result<(), ApplyError> {
+        if config.limits != self.config.limits {
+            return Err(ApplyError::Rejected(
+                "limits changed: map sizes are fixed while running; restart lbd with --reset-state to resize (this resets the connection table)".into(),
+            ));
+        }
+        if config.pin_path != self.config.pin_path {
+            return Err(ApplyError::Rejected(
+                "pin_path changed: restart lbd to move the pinned state".into(),
+            ));
+        }
+        let wanted: BTreeMap<VipIdent, &Vip> = config.vips.iter().map(|v| (v.ident(), v)).collect();
+        // Removals first, so their ids can be reused by additions. No
+        // packet reaches a removed VIP's table, so its slots go at once.
+        let gone: Vec<VipIdent> = self
+            .vips
+            .keys()
+            .filter(|k| !wanted.contains_key(k))
+            .copied()
+            .collect();
+        for ident in gone {
+            let rt = self.vips.remove(&ident).expect("present");
+            self.tables.remove_vip(&ident)?;
+            for id in rt.backend_ids.values() {
+                self.release_backend(*id)?;
+            }
+            self.vip_ids.release(rt.id);
+            self.events.record(
+                EventKind::ConfigApplied,
+                Some(&rt.cfg.name),
+                None,
+                "VIP removed",
+            );
+        }
+        // Backends leaving a VIP keep their slots until the new table no
+        // longer points at them; only then are the slots cleared (their flows
+        // re-steer on the next packet) and the ids freed.
+        let mut retiring: Vec<u32> = std::mem::take(&mut self.orphans);
+        for (ident, v) in &wanted {
+            let rt = match self.vips.get_mut(ident) {
+                Some(rt) => rt,
+                None => {
+                    let id = self.vip_ids.alloc().ok_or_else(|| {
+                        ApplyError::Rejected("no free VIP id (limits.max_vips)".into())
+                    })?;
+                    let live = self.tables.read_ring(id, self.tables.live_half(id)?)?;
+                    self.events
+                        .record(EventKind::ConfigApplied, Some(&v.name), None, "VIP added");
+                    self.vips
+                        .entry(*ident)
+                        .or_insert(VipRuntime::new(id, (*v).clone(), live, None))
+                }
+            };
+            let keep: BTreeSet<IpAddr> = v.backends.iter().map(|b| b.address).collect();
+            let leaving: Vec<IpAddr> = rt
+                .backend_ids
+                .keys()
+                .filter(|a| !keep.contains(a))
+                .copied()
+                .collect();
+            retiring.extend(leaving.into_iter().filter_map(|a| rt.remove_backend(a)));
+            rt.cfg = (*v).clone();
+            for be in &v.backends {
+                if let std::collections::btree_map::Entry::Vacant(slot) =
+                    rt.backend_ids.entry(be.address)
+                {
+                    slot.insert(alloc_backend_id(&mut self.backend_ids, &mut retiring)?);
+                }
+                rt.health.entry(be.address).or_insert_with(|| Health {
+                    up: v.health_check.initially_up,
+                    reason: "no check result yet".into(),
+                });
+            }
+        }
+        let settings = Settings {
+            dataplane: config.dataplane.clone(),
+            all_ports_vips: config.vips.iter().any(|v| v.port == 0),
+        };
+        if self.settings.as_ref() != Some(&settings) {
+            self.tables.set_settings(&settings)?;
+            self.settings = Some(settings);
+        }
+        self.config = config;
+        let result = self.reconcile(now);
+        for id in retiring {
+            self.release_backend(id)?;
+        }
+        result
+    }
+
+    fn release_backend(&mut self, id: u32) -> Result<(), ApplyError> {
+        self.tables.set_backend(id, None)?;
+        self.written_backends.remove(&id);
+        self.backend_ids.release(id);
+        Ok(())
+    }
+
+    /// Records a health verdict; returns whether it changed anything.
+    pub fn set_health(&mut self, vip: &VipIdent, backend: IpAddr, up: bool, reason: &str) -> bool {
+        let Some(rt) = self.vips.get_mut(vip) else {
+            return false;
+        };
+        let Some(h) = rt.health.get_mut(&backend) else {
+            return false;
+        };
+        if h.up == up {
+            h.reason = reason.to_string();
+            return false;
+        }
+        *h = Health {
+            up,
+            reason: reason.to_string(),
+        };
+        let kind = if up {
+            EventKind::BackendUp
+        } else {
+            EventKind::BackendDown
+        };
+        self.events
+            .record(kind, Some(&rt.cfg.name), Some(&backend.to_string()), reason);
+        true
+    }
+
+    /// Recomputes every VIP's weights and writes what changed.
+    pub fn reconcile(&mut self, now: Instant) -> Result<(), ApplyError> {
+        let idents: Vec<VipIdent> = self.vips.keys().copied().collect();
+        for ident in idents {
+            self.reconcile_vip(&ident, now)?;
+        }
+        self.sync_markers()
+    }
+
+    /// One marker per VIP address (the id of its first VIP; ICMP echo if
+    /// any of its VIPs answers pings), written only when it changed: this
+    /// runs on every reconcile, the periodic tick included.
+    fn sync_markers(&mut self) -> Result<(), ApplyError> {
+        let mut wanted: BTreeMap<IpAddr, Marker> = BTreeMap::new();
+        for rt in self.vips.values() {
+            let m = wanted.entry(rt.cfg.address).or_insert(Marker {
+                id: rt.id,
+                icmp_echo: false,
+            });
+            m.icmp_echo |= rt.cfg.icmp_echo;
+        }
+        for (addr, m) in &wanted {
+            if self.markers.get(addr) != Some(m) {
+                self.tables.set_marker(*addr, m)?;
+            }
+        }
+        for addr in self.markers.keys().filter(|a| !wanted.contains_key(a)) {
+            self.tables.remove_marker(*addr)?;
+        }
+        self.markers = wanted;
+        Ok(())
+    }
+
+    fn reconcile_vip(&mut self, ident: &VipIdent, now: Instant) -> Result<(), ApplyError> {
+        let node = self.config.node.clone();
+        let seed = self.config.dataplane.hash_seed;
+        let m = self.tables.limits().ring_size;
+        let rt = self.vips.get_mut(ident).expect("known VIP");
+        let healthy = rt.healthy(&self.drill.iter().collect::<Vec<_>>());
+        let mut pevents = vec![];
+        let decision = policy::decide(&rt.cfg, &node, &healthy, &mut rt.policy, now, &mut pevents);
+        for e in pevents {
+            self.events
+                .record(e.kind, Some(&rt.cfg.name), None, e.reason);
+        }
+        for d in rt
+            .drains
+            .advance(&rt.cfg.backends, rt.cfg.policy.drain_timeout, now)
+        {
+            self.events.record(
+                d.event.kind,
+                Some(&rt.cfg.name),
+                Some(&d.backend.to_string()),
+                d.event.reason,
+            );
+        }
+
+        // Backend slots before the table that points at them.
+        for (i, be) in rt.cfg.backends.iter().enumerate() {
+            let id = rt.backend_ids[&be.address];
+            let value = (!rt.drains.is_released(be.address)).then(|| BackendEntry {
+                vip_id: rt.id,
+                address: be.address,
+                forwarding: be.forwarding.unwrap_or(rt.cfg.forwarding),
+                gue_port: be.gue_port,
+                mac: be.mac,
+                down: decision.down[i],
+            });
+            if self.written_backends.get(&id) != value.as_ref() {
+                self.tables.set_backend(id, value.as_ref())?;
+                self.work.backend_writes += 1;
+                match value {
+                    Some(v) => self.written_backends.insert(id, v),
+                    None => self.written_backends.remove(&id),
+                };
+            }
+        }
+
+        // The table, rebuilt only when its inputs changed.
+        let inputs: TableInputs = (
+            rt.cfg
+                .backends
+                .iter()
+                .zip(&decision.weights)
+                .map(|(be, w)| (be.address, *w, rt.backend_ids[&be.address]))
+                .collect(),
+            seed,
+        );
+        if rt.live_from.as_ref() != Some(&inputs) {
+            let entries: Vec<maglev::Entry> = inputs
+                .0
+                .iter()
+                .map(|&(address, weight, id)| maglev::Entry {
+                    key: address.to_string(),
+                    weight,
+                    id,
+                })
+                .collect();
+            let table = maglev::build(&entries, m, seed);
+            if table != rt.live {
+                let half = self.tables.live_half(rt.id)? ^ 1;
+                let changes = match &rt.spare {
+                    Some(spare) => maglev::changed_slots(spare, &table),
+                    None => table
+                        .iter()
+                        .enumerate()
+                        .map(|(s, b)| (s as u32, *b))
+                        .collect(),
+                };
+                let n = self.tables.write_ring_slots(rt.id, half, &changes)?;
+                self.tables.flip(rt.id, half)?;
+                self.work.table_updates += 1;
+                self.work.slots_written += n as u64;
+                rt.spare = Some(std::mem::replace(&mut rt.live, table));
+                rt.digest = maglev::digest(&rt.live);
+            }
+            rt.live_from = Some(inputs);
+        }
+
+        // The service entry last: by now its table and backends are in place.
+        let entry = VipEntry {
+            id: rt.id,
+            hash: rt.cfg.hash,
+            flows_on_down: rt.cfg.flows_on_backend_down,
+        };
+        if rt.written_entry != Some(entry) {
+            self.tables.set_vip(ident, &entry)?;
+            rt.written_entry = Some(entry);
+        }
+        rt.decision = Some(decision);
+        Ok(())
+    }
+
+    /// The VIP runtime's identity by name (API and health use names).
+    pub fn vip_by_name(&self, name: &str) -> Option<VipIdent> {
+        self.vips
+            .iter()
+            .find(|(_, rt)| rt.cfg.name == name)
+            .map(|(k, _)| *k)
+    }
+
+    pub fn vip_id(&self, ident: &VipIdent) -> Option<u32> {
+        self.vips.get(ident).map(|rt| rt.id)
+    }
+
+    pub fn backend_id(&self, ident: &VipIdent, addr: IpAddr) -> Option<u32> {
+        self.vips
+            .get(ident)
+            .and_then(|rt| rt.backend_ids.get(&addr).copied())
+    }
+
+    /// The live table of a VIP (its shadow; equal to the kernel's).
+    pub fn live_table(&self, ident: &VipIdent) -> Option<&[u32]> {
+        self.vips.get(ident).map(|rt| rt.live.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod tests;

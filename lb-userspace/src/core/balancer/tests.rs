@@ -1,0 +1,326 @@
+//! The facade over in-memory tables: allocation, minimal ring writes,
+//! restart adoption, health and drain handling, config changes.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::core::{
+    config::{self, FlowsOnDown, HashMode, Protocol},
+    tables::MemoryTables,
+};
+
+const CFG: &str = r#"
+node: {name: edge-1, cloud: aws, region: eu-west-1}
+limits: {max_vips: 8, max_backends: 64, ring_size: 1021}
+vips:
+  - name: orders
+    address: 10.100.0.1
+    port: 443
+    policy: {panic_threshold: 0, drain_timeout: 60s}
+    backends:
+      - {address: 10.0.1.1, labels: {cloud: aws, region: eu-west-1}}
+      - {address: 10.0.1.2, labels: {cloud: aws, region: eu-west-1}}
+      - {address: 10.0.1.3, labels: {cloud: aws, region: eu-west-1}}
+  - name: dns
+    address: 10.100.0.2
+    port: 53
+    protocol: udp
+    flows_on_backend_down: move
+    backends:
+      - {address: 10.0.2.1}
+"#;
+
+fn cfg(text: &str) -> Config {
+    config::parse(text, "test").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn tables(c: &Config) -> MemoryTables {
+    MemoryTables::new(c.limits)
+}
+
+fn orders() -> VipIdent {
+    ("10.100.0.1".parse().unwrap(), 443, Protocol::Tcp)
+}
+
+#[test]
+fn provisions_vips_backends_markers_and_tables() {
+    let c = cfg(CFG);
+    let b = Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap();
+    let t = b.tables();
+    assert!(t.settings.is_some(), "the runtime knobs are written");
+    // Two services and two address markers.
+    assert_eq!((t.vips.len(), t.markers.len()), (2, 2));
+    let dns = t
+        .vips
+        .values()
+        .find(|m| m.flows_on_down == FlowsOnDown::Move)
+        .expect("move flag on dns");
+    assert_eq!(dns.hash, HashMode::FiveTuple);
+    let id = b.vip_id(&orders()).unwrap();
+    let ring = t.live_ring(id);
+    let counts = maglev::counts(&ring);
+    assert_eq!(counts.len(), 3, "three backends share the ring");
+    for (bid, n) in counts {
+        let be = t.backends[bid as usize].expect("a valid slot");
+        assert_eq!(be.vip_id, id);
+        assert!((n as f64 / 1021.0 - 1.0 / 3.0).abs() < 0.01);
+    }
+    let s = b.state();
+    assert_eq!(s.vips.len(), 2);
+    assert_eq!(s.vips[0].digest, maglev::digest(&ring));
+}
+
+#[test]
+fn a_restart_adopts_everything_and_writes_nothing() {
+    let c = cfg(CFG);
+    let first = Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap();
+    let before = first.tables().clone();
+    let ids: Vec<_> = first
+        .state()
+        .vips
+        .iter()
+        .map(|v| (v.id, v.backends.iter().map(|b| b.id).collect::<Vec<_>>()))
+        .collect();
+    // A new agent finds the same tables (pinned maps) and the same config.
+    let mut kernel = before.clone();
+    kernel.slot_writes = 0;
+    kernel.flips = 0;
+    let second = Balancer::new(kernel, c, Instant::now()).unwrap();
+    let again: Vec<_> = second
+        .state()
+        .vips
+        .iter()
+        .map(|v| (v.id, v.backends.iter().map(|b| b.id).collect::<Vec<_>>()))
+        .collect();
+    assert_eq!(
+        ids, again,
+        "ids kept: the connection table still points at the right backends"
+    );
+    assert_eq!(second.tables().slot_writes, 0, "no ring slot rewritten");
+    assert_eq!(second.tables().flips, 0);
+    assert_eq!(second.tables().rings, before.rings);
+    assert_eq!(second.tables().backends, before.backends);
+    assert_eq!(second.work.backend_writes, 0);
+}
+
+#[test]
+fn restart_with_a_changed_config_cleans_up_what_left() {
+    let c = cfg(CFG);
+    let first = Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap();
+    let kernel = first.tables().clone();
+    let dns_backend = first
+        .backend_id(
+            &("10.100.0.2".parse().unwrap(), 53, Protocol::Udp),
+            "10.0.2.1".parse().unwrap(),
+        )
+        .unwrap();
+    let smaller = cfg(&CFG[..CFG.find("  - name: dns").unwrap()]);
+    let second = Balancer::new(kernel, smaller, Instant::now()).unwrap();
+    let t = second.tables();
+    assert_eq!(
+        (t.vips.len(), t.markers.len()),
+        (1, 1),
+        "orders and its marker remain"
+    );
+    assert_eq!(
+        t.backends[dns_backend as usize], None,
+        "the dns backend slot is released"
+    );
+}
+
+#[test]
+fn only_changed_slots_are_written_to_the_inactive_half() {
+    let c = cfg(CFG);
+    let mut b = Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap();
+    let id = b.vip_id(&orders()).unwrap();
+    let victim: IpAddr = "10.0.1.3".parse().unwrap();
+    let live_before = b.tables().live_ring(id);
+    let half_before = b.tables().ring_select[id as usize];
+    let spare_before = b.tables().read_ring(id, half_before ^ 1).unwrap();
+    let writes = b.tables().slot_writes;
+    assert!(b.set_health(&orders(), victim, false, "connect refused"));
+    b.reconcile(Instant::now()).unwrap();
+    let after = b.tables().live_ring(id);
+    assert_ne!(b.tables().ring_select[id as usize], half_before, "flipped");
+    assert!(!after.contains(&b.backend_id(&orders(), victim).unwrap()));
+    assert_eq!(
+        b.tables().slot_writes - writes,
+        maglev::changed_slots(&spare_before, &after).len()
+    );
+    // And back: the spare half now holds the original table, so only the
+    // slots that moved are written.
+    let writes = b.tables().slot_writes;
+    assert!(b.set_health(&orders(), victim, true, "ok"));
+    b.reconcile(Instant::now()).unwrap();
+    assert_eq!(b.tables().live_ring(id), live_before);
+    assert_eq!(
+        b.tables().slot_writes - writes,
+        0,
+        "the spare half already held exactly this table"
+    );
+    let kinds: Vec<_> = b.events.recent().map(|e| e.kind).collect();
+    assert!(kinds.contains(&EventKind::BackendDown) && kinds.contains(&EventKind::BackendUp));
+    assert!(
+        !b.tables().backends[b.backend_id(&orders(), victim).unwrap() as usize]
+            .unwrap()
+            .down
+    );
+}
+
+/// After adoption the spare half is unknown: the first change writes it
+/// whole, later ones only their differences.
+#[test]
+fn after_adoption_the_first_change_writes_the_whole_spare_half() {
+    let c = cfg(CFG);
+    let first = Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap();
+    let mut b = Balancer::new(first.tables().clone(), c, Instant::now()).unwrap();
+    let w = b.tables().slot_writes;
+    b.set_health(&orders(), "10.0.1.1".parse().unwrap(), false, "timeout");
+    b.reconcile(Instant::now()).unwrap();
+    assert_eq!(b.tables().slot_writes - w, 1021);
+    let w = b.tables().slot_writes;
+    b.set_health(&orders(), "10.0.1.2".parse().unwrap(), false, "timeout");
+    b.reconcile(Instant::now()).unwrap();
+    assert!(b.tables().slot_writes - w < 1021);
+}
+
+#[test]
+fn unchanged_reconcile_writes_nothing() {
+    let c = cfg(CFG);
+    let mut b = Balancer::new(tables(&c), c, Instant::now()).unwrap();
+    let (w, f) = (b.tables().slot_writes, b.tables().flips);
+    b.reconcile(Instant::now()).unwrap();
+    assert_eq!((b.tables().slot_writes, b.tables().flips), (w, f));
+}
+
+#[test]
+fn the_periodic_reconcile_rewrites_no_vip_entry_or_marker() {
+    let c = cfg(CFG);
+    let mut b = Balancer::new(tables(&c), c, Instant::now()).unwrap();
+    let written = b.tables().vip_writes;
+    b.reconcile(Instant::now()).unwrap();
+    b.reconcile(Instant::now()).unwrap();
+    assert_eq!(b.tables().vip_writes, written);
+}
+
+#[test]
+fn draining_keeps_flows_until_the_timeout_then_releases_the_slot() {
+    let c = cfg(CFG);
+    let t0 = Instant::now();
+    let mut b = Balancer::new(tables(&c), c.clone(), t0).unwrap();
+    let victim: IpAddr = "10.0.1.2".parse().unwrap();
+    let id = b.backend_id(&orders(), victim).unwrap();
+    let drained = cfg(&CFG.replace(
+        "{address: 10.0.1.2,",
+        "{address: 10.0.1.2, state: draining,",
+    ));
+    b.apply(drained, t0).unwrap();
+    let vip_id = b.vip_id(&orders()).unwrap();
+    assert!(!b.tables().live_ring(vip_id).contains(&id), "no new flows");
+    let valid_and_up =
+        |b: &Balancer<MemoryTables>| b.tables().backends[id as usize].is_some_and(|s| !s.down);
+    assert!(valid_and_up(&b), "slot valid and not down: flows stay");
+    b.reconcile(t0 + Duration::from_secs(59)).unwrap();
+    assert!(valid_and_up(&b));
+    b.reconcile(t0 + Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        b.tables().backends[id as usize],
+        None,
+        "released: the data path re-steers its flows"
+    );
+    let kinds: Vec<_> = b.events.recent().map(|e| e.kind).collect();
+    assert!(kinds.contains(&EventKind::DrainStart) && kinds.contains(&EventKind::DrainTimeout));
+    // Undrain: valid again.
+    b.apply(c, t0 + Duration::from_secs(61)).unwrap();
+    assert!(valid_and_up(&b));
+}
+
+#[test]
+fn config_changes_add_and_remove_vips_and_backends() {
+    let c = cfg(CFG);
+    let mut b = Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap();
+    let gone: IpAddr = "10.0.1.1".parse().unwrap();
+    let gone_id = b.backend_id(&orders(), gone).unwrap();
+    let changed = cfg(&CFG
+        .replace("      - {address: 10.0.1.1, labels: {cloud: aws, region: eu-west-1}}\n", "")
+        .replace("  - name: dns", "  - name: api\n    address: 10.100.0.3\n    port: 80\n    backends: [{address: 10.0.3.1}]\n  - name: dns"));
+    b.apply(changed, Instant::now()).unwrap();
+    assert_eq!(
+        b.tables().backends[gone_id as usize],
+        None,
+        "removed backend released"
+    );
+    assert_eq!(b.state().vips.len(), 3);
+    assert_eq!((b.tables().vips.len(), b.tables().markers.len()), (3, 3));
+    // Removing the VIP removes its keys and marker.
+    b.apply(
+        cfg(&CFG[..CFG.find("  - name: dns").unwrap()]),
+        Instant::now(),
+    )
+    .unwrap();
+    assert_eq!((b.tables().vips.len(), b.tables().markers.len()), (1, 1));
+    // Limits cannot change while running.
+    let e = b
+        .apply(
+            cfg(&CFG.replace("max_vips: 8", "max_vips: 9")),
+            Instant::now(),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("limits changed"), "{e}");
+}
+
+#[test]
+fn two_agents_with_the_same_inputs_build_identical_tables() {
+    let c = cfg(CFG);
+    let a = Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap();
+    let b = Balancer::new(tables(&c), c, Instant::now()).unwrap();
+    let da: Vec<_> = a.state().vips.iter().map(|v| v.digest.clone()).collect();
+    let db: Vec<_> = b.state().vips.iter().map(|v| v.digest.clone()).collect();
+    assert_eq!(da, db);
+}
+
+#[test]
+fn no_packet_ever_sees_a_table_pointing_at_a_cleared_backend() {
+    let c = cfg(CFG);
+    let mut t = tables(&c);
+    t.audit = true;
+    let mut b = Balancer::new(t, c, Instant::now()).unwrap();
+    // Every backend of orders replaced at once, then the VIP removed.
+    let swapped = CFG
+        .replace("10.0.1.1", "10.0.9.1")
+        .replace("10.0.1.2", "10.0.9.2")
+        .replace("10.0.1.3", "10.0.9.3");
+    b.apply(cfg(&swapped), Instant::now()).unwrap();
+    b.apply(cfg(CFG), Instant::now()).unwrap();
+    b.apply(
+        cfg(&CFG[..CFG.find("  - name: dns").unwrap()]),
+        Instant::now(),
+    )
+    .unwrap();
+    assert_eq!(b.tables().dangling_seen, 0);
+    assert_eq!(b.tables().dangling_slots(), 0);
+    // An agent restarting with the backends swapped.
+    let kernel = b.tables().clone();
+    let restarted = Balancer::new(kernel, cfg(&swapped), Instant::now()).unwrap();
+    assert_eq!(restarted.tables().dangling_seen, 0);
+    assert_eq!(restarted.tables().dangling_slots(), 0);
+}
+
+#[test]
+fn a_full_swap_at_the_backend_limit_reuses_the_leaving_ids() {
+    let text = CFG.replace("max_backends: 64", "max_backends: 4");
+    let c = cfg(&text);
+    let mut b = Balancer::new(tables(&c), c, Instant::now()).unwrap();
+    let swapped = text
+        .replace("10.0.1.1", "10.0.9.1")
+        .replace("10.0.1.2", "10.0.9.2")
+        .replace("10.0.1.3", "10.0.9.3");
+    b.apply(cfg(&swapped), Instant::now()).unwrap();
+    let ids: BTreeSet<u32> = ["10.0.9.1", "10.0.9.2", "10.0.9.3"]
+        .iter()
+        .map(|a| b.backend_id(&orders(), a.parse().unwrap()).unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(b.tables().backends().unwrap().len(), 4, "3 new + dns");
+    assert_eq!(b.tables().dangling_slots(), 0);
+}

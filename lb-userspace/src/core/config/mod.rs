@@ -1,0 +1,187 @@
+//! The declarative configuration (`/etc/lb/lb.yaml`, YAML or JSON).
+//!
+//! Three stages, one module each: serde reads the text into permissive raw
+//! structs ([`raw`], `deny_unknown_fields`, with `serde_path_to_error`
+//! naming the field of a type error); [`validate`] checks every value and
+//! builds the typed [`model`], collecting every error with its field path
+//! (`vips[2].backends[0].weight: must be 0..=65535, got -1`); [`check`]
+//! applies the rules over the whole VIP list. Nothing here touches the
+//! kernel.
+
+mod check;
+mod model;
+mod raw;
+mod validate;
+
+use std::{fmt, path::Path, time::Duration};
+
+pub use check::vips as check_vips;
+pub use model::*;
+
+use raw::{RawBackend, RawConfig, RawVip};
+use validate::Validator;
+
+/// One problem in a configuration: where and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// `vips[2].backends[0].weight`; empty for the whole document.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// A rejected configuration: the source and every problem found.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// File name, or a description of the source (`API request`).
+    pub source_name: String,
+    pub errors: Vec<FieldError>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {e}", self.source_name)?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn new(source_name: &str, errors: Vec<FieldError>) -> Self {
+        Self {
+            source_name: source_name.into(),
+            errors,
+        }
+    }
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            &name,
+            vec![FieldError {
+                path: String::new(),
+                message: format!("cannot read: {e}"),
+            }],
+        )
+    })?;
+    parse(&text, &name)
+}
+
+/// Parses YAML (a superset of JSON) and validates it.
+pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = deserialize(text, source_name)?;
+    validate::validate(raw).map_err(|errors| ConfigError::new(source_name, errors))
+}
+
+/// Parses one VIP of an API request or an etcd value (the schema of a
+/// `vips:` entry of the file) in the context of `base`.
+pub fn parse_vip(text: &str, source_name: &str, base: &Config) -> Result<Vip, ConfigError> {
+    let raw: RawVip = deserialize(text, source_name)?;
+    let mut v = Validator::default();
+    match v.vip("", &raw, &base.limits) {
+        Some(vip) if v.errors.is_empty() => Ok(vip),
+        _ => Err(ConfigError::new(source_name, v.errors)),
+    }
+}
+
+/// Parses a backend list (API push / etcd) with the same rules as a VIP's
+/// `backends:`.
+pub fn parse_backends(text: &str, source_name: &str) -> Result<Vec<BackendCfg>, ConfigError> {
+    let raw: Vec<RawBackend> = deserialize(text, source_name)?;
+    let mut v = Validator::default();
+    let backends = v.backends("backends", &raw);
+    if v.errors.is_empty() {
+        Ok(backends)
+    } else {
+        Err(ConfigError::new(source_name, v.errors))
+    }
+}
+
+fn deserialize<T: serde::de::DeserializeOwned>(
+    text: &str,
+    source_name: &str,
+) -> Result<T, ConfigError> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        // serde_yaml's message ends with the line and column: kept.
+        ConfigError::new(
+            source_name,
+            vec![FieldError {
+                path,
+                message: e.inner().to_string(),
+            }],
+        )
+    })
+}
+
+/// Is `n` prime? (Maglev's table size must be.)
+pub fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2u64;
+    while d * d <= n as u64 {
+        if (n as u64).is_multiple_of(d) {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
+
+/// `1500ms`, `2s`, `1.5m`, `1h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim();
+    let (num, unit) = t
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((t, "s"), |i| (&t[..i], &t[i..]));
+    let n: f64 = num.trim().parse().ok()?;
+    if !n.is_finite() || n < 0.0 {
+        return None;
+    }
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// `02:00:00:00:00:01`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = text.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (b, p) in mac.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(mac)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,562 @@
+//! The validated configuration model. Every type's `Default` holds the
+//! documented default (docs/OPERATIONS.md, "Configuration reference"); the
+//! validator falls back to these values, so a default lives in one place.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
+
+use lb_common::limits::{
+    DEFAULT_CONNTRACK_SIZE, DEFAULT_GUE_PORT, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_MTU,
+    DEFAULT_RING_SIZE, DEFAULT_UDP_IDLE_SECS,
+};
+use serde::{Deserialize, Serialize};
+
+/// Where the agent looks by default.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/lb/lb.yaml";
+pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/lb";
+pub const DEFAULT_API_SOCKET: &str = "/run/lb/lbd.sock";
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    pub node: Node,
+    pub interfaces: Vec<Interface>,
+    pub pin_path: PathBuf,
+    pub limits: Limits,
+    pub dataplane: DataplaneCfg,
+    pub health: HealthGlobal,
+    pub metrics_listen: Option<SocketAddr>,
+    pub api: ApiCfg,
+    pub vips: Vec<Vip>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node: Node::default(),
+            interfaces: vec![],
+            pin_path: DEFAULT_PIN_PATH.into(),
+            limits: Limits::default(),
+            dataplane: DataplaneCfg::default(),
+            health: HealthGlobal::default(),
+            metrics_listen: None,
+            api: ApiCfg::default(),
+            vips: vec![],
+        }
+    }
+}
+
+/// This edge host's place in the world; `local-first` prefers backends
+/// that share it. The name defaults to the host name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Node {
+    pub name: String,
+    pub cloud: String,
+    pub region: String,
+    pub zone: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum XdpModeCfg {
+    /// Native XDP in the driver.
+    #[default]
+    Driver,
+    /// Generic (skb) XDP: the explicit fallback for drivers without XDP.
+    Generic,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Interface {
+    pub name: String,
+    pub xdp_mode: XdpModeCfg,
+}
+
+/// Map sizes, fixed when the maps are created (a change needs a restart
+/// with `--reset-state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    pub max_vips: u32,
+    pub max_backends: u32,
+    /// Maglev table size M (prime).
+    pub ring_size: u32,
+    pub conntrack_size: u32,
+    /// Per-CPU connection table instead of the shared one.
+    pub conntrack_per_cpu: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_vips: DEFAULT_MAX_VIPS,
+            max_backends: DEFAULT_MAX_BACKENDS,
+            ring_size: DEFAULT_RING_SIZE,
+            conntrack_size: DEFAULT_CONNTRACK_SIZE,
+            conntrack_per_cpu: false,
+        }
+    }
+}
+
+impl Limits {
+    /// Slots of the ring table: two halves per VIP.
+    pub fn ring_entries(&self) -> u64 {
+        self.max_vips as u64 * 2 * self.ring_size as u64
+    }
+}
+
+/// An outer source address: `base` with the low `hash_bits` bits taken
+/// from the flow hash (0 = always `base`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct EncapSource<A> {
+    pub base: A,
+    pub hash_bits: u8,
+}
+
+/// Knobs the data path reads at run time (the `CONFIG` map).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DataplaneCfg {
+    /// Seed of the flow hash and of the Maglev permutations: the same on
+    /// every LB host of a fleet, so they all steer a flow alike.
+    pub hash_seed: u32,
+    pub udp_idle_timeout: Duration,
+    /// New flows per second per CPU recorded in the connection table
+    /// (0 = no limit); beyond it, flows are forwarded but not recorded.
+    pub flood_new_flows_per_sec: u32,
+    pub mtu: u16,
+    pub gue_port: u16,
+    pub encap_source_v4: EncapSource<Ipv4Addr>,
+    pub encap_source_v6: EncapSource<Ipv6Addr>,
+    pub gateway_mac: Option<[u8; 6]>,
+}
+
+impl Default for DataplaneCfg {
+    fn default() -> Self {
+        Self {
+            hash_seed: 0x4c42_5345,
+            udp_idle_timeout: Duration::from_secs(DEFAULT_UDP_IDLE_SECS as u64),
+            flood_new_flows_per_sec: 0,
+            mtu: DEFAULT_MTU,
+            gue_port: DEFAULT_GUE_PORT,
+            encap_source_v4: EncapSource {
+                base: Ipv4Addr::new(172, 16, 0, 0),
+                hash_bits: 16,
+            },
+            encap_source_v6: EncapSource {
+                base: Ipv6Addr::new(0xfd00, 0x4c42, 0, 0, 0, 0, 0, 0),
+                hash_bits: 32,
+            },
+            gateway_mac: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HealthGlobal {
+    /// Probes in flight at once, across all backends.
+    pub max_concurrent_checks: usize,
+}
+
+impl Default for HealthGlobal {
+    fn default() -> Self {
+        Self {
+            max_concurrent_checks: 64,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ApiCfg {
+    pub socket: PathBuf,
+    pub tcp_listen: Option<SocketAddr>,
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for ApiCfg {
+    fn default() -> Self {
+        Self {
+            socket: DEFAULT_API_SOCKET.into(),
+            tcp_listen: None,
+            token_file: None,
+        }
+    }
+}
+
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// A VIP's identity in the kernel: (address, port, protocol).
+pub type VipIdent = (IpAddr, u16, Protocol);
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HashMode {
+    #[default]
+    FiveTuple,
+    SourceIp,
+    SourceIpDestPort,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Forwarding {
+    #[default]
+    Ipip,
+    Gue,
+    L2Dsr,
+}
+
+/// What happens to a failed (or maintenance) backend's established flows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlowsOnDown {
+    /// They stay (the backend may still answer them; a dead one resets).
+    #[default]
+    Keep,
+    /// They are re-steered to the ring's choice on their next packet.
+    Move,
+}
+
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdminState {
+    #[default]
+    Active,
+    /// No new flows; established flows stay until they end or the VIP's
+    /// drain timeout.
+    Draining,
+    /// Out of service now (flows stay or move as `flows_on_backend_down`).
+    Maintenance,
+}
+
+/// A backend's place in the world.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Labels {
+    #[serde(default)]
+    pub cloud: String,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub zone: String,
+}
+
+/// How close a backend must be to count as local for `local-first`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Locality {
+    Cloud,
+    #[default]
+    Region,
+    Zone,
+}
+
+impl Locality {
+    pub fn name(self) -> &'static str {
+        match self {
+            Locality::Cloud => "cloud",
+            Locality::Region => "region",
+            Locality::Zone => "zone",
+        }
+    }
+}
+
+/// A tier of `active-passive`: backends matching every given label.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Selector {
+    pub cloud: Option<String>,
+    pub region: Option<String>,
+    pub zone: Option<String>,
+}
+
+impl Selector {
+    pub fn matches(&self, l: &Labels) -> bool {
+        self.cloud.as_ref().is_none_or(|c| *c == l.cloud)
+            && self.region.as_ref().is_none_or(|r| *r == l.region)
+            && self.zone.as_ref().is_none_or(|z| *z == l.zone)
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = [
+            ("cloud", &self.cloud),
+            ("region", &self.region),
+            ("zone", &self.zone),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .collect();
+        write!(f, "{}", parts.join(","))
+    }
+}
+
+/// The name of a policy mode (`policy.mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    #[default]
+    LocalFirst,
+    ActiveActive,
+    ActivePassive,
+}
+
+impl PolicyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::LocalFirst => "local-first",
+            PolicyKind::ActiveActive => "active-active",
+            PolicyKind::ActivePassive => "active-passive",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum PolicyMode {
+    LocalFirst {
+        locality: Locality,
+        overprovisioning: f64,
+    },
+    ActiveActive {
+        cloud_weights: BTreeMap<String, u32>,
+        overprovisioning: f64,
+    },
+    ActivePassive {
+        tiers: Vec<Selector>,
+        min_healthy: f64,
+        failback_after: Duration,
+    },
+}
+
+impl PolicyMode {
+    /// Capacity headroom assumed of healthy backends before traffic spills.
+    pub const DEFAULT_OVERPROVISIONING: f64 = 1.4;
+    /// active-passive: healthy fraction a tier needs to take traffic.
+    pub const DEFAULT_MIN_HEALTHY: f64 = 0.0;
+    /// active-passive: how long a better tier must stay healthy before
+    /// traffic fails back to it.
+    pub const DEFAULT_FAILBACK_AFTER: Duration = Duration::from_secs(30);
+
+    pub fn kind(&self) -> PolicyKind {
+        match self {
+            PolicyMode::LocalFirst { .. } => PolicyKind::LocalFirst,
+            PolicyMode::ActiveActive { .. } => PolicyKind::ActiveActive,
+            PolicyMode::ActivePassive { .. } => PolicyKind::ActivePassive,
+        }
+    }
+}
+
+impl Default for PolicyMode {
+    fn default() -> Self {
+        PolicyMode::LocalFirst {
+            locality: Locality::default(),
+            overprovisioning: Self::DEFAULT_OVERPROVISIONING,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Policy {
+    pub mode: PolicyMode,
+    /// Below this fraction of healthy weight, spread over every backend
+    /// (healthy or not) instead of overloading the survivors.
+    pub panic_threshold: f64,
+    pub drain_timeout: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            mode: PolicyMode::default(),
+            panic_threshold: 0.5,
+            drain_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The name of a probe type (`health_check.type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    None,
+    #[default]
+    Tcp,
+    Http,
+    Https,
+    Udp,
+    Dns,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Probe {
+    None,
+    #[default]
+    Tcp,
+    Http {
+        path: String,
+        expect_status: u16,
+        host: Option<String>,
+    },
+    Https {
+        path: String,
+        expect_status: u16,
+        host: Option<String>,
+    },
+    Udp {
+        payload: String,
+    },
+    Dns {
+        query: String,
+    },
+}
+
+impl Probe {
+    pub const DEFAULT_HTTP_PATH: &str = "/";
+    pub const DEFAULT_EXPECT_STATUS: u16 = 200;
+    pub const DEFAULT_UDP_PAYLOAD: &str = "ping";
+    pub const DEFAULT_DNS_QUERY: &str = "health.lb.";
+}
+
+/// A backend's health before its first check result
+/// (`health_check.initial_state`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitialState {
+    /// Up: a restart or a new backend does not blackhole traffic.
+    #[default]
+    Up,
+    Down,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    /// Port to probe; default: the backend's port, else the VIP's.
+    pub port: Option<u16>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    /// Each interval varies by ± this fraction.
+    pub jitter: f64,
+    /// State before the first result.
+    pub initially_up: bool,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            probe: Probe::default(),
+            port: None,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+            jitter: 0.1,
+            initially_up: InitialState::default() == InitialState::Up,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Vip {
+    pub name: String,
+    pub address: IpAddr,
+    /// 0: every port.
+    pub port: u16,
+    pub protocol: Protocol,
+    pub hash: HashMode,
+    pub forwarding: Forwarding,
+    pub flows_on_backend_down: FlowsOnDown,
+    pub icmp_echo: bool,
+    pub policy: Policy,
+    pub health_check: HealthCheck,
+    pub backends: Vec<BackendCfg>,
+}
+
+impl Vip {
+    /// A VIP with every setting at its default and no backends, named
+    /// `address:port/protocol`.
+    pub fn new(address: IpAddr, port: u16, protocol: Protocol) -> Self {
+        Self {
+            name: default_vip_name(address, port, protocol),
+            address,
+            port,
+            protocol,
+            hash: HashMode::default(),
+            forwarding: Forwarding::default(),
+            flows_on_backend_down: FlowsOnDown::default(),
+            icmp_echo: true,
+            policy: Policy::default(),
+            health_check: HealthCheck::default(),
+            backends: vec![],
+        }
+    }
+
+    pub fn ident(&self) -> VipIdent {
+        (self.address, self.port, self.protocol)
+    }
+}
+
+/// `address:port/protocol`, `all` for an all-ports VIP: the name of a VIP
+/// configured without one, and how `lbctl` names VIPs the agent does not.
+pub fn default_vip_name(address: IpAddr, port: u16, protocol: Protocol) -> String {
+    let port = if port == 0 {
+        "all".to_string()
+    } else {
+        port.to_string()
+    };
+    format!("{address}:{port}/{}", protocol.name())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BackendCfg {
+    pub address: IpAddr,
+    pub port: Option<u16>,
+    pub weight: u32,
+    pub labels: Labels,
+    pub state: AdminState,
+    pub forwarding: Option<Forwarding>,
+    pub gue_port: Option<u16>,
+    pub mac: Option<[u8; 6]>,
+}
+
+impl BackendCfg {
+    pub const DEFAULT_WEIGHT: u32 = 100;
+
+    /// A backend with every setting at its default.
+    pub fn new(address: IpAddr) -> Self {
+        Self {
+            address,
+            port: None,
+            weight: Self::DEFAULT_WEIGHT,
+            labels: Labels::default(),
+            state: AdminState::default(),
+            forwarding: None,
+            gue_port: None,
+            mac: None,
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! From what serde read to the model: every value checked, every problem
+//! collected with its field path, a default (the model's) wherever a field
+//! is absent or wrong so one bad field does not hide the next.
+
+mod vip;
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    str::FromStr,
+    time::Duration,
+};
+
+use serde::de::DeserializeOwned;
+
+use super::{FieldError, check, is_prime, model::*, parse_duration, parse_mac, raw::*};
+
+#[derive(Default)]
+pub(super) struct Validator {
+    pub errors: Vec<FieldError>,
+}
+
+pub(super) fn join(prefix: &str, field: &str) -> String {
+    if prefix.is_empty() {
+        field.to_string()
+    } else {
+        format!("{prefix}.{field}")
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "lb".into())
+}
+
+/// A whole file.
+pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
+    let mut v = Validator::default();
+    let defaults = Config::default();
+    let node = v.node(&raw.node);
+    let interfaces = v.interfaces(&raw.interfaces);
+    let limits = v.limits(&raw.limits);
+    let dataplane = v.dataplane(&raw.dataplane);
+    let max_concurrent_checks = v.range(
+        "health.max_concurrent_checks",
+        raw.health.max_concurrent_checks,
+        1,
+        10_000,
+        defaults.health.max_concurrent_checks as i64,
+    ) as usize;
+    let metrics_listen = v.socket_addr("metrics.listen", &raw.metrics.listen, "127.0.0.1:9100");
+    let tcp_listen = v.socket_addr("api.tcp_listen", &raw.api.tcp_listen, "127.0.0.1:9180");
+    if tcp_listen.is_some() && raw.api.token_file.is_none() {
+        v.err("api.token_file", "is required when api.tcp_listen is set: the TCP API only serves requests with a bearer token");
+    }
+    let api = ApiCfg {
+        socket: raw
+            .api
+            .socket
+            .as_ref()
+            .map_or(defaults.api.socket, PathBuf::from),
+        tcp_listen,
+        token_file: raw.api.token_file.as_ref().map(PathBuf::from),
+    };
+    let vips: Vec<Vip> = raw
+        .vips
+        .iter()
+        .enumerate()
+        .filter_map(|(i, rv)| v.vip(&format!("vips[{i}]"), rv, &limits))
+        .collect();
+    // Cross-VIP rules over the VIPs that validated; a VIP that did not
+    // already has its error.
+    v.errors
+        .extend(check::vips(&vips, &limits, |i| format!("vips[{i}]")));
+    if !v.errors.is_empty() {
+        return Err(v.errors);
+    }
+    Ok(Config {
+        node,
+        interfaces,
+        pin_path: raw.pin_path.map_or(defaults.pin_path, PathBuf::from),
+        limits,
+        dataplane,
+        health: HealthGlobal {
+            max_concurrent_checks,
+        },
+        metrics_listen,
+        api,
+        vips,
+    })
+}
+
+impl Validator {
+    pub fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn range(&mut self, path: &str, v: Option<i64>, lo: i64, hi: i64, default: i64) -> i64 {
+        match v {
+            None => default,
+            Some(x) if x < lo || x > hi => {
+                self.err(path, format!("must be {lo}..={hi}, got {x}"));
+                default
+            }
+            Some(x) => x,
+        }
+    }
+
+    /// An optional port (1..=65535).
+    fn port(&mut self, path: &str, v: Option<i64>) -> Option<u16> {
+        v.map(|p| self.range(path, Some(p), 1, 65535, 1) as u16)
+    }
+
+    pub fn fraction(&mut self, path: &str, v: Option<f64>, lo: f64, hi: f64, default: f64) -> f64 {
+        match v {
+            None => default,
+            Some(x) if !(lo..=hi).contains(&x) || !x.is_finite() => {
+                self.err(path, format!("must be between {lo} and {hi}, got {x}"));
+                default
+            }
+            Some(x) => x,
+        }
+    }
+
+    pub fn duration(
+        &mut self,
+        path: &str,
+        v: &Option<RawDuration>,
+        min: Duration,
+        max: Duration,
+        default: Duration,
+    ) -> Duration {
+        let d = match v {
+            None => return default,
+            Some(RawDuration::Seconds(s)) if s.is_finite() && *s >= 0.0 => {
+                Duration::from_secs_f64(*s)
+            }
+            Some(RawDuration::Text(t)) => match parse_duration(t) {
+                Some(d) => d,
+                None => {
+                    self.err(
+                        path,
+                        format!("expected a duration like 500ms, 2s, 5m or 1h, got {t:?}"),
+                    );
+                    return default;
+                }
+            },
+            Some(RawDuration::Seconds(s)) => {
+                self.err(
+                    path,
+                    format!("must be a non-negative number of seconds, got {s}"),
+                );
+                return default;
+            }
+        };
+        if d < min || d > max {
+            self.err(
+                path,
+                format!("must be between {min:?} and {max:?}, got {d:?}"),
+            );
+            return default;
+        }
+        d
+    }
+
+    /// A word of `T`'s closed set; an unknown one is reported with the
+    /// words `T` accepts.
+    pub fn choice<T: Copy + DeserializeOwned>(
+        &mut self,
+        path: &str,
+        v: &Option<Choice<T>>,
+        default: T,
+    ) -> T {
+        match v {
+            None => default,
+            Some(Choice::Known(t)) => *t,
+            Some(Choice::Unknown(word)) => {
+                self.err(
+                    path,
+                    format!(
+                        "must be one of {}, got {word:?}",
+                        words_of::<T>().join(", ")
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    pub fn ip(&mut self, path: &str, v: &Option<String>) -> Option<IpAddr> {
+        let Some(s) = v else {
+            self.err(path, "is required (an IPv4 or IPv6 address)");
+            return None;
+        };
+        match s.parse::<IpAddr>() {
+            Ok(a) if a.is_unspecified() || a.is_multicast() => {
+                self.err(path, format!("must be a unicast address, got {s}"));
+                None
+            }
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(path, format!("expected an IPv4 or IPv6 address, got {s:?}"));
+                None
+            }
+        }
+    }
+
+    pub fn mac(&mut self, path: &str, v: &Option<String>) -> Option<[u8; 6]> {
+        let s = v.as_ref()?;
+        let m = parse_mac(s);
+        if m.is_none() {
+            self.err(
+                path,
+                format!("expected a MAC address like 02:00:00:00:00:01, got {s:?}"),
+            );
+        }
+        m
+    }
+
+    fn socket_addr(&mut self, path: &str, v: &Option<String>, example: &str) -> Option<SocketAddr> {
+        let s = v.as_ref()?;
+        let a = s.parse::<SocketAddr>().ok();
+        if a.is_none() {
+            self.err(
+                path,
+                format!("expected address:port like {example}, got {s:?}"),
+            );
+        }
+        a
+    }
+
+    fn encap_source<A: FromStr + Copy>(
+        &mut self,
+        path: &str,
+        v: &Option<String>,
+        default: EncapSource<A>,
+        bits: u8,
+        example: &str,
+    ) -> EncapSource<A> {
+        let Some(s) = v else { return default };
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, l.parse::<u8>().ok()),
+            None => (s.as_str(), Some(bits)),
+        };
+        match (addr.parse::<A>(), len) {
+            // At most the low 32 host bits come from the 32-bit hash;
+            // higher host bits keep the base's value.
+            (Ok(base), Some(len)) if len <= bits => EncapSource {
+                base,
+                hash_bits: (bits - len).min(32),
+            },
+            _ => {
+                self.err(
+                    path,
+                    format!("expected an address or prefix like {example}, got {s:?}"),
+                );
+                default
+            }
+        }
+    }
+
+    fn node(&mut self, raw: &RawNode) -> Node {
+        Node {
+            name: raw.name.clone().unwrap_or_else(hostname),
+            cloud: raw.cloud.clone().unwrap_or_default(),
+            region: raw.region.clone().unwrap_or_default(),
+            zone: raw.zone.clone().unwrap_or_default(),
+        }
+    }
+
+    fn interfaces(&mut self, raw: &[RawInterface]) -> Vec<Interface> {
+        let mut names = BTreeSet::new();
+        let mut out = vec![];
+        for (i, iface) in raw.iter().enumerate() {
+            let p = format!("interfaces[{i}]");
+            if iface.name.is_empty() || iface.name.len() > 15 || iface.name.contains(['/', ' ']) {
+                self.err(
+                    join(&p, "name"),
+                    format!(
+                        "must be a Linux interface name (1-15 characters), got {:?}",
+                        iface.name
+                    ),
+                );
+            }
+            if !names.insert(iface.name.clone()) {
+                self.err(join(&p, "name"), format!("{} is listed twice", iface.name));
+            }
+            out.push(Interface {
+                name: iface.name.clone(),
+                xdp_mode: self.choice(
+                    &join(&p, "xdp_mode"),
+                    &iface.xdp_mode,
+                    XdpModeCfg::default(),
+                ),
+            });
+        }
+        out
+    }
+
+    fn limits(&mut self, raw: &RawLimits) -> Limits {
+        use lb_common::limits::{MAX_BACKENDS_LIMIT, MAX_RING_SIZE, MAX_VIPS_LIMIT};
+        let d = Limits::default();
+        let max_vips = self.range(
+            "limits.max_vips",
+            raw.max_vips,
+            1,
+            MAX_VIPS_LIMIT as i64,
+            d.max_vips as i64,
+        ) as u32;
+        let max_backends = self.range(
+            "limits.max_backends",
+            raw.max_backends,
+            1,
+            MAX_BACKENDS_LIMIT as i64,
+            d.max_backends as i64,
+        ) as u32;
+        let mut ring_size = self.range(
+            "limits.ring_size",
+            raw.ring_size,
+            7,
+            MAX_RING_SIZE as i64,
+            d.ring_size as i64,
+        ) as u32;
+        if raw.ring_size.is_some() && !is_prime(ring_size) {
+            self.err(
+                "limits.ring_size",
+                format!("must be a prime number (Maglev), got {ring_size}; e.g. 65537 or 655373"),
+            );
+            ring_size = d.ring_size;
+        }
+        let limits = Limits {
+            max_vips,
+            max_backends,
+            ring_size,
+            conntrack_size: self.range(
+                "limits.conntrack_size",
+                raw.conntrack_size,
+                1024,
+                1 << 28,
+                d.conntrack_size as i64,
+            ) as u32,
+            conntrack_per_cpu: raw.conntrack_per_cpu.unwrap_or(d.conntrack_per_cpu),
+        };
+        // The kernel array is indexed with u32: both halves of every VIP's
+        // ring must fit.
+        if limits.ring_entries() > u32::MAX as u64 / 4 {
+            self.err(
+                "limits",
+                format!(
+                    "max_vips × 2 × ring_size = {} slots is more than the 1 Gi a ring array may hold",
+                    limits.ring_entries()
+                ),
+            );
+        }
+        limits
+    }
+
+    fn dataplane(&mut self, raw: &RawDataplane) -> DataplaneCfg {
+        let d = DataplaneCfg::default();
+        DataplaneCfg {
+            hash_seed: self.range(
+                "dataplane.hash_seed",
+                raw.hash_seed,
+                0,
+                u32::MAX as i64,
+                d.hash_seed as i64,
+            ) as u32,
+            udp_idle_timeout: self.duration(
+                "dataplane.udp_idle_timeout",
+                &raw.udp_idle_timeout,
+                Duration::from_millis(100),
+                Duration::from_secs(86400),
+                d.udp_idle_timeout,
+            ),
+            flood_new_flows_per_sec: self.range(
+                "dataplane.flood_new_flows_per_sec",
+                raw.flood_new_flows_per_sec,
+                0,
+                u32::MAX as i64,
+                d.flood_new_flows_per_sec as i64,
+            ) as u32,
+            mtu: self.range("dataplane.mtu", raw.mtu, 576, 9216, d.mtu as i64) as u16,
+            gue_port: self.range(
+                "dataplane.gue_port",
+                raw.gue_port,
+                1,
+                65535,
+                d.gue_port as i64,
+            ) as u16,
+            encap_source_v4: self.encap_source(
+                "dataplane.encap_source_v4",
+                &raw.encap_source_v4,
+                d.encap_source_v4,
+                32,
+                "172.16.0.0/16",
+            ),
+            encap_source_v6: self.encap_source(
+                "dataplane.encap_source_v6",
+                &raw.encap_source_v6,
+                d.encap_source_v6,
+                128,
+                "fd00:db8::/96",
+            ),
+            gateway_mac: self.mac("dataplane.gateway_mac", &raw.gateway_mac),
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The kernel tables as the agent's core sees them, in its own terms (VIP
+//! identities, addresses, forwarding modes), not in the maps' words: the
+//! kernel adapter (`crate::kernel::dataplane`) encodes. [`MemoryTables`]
+//! keeps them in memory with the kernel's semantics (fixed sizes, a fresh
+//! ring reads as backend 0), so the balancer facade — allocation, ring
+//! updates, restart adoption — is tested without root, as Katran's testing
+//! mode does.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use lb_common::{Reason, limits::NO_BACKEND, maps::TrafficStats};
+
+use crate::core::config::{DataplaneCfg, FlowsOnDown, Forwarding, HashMode, Limits, VipIdent};
+
+/// The data path's runtime knobs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub dataplane: DataplaneCfg,
+    /// Some VIP listens on every port: the data path must look up port 0
+    /// after a miss.
+    pub all_ports_vips: bool,
+}
+
+/// A service entry: what a packet to the VIP needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VipEntry {
+    pub id: u32,
+    pub hash: HashMode,
+    pub flows_on_down: FlowsOnDown,
+}
+
+/// The per-address marker: the address belongs to a VIP (ICMP echo,
+/// fragments and malformed packets to it are ours, not the kernel's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Marker {
+    /// The id of the address's first VIP.
+    pub id: u32,
+    pub icmp_echo: bool,
+}
+
+/// A backend slot in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendEntry {
+    /// The VIP the slot belongs to: a restarted agent rebuilds its
+    /// allocation from the tables alone, and the data path follows a
+    /// connection-table entry only to a slot of the same VIP.
+    pub vip_id: u32,
+    pub address: IpAddr,
+    pub forwarding: Forwarding,
+    /// GUE destination port; `None`: the global one.
+    pub gue_port: Option<u16>,
+    /// Next-hop MAC used when the kernel has no neighbour entry.
+    pub mac: Option<[u8; 6]>,
+    /// Out of service: the VIP's `flows_on_backend_down` applies.
+    pub down: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TablesError {
+    #[error("VIP id {id} is outside the VIP table (max_vips {max})")]
+    VipIdOutOfRange { id: u32, max: u32 },
+    #[error("backend id {id} is outside the backend table (max_backends {max})")]
+    BackendIdOutOfRange { id: u32, max: u32 },
+    #[error("ring slot {slot} is outside a ring of {size} slots")]
+    SlotOutOfRange { slot: u32, size: u32 },
+    #[error("map {map}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+pub trait Tables {
+    fn limits(&self) -> Limits;
+    fn set_settings(&mut self, s: &Settings) -> Result<(), TablesError>;
+    fn set_vip(&mut self, vip: &VipIdent, e: &VipEntry) -> Result<(), TablesError>;
+    fn remove_vip(&mut self, vip: &VipIdent) -> Result<(), TablesError>;
+    /// Service entries.
+    fn vips(&self) -> Result<Vec<(VipIdent, VipEntry)>, TablesError>;
+    fn set_marker(&mut self, addr: IpAddr, m: &Marker) -> Result<(), TablesError>;
+    fn remove_marker(&mut self, addr: IpAddr) -> Result<(), TablesError>;
+    fn markers(&self) -> Result<Vec<(IpAddr, Marker)>, TablesError>;
+    /// Fills slot `id`, or clears it (`None`).
+    fn set_backend(&mut self, id: u32, b: Option<&BackendEntry>) -> Result<(), TablesError>;
+    /// Slots in use.
+    fn backends(&self) -> Result<Vec<(u32, BackendEntry)>, TablesError>;
+    fn live_half(&self, vip_id: u32) -> Result<u32, TablesError>;
+    fn read_ring(&self, vip_id: u32, half: u32) -> Result<Vec<u32>, TablesError>;
+    /// Writes (slot, backend id) pairs into one half; returns how many.
+    fn write_ring_slots(
+        &mut self,
+        vip_id: u32,
+        half: u32,
+        changes: &[(u32, u32)],
+    ) -> Result<usize, TablesError>;
+    /// Makes `half` the live one.
+    fn flip(&mut self, vip_id: u32, half: u32) -> Result<(), TablesError>;
+
+    /// Data-path outcome counters (summed over CPUs); none in memory.
+    fn reason_counters(&self) -> Result<Vec<(Reason, u64)>, TablesError> {
+        Ok(Reason::ALL.iter().map(|r| (*r, 0)).collect())
+    }
+    fn vip_traffic(&self, _vip_id: u32) -> Result<TrafficStats, TablesError> {
+        Ok(TrafficStats::default())
+    }
+    fn backend_traffic(&self, _backend_id: u32) -> Result<TrafficStats, TablesError> {
+        Ok(TrafficStats::default())
+    }
+}
+
+/// Tables in memory, with the same semantics (fixed sizes, zeroed arrays).
+#[derive(Clone, Debug)]
+pub struct MemoryTables {
+    pub limits: Limits,
+    pub settings: Option<Settings>,
+    pub vips: BTreeMap<VipIdent, VipEntry>,
+    pub markers: BTreeMap<IpAddr, Marker>,
+    pub backends: Vec<Option<BackendEntry>>,
+    pub ring_select: Vec<u32>,
+    pub rings: Vec<u32>,
+    /// Slots written so far (to check that only changes are written).
+    pub slot_writes: usize,
+    pub flips: usize,
+    /// Service and marker entries written.
+    pub vip_writes: usize,
+    /// When set, every write checks what a packet arriving right then
+    /// would see, and counts live-table slots of published VIPs that point
+    /// at a slot that is not a backend of that VIP.
+    pub audit: bool,
+    pub dangling_seen: usize,
+}
+
+impl MemoryTables {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            settings: None,
+            vips: BTreeMap::new(),
+            markers: BTreeMap::new(),
+            backends: vec![None; limits.max_backends as usize],
+            ring_select: vec![0; limits.max_vips as usize],
+            // A fresh kernel array is zeroed: every slot says backend 0.
+            rings: vec![0; limits.ring_entries() as usize],
+            slot_writes: 0,
+            flips: 0,
+            vip_writes: 0,
+            audit: false,
+            dangling_seen: 0,
+        }
+    }
+
+    /// Live-table slots of published VIPs that a packet could not use.
+    pub fn dangling_slots(&self) -> usize {
+        self.vips
+            .values()
+            .map(|v| {
+                self.live_ring(v.id)
+                    .iter()
+                    .filter(|&&id| {
+                        id != NO_BACKEND
+                            && self
+                                .backends
+                                .get(id as usize)
+                                .and_then(Option::as_ref)
+                                .is_none_or(|b| b.vip_id != v.id)
+                    })
+                    .count()
+            })
+            .sum()
+    }
+
+    fn after_write(&mut self) {
+        if self.audit {
+            self.dangling_seen += self.dangling_slots();
+        }
+    }
+
+    /// The live table of a VIP.
+    pub fn live_ring(&self, vip_id: u32) -> Vec<u32> {
+        self.read_ring(vip_id, self.ring_select[vip_id as usize])
+            .expect("valid VIP id")
+    }
+
+    /// What the data path would pick for `hash` on a VIP.
+    pub fn lookup(&self, vip_id: u32, hash: u32) -> Option<u32> {
+        let slot = self.live_ring(vip_id)[(hash % self.limits.ring_size) as usize];
+        (slot != NO_BACKEND).then_some(slot)
+    }
+
+    fn index(&self, vip_id: u32, half: u32, slot: u32) -> usize {
+        (vip_id as usize * 2 + half as usize) * self.limits.ring_size as usize + slot as usize
+    }
+
+    fn check_vip_id(&self, id: u32) -> Result<(), TablesError> {
+        if id >= self.limits.max_vips {
+            return Err(TablesError::VipIdOutOfRange {
+                id,
+                max: self.limits.max_vips,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Tables for MemoryTables {
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+    fn set_settings(&mut self, s: &Settings) -> Result<(), TablesError> {
+        self.settings = Some(s.clone());
+        Ok(())
+    }
+    fn set_vip(&mut self, vip: &VipIdent, e: &VipEntry) -> Result<(), TablesError> {
+        self.check_vip_id(e.id)?;
+        self.vips.insert(*vip, *e);
+        self.vip_writes += 1;
+        self.after_write();
+        Ok(())
+    }
+    fn remove_vip(&mut self, vip: &VipIdent) -> Result<(), TablesError> {
+        self.vips.remove(vip);
+        Ok(())
+    }
+    fn vips(&self) -> Result<Vec<(VipIdent, VipEntry)>, TablesError> {
+        Ok(self.vips.iter().map(|(k, v)| (*k, *v)).collect())
+    }
+    fn set_marker(&mut self, addr: IpAddr, m: &Marker) -> Result<(), TablesError> {
+        self.check_vip_id(m.id)?;
+        self.markers.insert(addr, *m);
+        self.vip_writes += 1;
+        Ok(())
+    }
+    fn remove_marker(&mut self, addr: IpAddr) -> Result<(), TablesError> {
+        self.markers.remove(&addr);
+        Ok(())
+    }
+    fn markers(&self) -> Result<Vec<(IpAddr, Marker)>, TablesError> {
+        Ok(self.markers.iter().map(|(k, v)| (*k, *v)).collect())
+    }
+    fn set_backend(&mut self, id: u32, b: Option<&BackendEntry>) -> Result<(), TablesError> {
+        let max = self.limits.max_backends;
+        *self
+            .backends
+            .get_mut(id as usize)
+            .ok_or(TablesError::BackendIdOutOfRange { id, max })? = b.copied();
+        self.after_write();
+        Ok(())
+    }
+    fn backends(&self) -> Result<Vec<(u32, BackendEntry)>, TablesError> {
+        Ok(self
+            .backends
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| b.map(|b| (i as u32, b)))
+            .collect())
+    }
+    fn live_half(&self, vip_id: u32) -> Result<u32, TablesError> {
+        self.check_vip_id(vip_id)?;
+        Ok(self.ring_select[vip_id as usize] & 1)
+    }
+    fn read_ring(&self, vip_id: u32, half: u32) -> Result<Vec<u32>, TablesError> {
+        self.check_vip_id(vip_id)?;
+        let start = self.index(vip_id, half & 1, 0);
+        Ok(self.rings[start..start + self.limits.ring_size as usize].to_vec())
+    }
+    fn write_ring_slots(
+        &mut self,
+        vip_id: u32,
+        half: u32,
+        changes: &[(u32, u32)],
+    ) -> Result<usize, TablesError> {
+        self.check_vip_id(vip_id)?;
+        for (slot, b) in changes {
+            if *slot >= self.limits.ring_size {
+                return Err(TablesError::SlotOutOfRange {
+                    slot: *slot,
+                    size: self.limits.ring_size,
+                });
+            }
+            let i = self.index(vip_id, half & 1, *slot);
+            self.rings[i] = *b;
+        }
+        self.slot_writes += changes.len();
+        Ok(changes.len())
+    }
+    fn flip(&mut self, vip_id: u32, half: u32) -> Result<(), TablesError> {
+        self.check_vip_id(vip_id)?;
+        self.ring_select[vip_id as usize] = half & 1;
+        self.flips += 1;
+        self.after_write();
+        Ok(())
+    }
+}

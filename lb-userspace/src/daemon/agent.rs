@@ -1,0 +1,170 @@
+//! The running agent: loads or adopts the pinned data path, attaches it,
+//! starts the API, metrics, health checks and the etcd feed around one
+//! [`Shared`] state, and runs the main loop (health verdicts, the periodic
+//! reconcile, reloads) until SIGTERM. It exits without touching the data
+//! path, so the next agent (a restart or an upgrade) takes over with no
+//! flow noticing.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use aya::programs::XdpMode;
+use tokio::sync::mpsc;
+
+use super::{SetupError, api, etcd, shared::Shared};
+use crate::{
+    core::{
+        balancer::{ApplyError, Balancer},
+        config::{Config, ConfigError, XdpModeCfg},
+        sources::Sources,
+    },
+    kernel::{DataplaneError, dataplane::Dataplane, host, pins},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(
+        "lbd needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (missing: {}): it loads XDP programs, pins maps under bpffs and attaches to interfaces; run it as root or through the packaged systemd unit",
+        .0.join(", ")
+    )]
+    MissingCapabilities(Vec<&'static str>),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+}
+
+/// Loads (or adopts) the data path and attaches it to the configured
+/// interfaces.
+pub fn start_dataplane(c: &Config, reset_state: bool) -> Result<Dataplane, AgentError> {
+    let missing = host::missing_capabilities();
+    if !missing.is_empty() {
+        return Err(AgentError::MissingCapabilities(missing));
+    }
+    host::ensure_bpffs(&c.pin_path).map_err(SetupError)?;
+    if reset_state {
+        tracing::warn!(pin_path = %c.pin_path.display(), "--reset-state: discarding the pinned data path (connection table included)");
+        pins::reset_pinned(&c.pin_path)?;
+    }
+    pins::check_pinned(&c.pin_path, &c.limits)?;
+    let adopting = pins::maps_dir(&c.pin_path).join("CONNTRACK").exists();
+    let mut dp = Dataplane::load(c.limits, Some(&c.pin_path))?;
+    tracing::info!(pin_path = %c.pin_path.display(), adopted = adopting, "data path loaded");
+    for iface in &c.interfaces {
+        let ifindex = host::ifindex(&iface.name)
+            .ok_or_else(|| SetupError(format!("interface {} does not exist", iface.name)))?;
+        dp.add_tx_port(ifindex)?;
+        let mode = match iface.xdp_mode {
+            XdpModeCfg::Driver => XdpMode::Driver,
+            XdpModeCfg::Generic => XdpMode::Skb,
+        };
+        let adopted = dp.attach(&iface.name, mode)?;
+        host::ensure_forwarding(&iface.name);
+        tracing::info!(interface = %iface.name, ?mode, replaced_in_place = adopted, "attached");
+    }
+    Ok(dp)
+}
+
+/// Options beyond the configuration file.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub reset_state: bool,
+    pub etcd: Option<etcd::EtcdOptions>,
+}
+
+/// Runs the agent until SIGTERM/SIGINT. The data path stays attached and
+/// pinned when it returns.
+pub async fn run(
+    config: Config,
+    config_path: Option<PathBuf>,
+    opts: RunOptions,
+) -> Result<(), AgentError> {
+    let dp = start_dataplane(&config, opts.reset_state)?;
+    let balancer = Balancer::new(dp, config.clone(), Instant::now())?;
+    let (tx, mut verdicts) = mpsc::channel(1024);
+    let shared = Arc::new(Shared::new(
+        balancer,
+        Sources::new(config.clone()),
+        config_path.clone(),
+        Some(tx),
+    ));
+    shared.restart_checks(&config);
+
+    if let Some(addr) = config.metrics_listen {
+        serve_metrics(shared.clone(), addr).await?;
+    }
+    api::serve(shared.clone(), &config).await?;
+    if let Some(etcd) = opts.etcd.clone() {
+        etcd::spawn_feed(shared.clone(), etcd);
+    }
+
+    let signal = |kind: tokio::signal::unix::SignalKind, name: &str| {
+        tokio::signal::unix::signal(kind).map_err(|e| SetupError(format!("{name} handler: {e}")))
+    };
+    let mut hup = signal(tokio::signal::unix::SignalKind::hangup(), "SIGHUP")?;
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate(), "SIGTERM")?;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut last_mtime = config_path.as_deref().and_then(mtime);
+    let reload = |why: &str| {
+        tracing::info!("{why}: reloading configuration");
+        if let Err(e) = shared.reload_file() {
+            tracing::error!("reload rejected, running state kept: {e}");
+        }
+    };
+    tracing::info!(vips = config.vips.len(), "lbd running");
+    loop {
+        tokio::select! {
+            Some(v) = verdicts.recv() => shared.on_verdict(&v),
+            _ = tick.tick() => {
+                // Drain timeouts and fail-back timers advance with time.
+                if let Err(e) = shared.balancer().reconcile(Instant::now()) {
+                    tracing::error!(error = %e, "periodic reconcile failed");
+                }
+                let m = config_path.as_deref().and_then(mtime);
+                if m != last_mtime {
+                    last_mtime = m;
+                    reload("configuration file changed");
+                }
+            }
+            _ = hup.recv() => reload("SIGHUP"),
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("exiting; the data path stays attached and pinned for the next lbd");
+    Ok(())
+}
+
+async fn serve_metrics(
+    shared: Arc<Shared<Dataplane>>,
+    addr: std::net::SocketAddr,
+) -> Result<(), SetupError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| SetupError(format!("metrics.listen {addr}: {e}")))?;
+    tracing::info!(%addr, "serving /metrics");
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let s = shared.clone();
+            async move { ([("content-type", "text/plain; version=0.0.4")], s.metrics()) }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+    Ok(())
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}

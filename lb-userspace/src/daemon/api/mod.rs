@@ -1,0 +1,430 @@
+//! The agent's HTTP/JSON API: on a Unix socket (mode 0600) by default, and
+//! optionally on TCP, where every request needs the bearer token. Every
+//! write is validated like the configuration file and applied atomically: a
+//! refused request changes nothing and answers 4xx with the field path.
+//! `docs/openapi.yaml` documents [`ROUTES`]; a test keeps the two equal.
+//! Bodies are the types of [`wire`].
+
+pub mod wire;
+
+use std::{os::unix::fs::PermissionsExt as _, sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, Request, State},
+    http::{StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+};
+use wire::{
+    AgentState, Drill, DrillRequest, DrillStarted, DrillStopped, ErrorBody, Health, WeightRequest,
+};
+
+use super::{
+    SetupError,
+    shared::{ChangeError, Shared},
+};
+use crate::core::{
+    balancer::VipState,
+    config::{self, AdminState, Config, FieldError},
+    events::Event,
+    sources::{FailSelector, Override},
+    tables::Tables,
+};
+
+/// Every route, for the OpenAPI cross-check.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/health"),
+    ("GET", "/v1/state"),
+    ("GET", "/v1/events"),
+    ("PUT", "/v1/vips/{vip}/backends"),
+    ("DELETE", "/v1/vips/{vip}/backends"),
+    ("POST", "/v1/vips/{vip}/backends/{backend}/drain"),
+    ("POST", "/v1/vips/{vip}/backends/{backend}/undrain"),
+    ("POST", "/v1/vips/{vip}/backends/{backend}/maintenance"),
+    ("PUT", "/v1/vips/{vip}/backends/{backend}/weight"),
+    ("GET", "/v1/drill"),
+    ("POST", "/v1/drill"),
+    ("DELETE", "/v1/drill"),
+];
+
+/// An error answer: `{"error": ..., "errors": [{"path", "message"}]}`.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    fields: Vec<FieldError>,
+}
+
+impl ApiError {
+    fn bad(fields: Vec<FieldError>) -> Self {
+        let message = fields
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message,
+            fields,
+        }
+    }
+    fn field(path: &str, message: impl Into<String>) -> Self {
+        Self::bad(vec![FieldError {
+            path: path.into(),
+            message: message.into(),
+        }])
+    }
+    fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+            fields: vec![],
+        }
+    }
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(e: ChangeError) -> Self {
+        match e {
+            ChangeError::Invalid(fields) => Self::bad(fields),
+            ChangeError::NotFound(m) => Self::not_found(m),
+            ChangeError::Conflict(m) => Self {
+                status: StatusCode::CONFLICT,
+                message: m,
+                fields: vec![],
+            },
+            ChangeError::Apply(e) => Self {
+                status: StatusCode::CONFLICT,
+                message: e.to_string(),
+                fields: vec![],
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.message,
+            errors: self.fields.iter().map(Into::into).collect(),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+pub fn router<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, token: Option<String>) -> Router {
+    let mut r = Router::new()
+        .route(
+            "/v1/health",
+            get(|| async {
+                Json(Health {
+                    status: "ok".into(),
+                })
+            }),
+        )
+        .route("/v1/state", get(state::<T>))
+        .route("/v1/events", get(events::<T>))
+        .route(
+            "/v1/vips/{vip}/backends",
+            put(replace_backends::<T>).delete(revert_backends::<T>),
+        )
+        .route("/v1/vips/{vip}/backends/{backend}/drain", post(drain::<T>))
+        .route(
+            "/v1/vips/{vip}/backends/{backend}/undrain",
+            post(undrain::<T>),
+        )
+        .route(
+            "/v1/vips/{vip}/backends/{backend}/maintenance",
+            post(maintenance::<T>),
+        )
+        .route("/v1/vips/{vip}/backends/{backend}/weight", put(weight::<T>))
+        .route(
+            "/v1/drill",
+            get(drill_get::<T>)
+                .post(drill_start::<T>)
+                .delete(drill_stop::<T>),
+        )
+        .fallback(|| async { ApiError::not_found("no such route (see docs/openapi.yaml)") })
+        .with_state(shared);
+    if let Some(token) = token {
+        let expected = Arc::new(format!("Bearer {token}"));
+        r = r.layer(middleware::from_fn(move |req: Request, next: Next| {
+            let expected = expected.clone();
+            async move {
+                let ok = req
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| constant_time_eq(v.as_bytes(), expected.as_bytes()));
+                if ok {
+                    next.run(req).await
+                } else {
+                    ApiError {
+                        status: StatusCode::UNAUTHORIZED,
+                        message: "missing or wrong bearer token".into(),
+                        fields: vec![],
+                    }
+                    .into_response()
+                }
+            }
+        }));
+    }
+    r
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn state<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) -> Json<AgentState> {
+    let etcd = s.etcd_status.lock().expect("not poisoned").clone();
+    Json(AgentState {
+        state: s.balancer().state(),
+        drill: s.drill(),
+        etcd,
+        reloads: s.reloads(),
+    })
+}
+
+async fn events<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) -> Json<Vec<Event>> {
+    Json(s.balancer().events.recent().cloned().collect())
+}
+
+fn no_vip(vip: &str) -> ApiError {
+    ApiError::not_found(format!("no VIP named {vip:?}"))
+}
+
+/// The VIP named `vip` in the running configuration, or 404.
+fn known_vip<T: Tables + Send + 'static>(s: &Shared<T>, vip: &str) -> Result<(), ApiError> {
+    if s.balancer().config().vips.iter().any(|v| v.name == vip) {
+        Ok(())
+    } else {
+        Err(no_vip(vip))
+    }
+}
+
+fn vip_view<T: Tables + Send + 'static>(s: &Shared<T>, vip: &str) -> ApiResult<VipState> {
+    let state = s.balancer().state();
+    state
+        .vips
+        .into_iter()
+        .find(|v| v.name == vip)
+        .map(Json)
+        .ok_or_else(|| no_vip(vip))
+}
+
+async fn replace_backends<T: Tables + Send + 'static>(
+    State(s): State<Arc<Shared<T>>>,
+    Path(vip): Path<String>,
+    body: Bytes,
+) -> ApiResult<VipState> {
+    known_vip(&s, &vip)?;
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::field("", "body is not UTF-8"))?;
+    let backends = config::parse_backends(text, "request").map_err(|e| ApiError::bad(e.errors))?;
+    s.change(&format!("API push to {vip}"), |src| {
+        src.pushed.insert(vip.clone(), backends);
+        Ok(())
+    })?;
+    vip_view(&s, &vip)
+}
+
+async fn revert_backends<T: Tables + Send + 'static>(
+    State(s): State<Arc<Shared<T>>>,
+    Path(vip): Path<String>,
+) -> ApiResult<VipState> {
+    known_vip(&s, &vip)?;
+    s.change(&format!("API revert of {vip}"), |src| {
+        src.pushed.remove(&vip);
+        Ok(())
+    })?;
+    vip_view(&s, &vip)
+}
+
+fn set_override<T: Tables + Send + 'static>(
+    s: &Shared<T>,
+    vip: &str,
+    backend: &str,
+    what: &str,
+    f: impl FnOnce(&mut Override),
+) -> ApiResult<VipState> {
+    let addr = backend.parse().map_err(|_| {
+        ApiError::field(
+            "backend",
+            format!("expected an IP address, got {backend:?}"),
+        )
+    })?;
+    {
+        let b = s.balancer();
+        let v = b
+            .config()
+            .vips
+            .iter()
+            .find(|v| v.name == vip)
+            .ok_or_else(|| no_vip(vip))?;
+        if !v.backends.iter().any(|x| x.address == addr) {
+            return Err(ApiError::not_found(format!(
+                "VIP {vip:?} has no backend {addr}"
+            )));
+        }
+    }
+    s.change(&format!("API {what} {vip}/{addr}"), |src| {
+        let o = src.overrides.entry((vip.to_string(), addr)).or_default();
+        f(o);
+        if *o == Override::default() {
+            src.overrides.remove(&(vip.to_string(), addr));
+        }
+        Ok(())
+    })?;
+    vip_view(s, vip)
+}
+
+async fn drain<T: Tables + Send + 'static>(
+    State(s): State<Arc<Shared<T>>>,
+    Path((vip, backend)): Path<(String, String)>,
+) -> ApiResult<VipState> {
+    set_override(&s, &vip, &backend, "drain", |o| {
+        o.state = Some(AdminState::Draining)
+    })
+}
+
+async fn undrain<T: Tables + Send + 'static>(
+    State(s): State<Arc<Shared<T>>>,
+    Path((vip, backend)): Path<(String, String)>,
+) -> ApiResult<VipState> {
+    set_override(&s, &vip, &backend, "undrain", |o| {
+        o.state = Some(AdminState::Active)
+    })
+}
+
+async fn maintenance<T: Tables + Send + 'static>(
+    State(s): State<Arc<Shared<T>>>,
+    Path((vip, backend)): Path<(String, String)>,
+) -> ApiResult<VipState> {
+    set_override(&s, &vip, &backend, "maintenance", |o| {
+        o.state = Some(AdminState::Maintenance)
+    })
+}
+
+async fn weight<T: Tables + Send + 'static>(
+    State(s): State<Arc<Shared<T>>>,
+    Path((vip, backend)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<VipState> {
+    let w: WeightRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::field("", format!("expected {{\"weight\": N}}: {e}")))?;
+    if !(0..=65535).contains(&w.weight) {
+        return Err(ApiError::field(
+            "weight",
+            format!("must be 0..=65535, got {}", w.weight),
+        ));
+    }
+    set_override(&s, &vip, &backend, "weight", |o| {
+        o.weight = Some(w.weight as u32)
+    })
+}
+
+async fn drill_get<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) -> Json<Drill> {
+    Json(Drill { drill: s.drill() })
+}
+
+async fn drill_start<T: Tables + Send + 'static>(
+    State(s): State<Arc<Shared<T>>>,
+    body: Bytes,
+) -> ApiResult<DrillStarted> {
+    let d: DrillRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::field(
+            "",
+            format!(
+                "expected {{\"fail\": \"cloud=X\", \"duration_secs\": N, \"dry_run\": bool}}: {e}"
+            ),
+        )
+    })?;
+    let fail = FailSelector::parse(&d.fail).map_err(|e| ApiError::field("fail", e))?;
+    let preview = s.preview_drill(&fail);
+    let mut answer = DrillStarted {
+        dry_run: d.dry_run,
+        fail: fail.to_string(),
+        drill: None,
+        preview,
+    };
+    if d.dry_run {
+        return Ok(Json(answer));
+    }
+    let secs = d.duration_secs.unwrap_or(60.0);
+    if !(1.0..=86400.0).contains(&secs) {
+        return Err(ApiError::field(
+            "duration_secs",
+            format!("must be between 1 and 86400, got {secs}"),
+        ));
+    }
+    answer.drill = Some(s.start_drill(fail, Duration::from_secs_f64(secs))?);
+    Ok(Json(answer))
+}
+
+async fn drill_stop<T: Tables + Send + 'static>(
+    State(s): State<Arc<Shared<T>>>,
+) -> ApiResult<DrillStopped> {
+    Ok(Json(DrillStopped {
+        stopped: s.stop_drill(None)?,
+    }))
+}
+
+/// Starts serving the API on the configured socket (and TCP listener).
+pub async fn serve<T: Tables + Send + 'static>(
+    shared: Arc<Shared<T>>,
+    c: &Config,
+) -> Result<(), SetupError> {
+    let path = c.api.socket.clone();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| SetupError(format!("create {}: {e}", dir.display())))?;
+    }
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)
+        .map_err(|e| SetupError(format!("api socket {}: {e}", path.display())))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| SetupError(format!("chmod {}: {e}", path.display())))?;
+    tracing::info!(socket = %path.display(), "serving the API");
+    let app = router(shared.clone(), None);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "API server stopped");
+        }
+    });
+    if let Some(addr) = c.api.tcp_listen {
+        // The configuration guarantees a token file with tcp_listen.
+        let file = c
+            .api
+            .token_file
+            .clone()
+            .ok_or_else(|| SetupError("api.tcp_listen needs api.token_file".into()))?;
+        let token = std::fs::read_to_string(&file)
+            .map_err(|e| SetupError(format!("api.token_file {}: {e}", file.display())))?
+            .trim()
+            .to_string();
+        if token.len() < 16 {
+            return Err(SetupError(format!(
+                "api.token_file {}: the token must be at least 16 characters; refusing to serve the API on TCP",
+                file.display()
+            )));
+        }
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| SetupError(format!("api.tcp_listen {addr}: {e}")))?;
+        tracing::info!(%addr, "serving the API on TCP (bearer token required)");
+        let app = router(shared, Some(token));
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, app).await {
+                tracing::error!(error = %e, "TCP API server stopped");
+            }
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

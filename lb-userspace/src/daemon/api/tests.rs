@@ -1,0 +1,346 @@
+//! The API over in-memory tables: every documented route exists, every
+//! route is documented, writes validate and apply atomically.
+
+use std::{collections::BTreeSet, time::Instant};
+
+use axum::{
+    body::Body,
+    http::{Method, Request, StatusCode},
+};
+use tower::ServiceExt as _;
+
+use super::*;
+use crate::core::{balancer::Balancer, sources::Sources, tables::MemoryTables};
+
+const CFG: &str = r#"
+node: {cloud: aws, region: r1}
+limits: {max_vips: 4, max_backends: 16, ring_size: 251}
+vips:
+  - name: web
+    address: 10.100.0.1
+    port: 80
+    backends:
+      - {address: 10.0.1.1, labels: {cloud: aws, region: r1}}
+      - {address: 10.0.1.2, labels: {cloud: gcp, region: r2}}
+"#;
+
+fn shared() -> Arc<Shared<MemoryTables>> {
+    let c = config::parse(CFG, "t").unwrap();
+    let b = Balancer::new(MemoryTables::new(c.limits), c.clone(), Instant::now()).unwrap();
+    Arc::new(Shared::new(b, Sources::new(c), None, None))
+}
+
+async fn call(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn openapi_routes() -> BTreeSet<(String, String)> {
+    let text = include_str!("../../../../docs/openapi.yaml");
+    let doc: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+    let mut out = BTreeSet::new();
+    for (path, item) in doc["paths"].as_mapping().unwrap() {
+        for (method, _) in item.as_mapping().unwrap() {
+            let m = method.as_str().unwrap();
+            if m != "parameters" {
+                out.insert((m.to_uppercase(), path.as_str().unwrap().to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn openapi_documents_exactly_the_routes() {
+    let documented = openapi_routes();
+    let served: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        documented, served,
+        "docs/openapi.yaml and api::ROUTES differ"
+    );
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let app = router(shared(), None);
+    for (method, path) in openapi_routes() {
+        let uri = path
+            .replace("{vip}", "web")
+            .replace("{backend}", "10.0.1.1");
+        let body = match (method.as_str(), path.as_str()) {
+            ("PUT", p) if p.ends_with("/weight") => r#"{"weight": 5}"#,
+            ("PUT", _) => "[{address: 10.0.1.1}]",
+            ("POST", "/v1/drill") => r#"{"fail": "cloud=aws", "dry_run": true}"#,
+            _ => "",
+        };
+        let (status, json) = call(
+            &app,
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            &uri,
+            body,
+        )
+        .await;
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert!(
+            !json["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("no such route"),
+            "{method} {path} is documented but not served: {json}"
+        );
+        assert!(status.is_success(), "{method} {uri}: {status} {json}");
+    }
+    let (status, json) = call(&app, Method::GET, "/v1/nope", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(json["error"].as_str().unwrap().contains("no such route"));
+}
+
+#[tokio::test]
+async fn pushing_a_backend_list_validates_and_applies_atomically() {
+    let s = shared();
+    let app = router(s.clone(), None);
+    let (status, json) = call(
+        &app,
+        Method::PUT,
+        "/v1/vips/web/backends",
+        "[{address: 10.0.1.7, weight: 3}]",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["backends"][0]["address"], "10.0.1.7");
+    let digest = json["digest"].clone();
+    // A bad push answers 400 with the field path and changes nothing.
+    let (status, json) = call(
+        &app,
+        Method::PUT,
+        "/v1/vips/web/backends",
+        "[{address: 10.0.1.8}, {address: 10.0.1.9, weight: -1}]",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["errors"][0]["path"], "backends[1].weight");
+    assert_eq!(json["errors"][0]["message"], "must be 0..=65535, got -1");
+    let (_, state) = call(&app, Method::GET, "/v1/state", "").await;
+    assert_eq!(
+        state["vips"][0]["digest"], digest,
+        "the running state is untouched"
+    );
+    assert_eq!(state["vips"][0]["backends"].as_array().unwrap().len(), 1);
+    // Too many backends for the limits: refused as a whole.
+    let many: Vec<String> = (1..=17)
+        .map(|i| format!("{{address: 10.0.2.{i}}}"))
+        .collect();
+    let (status, json) = call(
+        &app,
+        Method::PUT,
+        "/v1/vips/web/backends",
+        &format!("[{}]", many.join(", ")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_backends")
+    );
+    // Revert to the configured list.
+    let (status, json) = call(&app, Method::DELETE, "/v1/vips/web/backends", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["backends"].as_array().unwrap().len(), 2);
+    let (status, _) = call(&app, Method::PUT, "/v1/vips/nope/backends", "[]").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn admin_states_and_weights() {
+    let s = shared();
+    let app = router(s.clone(), None);
+    let (status, json) = call(
+        &app,
+        Method::POST,
+        "/v1/vips/web/backends/10.0.1.2/drain",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["backends"][1]["state"], "draining");
+    assert_eq!(json["backends"][1]["ring_share"], 0.0);
+    let (_, json) = call(
+        &app,
+        Method::POST,
+        "/v1/vips/web/backends/10.0.1.2/undrain",
+        "",
+    )
+    .await;
+    assert_eq!(json["backends"][1]["state"], "active");
+    let (_, json) = call(
+        &app,
+        Method::POST,
+        "/v1/vips/web/backends/10.0.1.1/maintenance",
+        "",
+    )
+    .await;
+    assert_eq!(json["backends"][0]["state"], "maintenance");
+    let (status, json) = call(
+        &app,
+        Method::PUT,
+        "/v1/vips/web/backends/10.0.1.2/weight",
+        r#"{"weight": -1}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["error"], "weight: must be 0..=65535, got -1");
+    let (status, json) = call(
+        &app,
+        Method::PUT,
+        "/v1/vips/web/backends/10.0.1.2/weight",
+        r#"{"weight": 7}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["backends"][1]["weight"], 7);
+    let (status, json) = call(
+        &app,
+        Method::POST,
+        "/v1/vips/web/backends/10.9.9.9/drain",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("has no backend 10.9.9.9")
+    );
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/v1/vips/web/backends/not-an-ip/drain",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The overrides survive a reload of the base configuration.
+    s.change("test reload", |src| {
+        src.file = config::parse(CFG, "t").unwrap();
+        Ok(())
+    })
+    .unwrap();
+    let (_, state) = call(&app, Method::GET, "/v1/state", "").await;
+    assert_eq!(state["vips"][0]["backends"][0]["state"], "maintenance");
+}
+
+#[tokio::test]
+async fn drills_preview_start_refuse_a_second_and_stop() {
+    let s = shared();
+    let app = router(s.clone(), None);
+    let (status, json) = call(
+        &app,
+        Method::POST,
+        "/v1/drill",
+        r#"{"fail": "cloud=aws", "dry_run": true}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let b = &json["preview"][0]["backends"];
+    assert_eq!(b[0]["now"], 1.0, "all local while healthy");
+    assert_eq!(b[0]["during"], 0.0);
+    assert_eq!(b[1]["during"], 1.0, "gcp takes over during the drill");
+    let (_, state) = call(&app, Method::GET, "/v1/state", "").await;
+    assert!(state["drill"].is_null(), "a dry run changes nothing");
+    let (status, json) = call(
+        &app,
+        Method::POST,
+        "/v1/drill",
+        r#"{"fail": "cloud=aws", "duration_secs": 30}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let (_, state) = call(&app, Method::GET, "/v1/state", "").await;
+    assert_eq!(
+        state["vips"][0]["backends"][0]["ring_share"], 0.0,
+        "aws out during the drill: {state}"
+    );
+    let (status, _) = call(&app, Method::POST, "/v1/drill", r#"{"fail": "cloud=gcp"}"#).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, json) = call(
+        &app,
+        Method::POST,
+        "/v1/drill",
+        r#"{"fail": "planet=mars"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["errors"][0]["path"], "fail");
+    let (_, json) = call(&app, Method::DELETE, "/v1/drill", "").await;
+    assert_eq!(json["stopped"]["fail"], "cloud=aws");
+    let (_, state) = call(&app, Method::GET, "/v1/state", "").await;
+    assert_eq!(
+        state["vips"][0]["backends"][0]["ring_share"], 1.0,
+        "reverted"
+    );
+}
+
+#[tokio::test]
+async fn a_drill_reverts_by_itself() {
+    let s = shared();
+    let app = router(s.clone(), None);
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/v1/drill",
+        r#"{"fail": "backend=10.0.1.1", "duration_secs": 1}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(s.drill().is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(s.drill().is_none(), "reverted after its duration");
+}
+
+#[tokio::test]
+async fn tcp_requests_need_the_token() {
+    let app = router(shared(), Some("0123456789abcdef-secret".into()));
+    let (status, _) = call(&app, Method::GET, "/v1/state", "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let req = Request::builder()
+        .uri("/v1/state")
+        .header("authorization", "Bearer 0123456789abcdef-secret")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let req = Request::builder()
+        .uri("/v1/state")
+        .header("authorization", "Bearer wrong")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.oneshot(req).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -1,0 +1,92 @@
+//! The API's request and answer bodies, shared by the server and
+//! `lb::client`, so both sides read and write the same types.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    core::{
+        balancer::{DrillPreview, State},
+        config::FieldError,
+    },
+    daemon::shared::{DrillRun, FeedStatus, Reloads},
+};
+
+/// `GET /v1/health`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+}
+
+/// `GET /v1/state`: the balancer's state and the agent's around it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AgentState {
+    #[serde(flatten)]
+    pub state: State,
+    pub drill: Option<DrillRun>,
+    pub etcd: Option<FeedStatus>,
+    pub reloads: Reloads,
+}
+
+/// `PUT .../weight`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightRequest {
+    pub weight: i64,
+}
+
+/// `POST /v1/drill`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillRequest {
+    /// `cloud=X`, `region=Y`, `zone=Z` or `backend=ADDR`.
+    pub fail: String,
+    #[serde(default)]
+    pub duration_secs: Option<f64>,
+    /// Only preview the split.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /v1/drill`: what was started (nothing for a dry run) and the
+/// split it gives.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DrillStarted {
+    pub dry_run: bool,
+    pub fail: String,
+    pub drill: Option<DrillRun>,
+    pub preview: Vec<DrillPreview>,
+}
+
+/// `GET /v1/drill`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Drill {
+    pub drill: Option<DrillRun>,
+}
+
+/// `DELETE /v1/drill`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DrillStopped {
+    pub stopped: Option<DrillRun>,
+}
+
+/// Every refusal: the message, and each field at fault.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub errors: Vec<FieldErrorBody>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FieldErrorBody {
+    pub path: String,
+    pub message: String,
+}
+
+impl From<&FieldError> for FieldErrorBody {
+    fn from(e: &FieldError) -> Self {
+        Self {
+            path: e.path.clone(),
+            message: e.message.clone(),
+        }
+    }
+}

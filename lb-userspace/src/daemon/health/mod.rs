@@ -1,0 +1,274 @@
+//! Health checks: probes (TCP connect, HTTP(S) GET with an expected status,
+//! UDP echo, DNS query), a rise/fall state machine per backend, and a
+//! scheduler with jittered intervals and bounded concurrency. Verdicts (only
+//! transitions) go to the agent over a channel.
+
+mod probe;
+
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
+
+use tokio::{
+    sync::{Semaphore, mpsc},
+    task::JoinHandle,
+};
+
+pub use probe::{dns_check, dns_query, probe};
+
+use crate::core::config::{Config, HealthCheck, Probe, VipIdent};
+
+/// One backend to watch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub vip: VipIdent,
+    pub vip_name: String,
+    pub backend: IpAddr,
+    pub port: u16,
+    pub check: HealthCheck,
+}
+
+/// A change of a backend's health.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub vip: VipIdent,
+    pub backend: IpAddr,
+    pub up: bool,
+    pub reason: String,
+}
+
+/// Rise/fall hysteresis: `rise` successes in a row to come up, `fall`
+/// failures in a row to go down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tracker {
+    pub up: bool,
+    rise: u32,
+    fall: u32,
+    successes: u32,
+    failures: u32,
+}
+
+impl Tracker {
+    pub fn new(initially_up: bool, rise: u32, fall: u32) -> Self {
+        Self {
+            up: initially_up,
+            rise,
+            fall,
+            successes: 0,
+            failures: 0,
+        }
+    }
+
+    /// Feeds one probe result; returns the new state on a transition.
+    pub fn observe(&mut self, ok: bool) -> Option<bool> {
+        if ok {
+            self.successes += 1;
+            self.failures = 0;
+            if !self.up && self.successes >= self.rise {
+                self.up = true;
+                return Some(true);
+            }
+        } else {
+            self.failures += 1;
+            self.successes = 0;
+            if self.up && self.failures >= self.fall {
+                self.up = false;
+                return Some(false);
+            }
+        }
+        None
+    }
+}
+
+/// Every backend of every VIP with a probe.
+pub fn targets(c: &Config) -> Vec<Target> {
+    let mut out = vec![];
+    for v in &c.vips {
+        if v.health_check.probe == Probe::None {
+            continue;
+        }
+        for b in &v.backends {
+            let port =
+                v.health_check
+                    .port
+                    .or(b.port)
+                    .unwrap_or(if v.port == 0 { 80 } else { v.port });
+            out.push(Target {
+                vip: v.ident(),
+                vip_name: v.name.clone(),
+                backend: b.address,
+                port,
+                check: v.health_check.clone(),
+            });
+        }
+    }
+    out
+}
+
+type TrackerKey = (VipIdent, IpAddr);
+type Trackers = Arc<std::sync::Mutex<BTreeMap<TrackerKey, Tracker>>>;
+
+/// The running checks; dropping it stops them.
+pub struct Checker {
+    /// One task per target, with the target it runs.
+    tasks: BTreeMap<TrackerKey, (Target, JoinHandle<()>)>,
+    trackers: Trackers,
+    limit: Arc<Semaphore>,
+    max_concurrent: usize,
+    tx: mpsc::Sender<Verdict>,
+    /// Tasks started so far (tests check what a change restarts).
+    started: usize,
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        for (_, task) in self.tasks.values() {
+            task.abort();
+        }
+    }
+}
+
+impl Checker {
+    /// Starts one task per target. `previous`, a checker being replaced,
+    /// is updated in place instead (see [`Checker::update`]).
+    pub fn start(
+        targets: Vec<Target>,
+        max_concurrent: usize,
+        tx: mpsc::Sender<Verdict>,
+        previous: Option<Checker>,
+    ) -> Self {
+        let mut c = previous.unwrap_or_else(|| Self {
+            tasks: BTreeMap::new(),
+            trackers: Arc::default(),
+            limit: Arc::new(Semaphore::new(max_concurrent)),
+            max_concurrent,
+            tx,
+            started: 0,
+        });
+        c.update(targets, max_concurrent);
+        c
+    }
+
+    /// Makes the running checks match `targets`. A target that did not
+    /// change keeps its task and schedule: configuration churn (API pushes,
+    /// etcd puts, reloads) must not postpone probes and so blind the health
+    /// checks. Changed and new targets (re)start, gone ones stop. Trackers
+    /// carry over for every backend still checked, so a reload does not
+    /// make backends flap.
+    pub fn update(&mut self, targets: Vec<Target>, max_concurrent: usize) {
+        if max_concurrent != self.max_concurrent {
+            // Running tasks hold the old semaphore: restart them all.
+            self.limit = Arc::new(Semaphore::new(max_concurrent));
+            self.max_concurrent = max_concurrent;
+            for (_, (_, task)) in std::mem::take(&mut self.tasks) {
+                task.abort();
+            }
+        }
+        let mut old = std::mem::take(&mut self.tasks);
+        let shared = self.trackers.clone();
+        let mut trackers = shared.lock().expect("not poisoned");
+        for t in targets {
+            let key = (t.vip, t.backend);
+            match old.remove(&key) {
+                Some((running, task)) if running == t => {
+                    self.tasks.insert(key, (running, task));
+                }
+                replaced => {
+                    if let Some((_, task)) = replaced {
+                        task.abort();
+                    }
+                    let tracker = trackers.get(&key).cloned().unwrap_or_else(|| {
+                        Tracker::new(t.check.initially_up, t.check.rise, t.check.fall)
+                    });
+                    trackers.insert(
+                        key,
+                        Tracker {
+                            rise: t.check.rise,
+                            fall: t.check.fall,
+                            ..tracker
+                        },
+                    );
+                    let task = spawn_check(
+                        t.clone(),
+                        self.limit.clone(),
+                        self.tx.clone(),
+                        self.trackers.clone(),
+                    );
+                    self.started += 1;
+                    self.tasks.insert(key, (t, task));
+                }
+            }
+        }
+        for (key, (_, task)) in old {
+            task.abort();
+            trackers.remove(&key);
+        }
+    }
+
+    /// Current state of every tracked backend.
+    pub fn states(&self) -> BTreeMap<(VipIdent, IpAddr), bool> {
+        self.trackers
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(k, t)| (*k, t.up))
+            .collect()
+    }
+}
+
+/// The probe loop of one target: probes every interval (with jitter), feeds
+/// its tracker, and sends a verdict on each transition.
+fn spawn_check(
+    t: Target,
+    limit: Arc<Semaphore>,
+    tx: mpsc::Sender<Verdict>,
+    trackers: Trackers,
+) -> JoinHandle<()> {
+    let key = (t.vip, t.backend);
+    tokio::spawn(async move {
+        // Spread the first probes over one interval.
+        tokio::time::sleep(t.check.interval.mul_f64(fastrand::f64())).await;
+        loop {
+            let result = {
+                let _permit = limit.acquire().await;
+                probe(&t).await
+            };
+            let transition = {
+                let mut map = trackers.lock().expect("not poisoned");
+                // Gone from the map: the checker stopped watching it.
+                let Some(tr) = map.get_mut(&key) else { return };
+                tr.observe(result.is_ok())
+            };
+            if let Some(up) = transition {
+                let reason = match &result {
+                    Ok(()) => format!("{} consecutive successful checks", t.check.rise),
+                    Err(e) => format!("{} consecutive failed checks, last: {e}", t.check.fall),
+                };
+                if tx
+                    .send(Verdict {
+                        vip: t.vip,
+                        backend: t.backend,
+                        up,
+                        reason,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let jitter = 1.0 + t.check.jitter * (2.0 * fastrand::f64() - 1.0);
+            tokio::time::sleep(t.check.interval.mul_f64(jitter)).await;
+        }
+    })
+}
+
+/// Shortest interval of any check, to size the reconcile tick.
+pub fn shortest_interval(c: &Config) -> Duration {
+    c.vips
+        .iter()
+        .map(|v| v.health_check.interval)
+        .min()
+        .unwrap_or(Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests;

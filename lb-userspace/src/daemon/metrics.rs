@@ -1,0 +1,311 @@
+//! Prometheus text exposition of everything the agent knows: kernel
+//! counters (summed over CPUs), health, policy state, table work, events.
+
+use std::fmt::Write as _;
+
+use lb_common::{Reason, maps::TrafficStats};
+
+use crate::core::{
+    balancer::{BackendState, State, VipState},
+    events::EventKind,
+};
+
+/// Everything one scrape shows, gathered by the agent.
+pub struct Snapshot<'a> {
+    pub state: &'a State,
+    pub reasons: &'a [(Reason, u64)],
+    /// Per VIP id.
+    pub vip_traffic: &'a dyn Fn(u32) -> TrafficStats,
+    /// Per backend id.
+    pub backend_traffic: &'a dyn Fn(u32) -> TrafficStats,
+    pub events: &'a std::collections::BTreeMap<EventKind, u64>,
+    pub reloads_ok: u64,
+    pub reloads_rejected: u64,
+    /// Extra gauges (name, help, value), e.g. from the etcd feed.
+    pub extra: &'a [(&'a str, &'a str, f64)],
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A family labelled by VIP: one line per VIP that has a value.
+fn per_vip(
+    out: &mut String,
+    s: &Snapshot<'_>,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&VipState) -> Option<String>,
+) {
+    header(out, name, kind, help);
+    for v in &s.state.vips {
+        if let Some(val) = value(v) {
+            let _ = writeln!(out, "{name}{{vip=\"{}\"}} {val}", escape(&v.name));
+        }
+    }
+}
+
+/// A family labelled by VIP and backend: one line per backend of each VIP.
+fn per_backend(
+    out: &mut String,
+    s: &Snapshot<'_>,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&BackendState) -> String,
+) {
+    header(out, name, kind, help);
+    for v in &s.state.vips {
+        for b in &v.backends {
+            let _ = writeln!(
+                out,
+                "{name}{{vip=\"{}\",backend=\"{}\"}} {}",
+                escape(&v.name),
+                b.address,
+                value(b)
+            );
+        }
+    }
+}
+
+/// The etcd feed's gauges.
+pub fn etcd_gauges(
+    connected: bool,
+    revision: i64,
+    rejected_keys: usize,
+) -> Vec<(&'static str, &'static str, f64)> {
+    vec![
+        (
+            "lb_etcd_connected",
+            "1 while the etcd feed is connected and watching.",
+            connected as u8 as f64,
+        ),
+        (
+            "lb_etcd_revision",
+            "Last etcd revision applied.",
+            revision as f64,
+        ),
+        (
+            "lb_etcd_rejected_keys",
+            "etcd keys whose current value was rejected.",
+            rejected_keys as f64,
+        ),
+    ]
+}
+
+pub fn render(s: &Snapshot<'_>) -> String {
+    let mut o = String::new();
+    header(
+        &mut o,
+        "lb_packets_by_reason_total",
+        "counter",
+        "Packets by data-path outcome or intermediate reason (see lbctl stats).",
+    );
+    for (r, v) in s.reasons {
+        let _ = writeln!(
+            o,
+            "lb_packets_by_reason_total{{reason=\"{}\"}} {v}",
+            r.name()
+        );
+    }
+    let traffic = |t: TrafficStats| [t.packets, t.bytes, t.new_flows];
+    for (name, field, help) in [
+        (
+            "lb_vip_packets_total",
+            0,
+            "Packets forwarded (or answered too-big) for the VIP.",
+        ),
+        (
+            "lb_vip_bytes_total",
+            1,
+            "Bytes of those packets as received.",
+        ),
+        (
+            "lb_vip_new_flows_total",
+            2,
+            "Flows the Maglev table chose a backend for.",
+        ),
+    ] {
+        per_vip(&mut o, s, name, "counter", help, |v| {
+            Some(traffic((s.vip_traffic)(v.id))[field].to_string())
+        });
+    }
+    for (name, field, help) in [
+        (
+            "lb_backend_packets_total",
+            0,
+            "Packets sent to the backend.",
+        ),
+        ("lb_backend_bytes_total", 1, "Bytes sent to the backend."),
+        (
+            "lb_backend_new_flows_total",
+            2,
+            "New flows steered to the backend.",
+        ),
+    ] {
+        per_backend(&mut o, s, name, "counter", help, |b| {
+            traffic((s.backend_traffic)(b.id))[field].to_string()
+        });
+    }
+    per_backend(
+        &mut o,
+        s,
+        "lb_backend_healthy",
+        "gauge",
+        "1 if the backend passes its health checks.",
+        |b| (b.healthy as u8).to_string(),
+    );
+    per_backend(
+        &mut o,
+        s,
+        "lb_backend_share",
+        "gauge",
+        "Share of the VIP's new flows the backend gets (Maglev table slots).",
+        |b| format!("{:.6}", b.ring_share),
+    );
+    per_vip(
+        &mut o,
+        s,
+        "lb_vip_active_tier",
+        "gauge",
+        "active-passive: index of the tier taking traffic (-1: none or not active-passive).",
+        |v| Some(v.active_tier.map_or(-1, |t| t as i64).to_string()),
+    );
+    per_vip(
+        &mut o,
+        s,
+        "lb_vip_local_share",
+        "gauge",
+        "local-first: fraction of traffic kept in the local cloud/region.",
+        |v| v.local_share.map(|l| format!("{l:.6}")),
+    );
+    per_vip(
+        &mut o,
+        s,
+        "lb_vip_panic",
+        "gauge",
+        "1 while the VIP spreads over all backends because too few are healthy.",
+        |v| Some((v.panic as u8).to_string()),
+    );
+    header(
+        &mut o,
+        "lb_table_updates_total",
+        "counter",
+        "Maglev table flips written to the kernel.",
+    );
+    let _ = writeln!(o, "lb_table_updates_total {}", s.state.work.table_updates);
+    header(
+        &mut o,
+        "lb_table_slots_written_total",
+        "counter",
+        "Ring slots written (only changed slots are written).",
+    );
+    let _ = writeln!(
+        o,
+        "lb_table_slots_written_total {}",
+        s.state.work.slots_written
+    );
+    header(
+        &mut o,
+        "lb_events_total",
+        "counter",
+        "Decisions taken (backend up/down, tier switches, fail-over, panic, ...).",
+    );
+    for k in EventKind::ALL {
+        let _ = writeln!(
+            o,
+            "lb_events_total{{kind=\"{}\"}} {}",
+            k.name(),
+            s.events.get(k).copied().unwrap_or(0)
+        );
+    }
+    header(
+        &mut o,
+        "lb_config_reloads_total",
+        "counter",
+        "Configuration reloads by result.",
+    );
+    let _ = writeln!(
+        o,
+        "lb_config_reloads_total{{result=\"applied\"}} {}",
+        s.reloads_ok
+    );
+    let _ = writeln!(
+        o,
+        "lb_config_reloads_total{{result=\"rejected\"}} {}",
+        s.reloads_rejected
+    );
+    for (name, help, value) in s.extra {
+        header(&mut o, name, "gauge", help);
+        let _ = writeln!(o, "{name} {value}");
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::core::{balancer::Balancer, config, tables::MemoryTables};
+
+    #[test]
+    fn exposition_has_every_family_and_escapes_labels() {
+        let c = config::parse(
+            "limits: {max_vips: 4, max_backends: 8, ring_size: 251}\nvips: [{name: 'a\"b', address: 10.0.0.1, port: 80, backends: [{address: 10.0.1.1}]}]",
+            "t",
+        )
+        .unwrap();
+        let b = Balancer::new(MemoryTables::new(c.limits), c, Instant::now()).unwrap();
+        let state = b.state();
+        let reasons: Vec<_> = Reason::ALL.iter().map(|r| (*r, 3)).collect();
+        let text = render(&Snapshot {
+            state: &state,
+            reasons: &reasons,
+            vip_traffic: &|_| TrafficStats {
+                packets: 5,
+                bytes: 500,
+                new_flows: 1,
+            },
+            backend_traffic: &|_| TrafficStats {
+                packets: 5,
+                bytes: 500,
+                new_flows: 1,
+            },
+            events: b.events.counts(),
+            reloads_ok: 2,
+            reloads_rejected: 1,
+            extra: &[],
+        });
+        for needle in [
+            "lb_packets_by_reason_total{reason=\"fwd_tx\"} 3",
+            "lb_vip_packets_total{vip=\"a\\\"b\"} 5",
+            "lb_backend_bytes_total{vip=\"a\\\"b\",backend=\"10.0.1.1\"} 500",
+            "lb_backend_healthy{vip=\"a\\\"b\",backend=\"10.0.1.1\"} 1",
+            "lb_backend_share{vip=\"a\\\"b\",backend=\"10.0.1.1\"} 1.000000",
+            "lb_vip_panic{vip=\"a\\\"b\"} 0",
+            "lb_events_total{kind=\"backend_down\"} 0",
+            "lb_config_reloads_total{result=\"rejected\"} 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle}:\n{text}");
+        }
+        // Every sample line belongs to a declared family.
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = l.split(['{', ' ']).next().unwrap();
+            assert!(families.contains(&name), "undeclared {name}");
+        }
+    }
+}

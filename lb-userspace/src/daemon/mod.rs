@@ -1,0 +1,16 @@
+//! The daemon `lbd`: the [`agent`] main loop and what it runs around one
+//! [`shared::Shared`] state — the HTTP [`api`], the [`etcd`] feed, the
+//! [`health`] checks, the [`metrics`] exposition. Modules that need the
+//! agent's state take the `Shared` handle; none imports the agent.
+
+pub mod agent;
+pub mod api;
+pub mod etcd;
+pub mod health;
+pub mod metrics;
+pub mod shared;
+
+/// A start-up step that failed, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(pub String);

@@ -1,0 +1,467 @@
+//! The thin kernel adapter: loads the balancer object, sizes, pins and
+//! adopts its maps (from [`catalog`]), attaches it, and reads and writes
+//! the tables, encoding the core's terms with [`codec`]. It knows map names
+//! and layouts, nothing about policy (`crate::core::balancer` decides, and
+//! is tested against `MemoryTables` without root).
+//!
+//! Besides the [`Tables`] the core uses, it offers raw access to the same
+//! maps in their own words, for the packet fixtures and the benchmarks,
+//! which build worlds the agent never would.
+
+use std::{
+    fs,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    sync::atomic::{Ordering, fence},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+    programs::{ProgramError, Xdp, XdpMode},
+};
+use lb_common::{
+    Reason,
+    maps::{Backend, ConnEntry, FlowKey, LbConfig, TrafficStats, VipKey, VipMeta},
+};
+
+use super::{
+    DataplaneError, catalog, codec,
+    error::{map_err, tables_err},
+    objects,
+    pins::{self, link_pin, maps_dir, program_pin},
+    ring::{RingMemory, slot_index},
+};
+use crate::core::{
+    config::{Limits, VipIdent},
+    tables::{BackendEntry, Marker, Settings, Tables, TablesError, VipEntry},
+};
+
+/// Name of the balancer program in the object.
+pub const PROGRAM: &str = "lb_balancer";
+
+/// The loaded balancer: program and typed handles to every map it uses.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    limits: Limits,
+    pin_dir: Option<PathBuf>,
+    config: Array<MapData, LbConfig>,
+    vips: HashMap<MapData, VipKey, VipMeta>,
+    ring_select: Array<MapData, u32>,
+    rings: RingMemory,
+    _rings_map: MapData,
+    backends: Array<MapData, Backend>,
+    conntrack: HashMap<MapData, FlowKey, ConnEntry>,
+    tx_ports: DevMapHash<MapData>,
+    stats: PerCpuArray<MapData, u64>,
+    vip_stats: PerCpuArray<MapData, TrafficStats>,
+    backend_stats: PerCpuArray<MapData, TrafficStats>,
+}
+
+/// Takes a map out of a loaded object as its typed handle.
+pub(crate) fn take<M: TryFrom<Map, Error = MapError>>(
+    ebpf: &mut Ebpf,
+    spec: &catalog::MapSpec,
+) -> Result<M, DataplaneError> {
+    ebpf.take_map(spec.name)
+        .ok_or(DataplaneError::MissingMap { name: spec.name })?
+        .try_into()
+        .map_err(map_err(spec.name))
+}
+
+/// The program `name` of a loaded object, as XDP.
+pub(crate) fn xdp_program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut Xdp, DataplaneError> {
+    let program_err = |source| DataplaneError::Program { name, source };
+    ebpf.program_mut(name)
+        .ok_or(program_err(ProgramError::InvalidName { name: name.into() }))?
+        .try_into()
+        .map_err(program_err)
+}
+
+impl Dataplane {
+    /// Loads the embedded balancer object. With `pin_dir`, every stateful
+    /// map is pinned under `<pin_dir>/maps`, and maps already pinned there
+    /// are adopted (call [`pins::check_pinned`] first) — the connection
+    /// table and counters survive the agent.
+    pub fn load(limits: Limits, pin_dir: Option<&Path>) -> Result<Self, DataplaneError> {
+        let mut loader = EbpfLoader::new();
+        loader.override_global("RING_SIZE", &limits.ring_size, true);
+        let per_cpu = limits.conntrack_per_cpu as u32;
+        loader.override_global("CONNTRACK_PER_CPU", &per_cpu, true);
+        for spec in catalog::BALANCER {
+            if let catalog::Entries::Limits(_) = spec.entries {
+                loader.map_max_entries(spec.name, spec.entries(&limits));
+            }
+        }
+        if let Some(dir) = pin_dir {
+            let maps = maps_dir(dir);
+            fs::create_dir_all(&maps).map_err(|source| DataplaneError::Pin {
+                what: "create",
+                path: maps.clone(),
+                source,
+            })?;
+            for spec in catalog::pinned() {
+                loader.map_pin_path(spec.name, maps.join(spec.name));
+            }
+        }
+        let mut ebpf = loader
+            .load(objects::BALANCER)
+            .map_err(DataplaneError::Load)?;
+        let rings_map = match ebpf.take_map(catalog::RINGS.name) {
+            Some(Map::Array(data)) => data,
+            _ => return Err(DataplaneError::MissingMap { name: "RINGS" }),
+        };
+        let rings = RingMemory::map(&rings_map, limits.ring_entries())?;
+        let mut dp = Self {
+            config: take(&mut ebpf, &catalog::CONFIG)?,
+            vips: take(&mut ebpf, &catalog::VIPS)?,
+            ring_select: take(&mut ebpf, &catalog::RING_SELECT)?,
+            rings,
+            _rings_map: rings_map,
+            backends: take(&mut ebpf, &catalog::BACKENDS)?,
+            conntrack: take(&mut ebpf, &catalog::CONNTRACK)?,
+            tx_ports: take(&mut ebpf, &catalog::TX_PORTS)?,
+            stats: take(&mut ebpf, &catalog::STATS)?,
+            vip_stats: take(&mut ebpf, &catalog::VIP_STATS)?,
+            backend_stats: take(&mut ebpf, &catalog::BACKEND_STATS)?,
+            ebpf,
+            limits,
+            pin_dir: pin_dir.map(Path::to_path_buf),
+        };
+        let program_err = |source| DataplaneError::Program {
+            name: PROGRAM,
+            source,
+        };
+        dp.program_mut()?.load().map_err(program_err)?;
+        if let Some(dir) = &dp.pin_dir {
+            // Re-pin the program (an upgrade brings a new one) for lbctl.
+            let path = program_pin(dir);
+            let _ = fs::remove_file(&path);
+            dp.program_mut()?
+                .pin(&path)
+                .map_err(|e| DataplaneError::Pin {
+                    what: "pin program",
+                    path,
+                    source: std::io::Error::other(e),
+                })?;
+        }
+        Ok(dp)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The balancer program (loaded into the kernel by [`Dataplane::load`]).
+    pub fn program_mut(&mut self) -> Result<&mut Xdp, DataplaneError> {
+        xdp_program(&mut self.ebpf, PROGRAM)
+    }
+
+    pub fn program(&self) -> Result<&Xdp, DataplaneError> {
+        let program_err = |source| DataplaneError::Program {
+            name: PROGRAM,
+            source,
+        };
+        self.ebpf
+            .program(PROGRAM)
+            .ok_or(program_err(ProgramError::InvalidName {
+                name: PROGRAM.into(),
+            }))?
+            .try_into()
+            .map_err(program_err)
+    }
+
+    /// Attaches the program to `iface`. With a pin directory the XDP link
+    /// is pinned, so it outlives this process, and a link a previous agent
+    /// pinned for `iface` gets the new program in place. Returns whether
+    /// an existing link was adopted.
+    pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<bool, DataplaneError> {
+        match self.pin_dir.clone() {
+            Some(dir) => {
+                pins::attach_pinned(self.program_mut()?, iface, mode, &link_pin(&dir, iface))
+            }
+            None => {
+                self.program_mut()?.attach(iface, mode).map_err(|source| {
+                    DataplaneError::Attach {
+                        iface: iface.into(),
+                        mode,
+                        source,
+                    }
+                })?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Adds an egress interface for XDP_REDIRECT.
+    pub fn add_tx_port(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
+        self.tx_ports
+            .insert(ifindex, ifindex, None, 0)
+            .map_err(|e| DataplaneError::Map {
+                name: "TX_PORTS",
+                source: match e {
+                    aya::maps::xdp::XdpMapError::MapError(e) => e,
+                    other => MapError::InvalidName {
+                        name: other.to_string(),
+                    },
+                },
+            })
+    }
+
+    pub fn conntrack_entries(&self) -> Result<Vec<(FlowKey, ConnEntry)>, DataplaneError> {
+        self.conntrack
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err("CONNTRACK"))
+    }
+
+    pub fn conntrack_get(&self, flow: &FlowKey) -> Result<Option<ConnEntry>, DataplaneError> {
+        match self.conntrack.get(flow, 0) {
+            Ok(e) => Ok(Some(e)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err("CONNTRACK")(e)),
+        }
+    }
+
+    /// Empties the connection table (every flow re-steers on its next
+    /// packet).
+    pub fn conntrack_clear(&mut self) -> Result<(), DataplaneError> {
+        let keys: Vec<FlowKey> = self.conntrack.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            match self.conntrack.remove(&k) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err("CONNTRACK")(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces a VIP's live ring with `ring` (all slots) through the other
+    /// half and a flip; returns the number of slots written.
+    pub fn replace_ring(&mut self, vip_id: u32, ring: &[u32]) -> Result<usize, DataplaneError> {
+        if ring.len() != self.limits.ring_size as usize {
+            return Err(DataplaneError::RingSize {
+                got: ring.len(),
+                want: self.limits.ring_size,
+            });
+        }
+        let next = self.live_half(vip_id)? ^ 1;
+        let changes: Vec<(u32, u32)> = ring
+            .iter()
+            .enumerate()
+            .map(|(s, b)| (s as u32, *b))
+            .collect();
+        let n = self.write_ring_slots(vip_id, next, &changes)?;
+        self.flip(vip_id, next)?;
+        Ok(n)
+    }
+
+    /// The runtime knobs as the program reads them.
+    pub fn config(&self) -> Result<LbConfig, DataplaneError> {
+        self.config.get(&0, 0).map_err(map_err("CONFIG"))
+    }
+
+    pub fn write_config(&mut self, cfg: &LbConfig) -> Result<(), TablesError> {
+        self.config.set(0, cfg, 0).map_err(tables_err("CONFIG"))
+    }
+
+    /// A service entry or marker, in the map's words.
+    pub fn write_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), TablesError> {
+        self.check_vip_id(meta.id)?;
+        self.vips.insert(key, meta, 0).map_err(tables_err("VIPS"))
+    }
+
+    pub fn backend(&self, id: u32) -> Result<Backend, TablesError> {
+        self.backends.get(&id, 0).map_err(tables_err("BACKENDS"))
+    }
+
+    /// A backend slot, in the map's words.
+    pub fn write_backend(&mut self, id: u32, b: &Backend) -> Result<(), TablesError> {
+        if id >= self.limits.max_backends {
+            return Err(TablesError::BackendIdOutOfRange {
+                id,
+                max: self.limits.max_backends,
+            });
+        }
+        self.backends.set(id, b, 0).map_err(tables_err("BACKENDS"))
+    }
+
+    fn check_vip_id(&self, id: u32) -> Result<(), TablesError> {
+        if id >= self.limits.max_vips {
+            return Err(TablesError::VipIdOutOfRange {
+                id,
+                max: self.limits.max_vips,
+            });
+        }
+        Ok(())
+    }
+
+    fn remove_key(&mut self, key: &VipKey) -> Result<(), TablesError> {
+        match self.vips.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(tables_err("VIPS")(e)),
+        }
+    }
+
+    fn vip_keys(&self) -> Result<Vec<(VipKey, VipMeta)>, TablesError> {
+        self.vips
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(tables_err("VIPS"))
+    }
+}
+
+impl Tables for Dataplane {
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn set_settings(&mut self, s: &Settings) -> Result<(), TablesError> {
+        self.write_config(&codec::lb_config(s))
+    }
+
+    fn set_vip(&mut self, vip: &VipIdent, e: &VipEntry) -> Result<(), TablesError> {
+        self.write_vip(&codec::vip_key(vip), &codec::vip_meta(e))
+    }
+
+    fn remove_vip(&mut self, vip: &VipIdent) -> Result<(), TablesError> {
+        self.remove_key(&codec::vip_key(vip))
+    }
+
+    fn vips(&self) -> Result<Vec<(VipIdent, VipEntry)>, TablesError> {
+        Ok(self
+            .vip_keys()?
+            .iter()
+            .filter_map(|(k, m)| Some((codec::vip_ident(k)?, codec::vip_entry(m)?)))
+            .collect())
+    }
+
+    fn set_marker(&mut self, addr: IpAddr, m: &Marker) -> Result<(), TablesError> {
+        self.write_vip(&codec::marker_key(addr), &codec::marker_meta(m))
+    }
+
+    fn remove_marker(&mut self, addr: IpAddr) -> Result<(), TablesError> {
+        self.remove_key(&codec::marker_key(addr))
+    }
+
+    fn markers(&self) -> Result<Vec<(IpAddr, Marker)>, TablesError> {
+        Ok(self
+            .vip_keys()?
+            .iter()
+            .filter(|(k, _)| codec::is_marker(k))
+            .filter_map(|(k, m)| Some((codec::words_addr(k.addr, k.family)?, codec::marker(m))))
+            .collect())
+    }
+
+    fn set_backend(&mut self, id: u32, b: Option<&BackendEntry>) -> Result<(), TablesError> {
+        self.write_backend(id, &codec::backend_value(b))
+    }
+
+    fn backends(&self) -> Result<Vec<(u32, BackendEntry)>, TablesError> {
+        let mut out = vec![];
+        for (id, b) in self.backends.iter().enumerate() {
+            if let Some(e) = codec::backend_entry(&b.map_err(tables_err("BACKENDS"))?) {
+                out.push((id as u32, e));
+            }
+        }
+        Ok(out)
+    }
+
+    fn live_half(&self, vip_id: u32) -> Result<u32, TablesError> {
+        self.check_vip_id(vip_id)?;
+        Ok(self
+            .ring_select
+            .get(&vip_id, 0)
+            .map_err(tables_err("RING_SELECT"))?
+            & 1)
+    }
+
+    fn read_ring(&self, vip_id: u32, half: u32) -> Result<Vec<u32>, TablesError> {
+        self.check_vip_id(vip_id)?;
+        let m = self.limits.ring_size;
+        Ok((0..m)
+            .map(|slot| {
+                self.rings
+                    .slot(slot_index(m, vip_id, half, slot))
+                    .load(Ordering::Relaxed)
+            })
+            .collect())
+    }
+
+    fn write_ring_slots(
+        &mut self,
+        vip_id: u32,
+        half: u32,
+        changes: &[(u32, u32)],
+    ) -> Result<usize, TablesError> {
+        self.check_vip_id(vip_id)?;
+        let m = self.limits.ring_size;
+        for (slot, backend) in changes {
+            if *slot >= m {
+                return Err(TablesError::SlotOutOfRange {
+                    slot: *slot,
+                    size: m,
+                });
+            }
+            self.rings
+                .slot(slot_index(m, vip_id, half, *slot))
+                .store(*backend, Ordering::Relaxed);
+        }
+        Ok(changes.len())
+    }
+
+    fn flip(&mut self, vip_id: u32, half: u32) -> Result<(), TablesError> {
+        self.check_vip_id(vip_id)?;
+        // Every slot store must be visible before a packet can select the
+        // half (the syscall is a barrier too; this says so in the code).
+        fence(Ordering::SeqCst);
+        self.ring_select
+            .set(vip_id, half & 1, 0)
+            .map_err(tables_err("RING_SELECT"))
+    }
+
+    fn reason_counters(&self) -> Result<Vec<(Reason, u64)>, TablesError> {
+        reason_totals(&self.stats).map_err(tables_err("STATS"))
+    }
+
+    fn vip_traffic(&self, vip_id: u32) -> Result<TrafficStats, TablesError> {
+        Ok(sum_traffic(
+            self.vip_stats
+                .get(&vip_id, 0)
+                .map_err(tables_err("VIP_STATS"))?,
+        ))
+    }
+
+    fn backend_traffic(&self, backend_id: u32) -> Result<TrafficStats, TablesError> {
+        Ok(sum_traffic(
+            self.backend_stats
+                .get(&backend_id, 0)
+                .map_err(tables_err("BACKEND_STATS"))?,
+        ))
+    }
+}
+
+/// A program's outcome counters (a per-CPU `STATS` array indexed by
+/// `Reason`, in the balancer and the decap program alike), summed over CPUs.
+pub(crate) fn reason_totals(
+    stats: &PerCpuArray<MapData, u64>,
+) -> Result<Vec<(Reason, u64)>, MapError> {
+    Reason::ALL
+        .iter()
+        .map(|r| Ok((*r, stats.get(&(*r as u32), 0)?.iter().sum())))
+        .collect()
+}
+
+/// A per-CPU `TrafficStats` slot summed over CPUs.
+pub(crate) fn sum_traffic(values: PerCpuValues<TrafficStats>) -> TrafficStats {
+    values
+        .iter()
+        .fold(TrafficStats::default(), |a, v| TrafficStats {
+            packets: a.packets + v.packets,
+            bytes: a.bytes + v.bytes,
+            new_flows: a.new_flows + v.new_flows,
+        })
+}

@@ -1,0 +1,221 @@
+//! Loader for the backend decap program (`lb_decap`): it strips the
+//! balancer's tunnels on backends, which then need no tunnel drivers. And
+//! the reader of what a pinned decap program is doing, for `lbctl decap`.
+
+use std::{net::IpAddr, path::Path};
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, Map, MapData, MapInfo, PerCpuArray},
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+    },
+};
+use lb_common::{
+    Reason,
+    maps::{DECAP_F_ANY_DST, DecapAddr, DecapConfig},
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    DataplaneError, catalog, codec,
+    dataplane::{reason_totals, take, xdp_program},
+    error::map_err,
+    objects, pins,
+};
+
+pub const PROGRAM: &str = "lb_decap";
+
+pub struct Decap {
+    ebpf: Ebpf,
+    addrs: HashMap<MapData, DecapAddr, u32>,
+    config: Array<MapData, DecapConfig>,
+    stats: PerCpuArray<MapData, u64>,
+}
+
+impl Decap {
+    pub fn load() -> Result<Self, DataplaneError> {
+        let mut ebpf = Ebpf::load(objects::DECAP).map_err(DataplaneError::Load)?;
+        let mut d = Self {
+            addrs: take(&mut ebpf, &catalog::DECAP_ADDRS)?,
+            config: take(&mut ebpf, &catalog::DECAP_CONFIG)?,
+            stats: take(&mut ebpf, &catalog::DECAP_STATS)?,
+            ebpf,
+        };
+        d.program_mut()?
+            .load()
+            .map_err(|source| DataplaneError::Program {
+                name: PROGRAM,
+                source,
+            })?;
+        Ok(d)
+    }
+
+    pub fn program_mut(&mut self) -> Result<&mut Xdp, DataplaneError> {
+        xdp_program(&mut self.ebpf, PROGRAM)
+    }
+
+    pub fn program(&self) -> Result<&Xdp, DataplaneError> {
+        let program_err = |source| DataplaneError::Program {
+            name: PROGRAM,
+            source,
+        };
+        self.ebpf
+            .program(PROGRAM)
+            .ok_or(program_err(aya::programs::ProgramError::InvalidName {
+                name: PROGRAM.into(),
+            }))?
+            .try_into()
+            .map_err(program_err)
+    }
+
+    /// Accept tunnels addressed to `addr`.
+    pub fn add_local_address(&mut self, addr: IpAddr) -> Result<(), DataplaneError> {
+        let (words, family) = codec::addr_words(addr);
+        let key = DecapAddr {
+            addr: words,
+            family: family as u32,
+        };
+        self.addrs
+            .insert(key, 1, 0)
+            .map_err(map_err(catalog::DECAP_ADDRS.name))
+    }
+
+    /// GUE port (host order; 0 disables GUE) and `DECAP_F_*` flags.
+    pub fn configure(&mut self, gue_port: u16, flags: u16) -> Result<(), DataplaneError> {
+        let cfg = DecapConfig {
+            gue_port: gue_port.to_be(),
+            flags,
+        };
+        self.config
+            .set(0, cfg, 0)
+            .map_err(map_err(catalog::DECAP_CONFIG.name))
+    }
+
+    /// Attaches to `iface` in `mode`; detached when `self` is dropped.
+    pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<(), DataplaneError> {
+        self.program_mut()?
+            .attach(iface, mode)
+            .map_err(|source| DataplaneError::Attach {
+                iface: iface.into(),
+                mode,
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// Attaches to `iface` through an XDP link pinned at `link_pin`, so the
+    /// program stays after this process exits (backends run no daemon). A
+    /// link already pinned there gets the new program atomically.
+    pub fn attach_pinned(
+        &mut self,
+        iface: &str,
+        mode: XdpMode,
+        link_pin: &Path,
+    ) -> Result<(), DataplaneError> {
+        pins::attach_pinned(self.program_mut()?, iface, mode, link_pin).map(|_| ())
+    }
+
+    pub fn reason_counters(&self) -> Result<Vec<(Reason, u64)>, DataplaneError> {
+        reason_totals(&self.stats).map_err(map_err(catalog::DECAP_STATS.name))
+    }
+}
+
+/// What a decap program pinned by `lbd decap` is doing on one interface,
+/// read back from the kernel (`lbctl decap`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AttachedDecap {
+    pub iface: String,
+    pub program_id: u32,
+    /// GUE port accepted (host order); 0 when GUE is off.
+    pub gue_port: u16,
+    pub any_destination: bool,
+    pub addresses: Vec<IpAddr>,
+    /// Packets, summed over CPUs: tunnels stripped, packets passed
+    /// untouched (not a tunnel to this host), malformed tunnels dropped.
+    pub decap_ok: u64,
+    pub decap_pass: u64,
+    pub decap_drop_malformed: u64,
+}
+
+/// Every decap program pinned under `pin_dir` (one link per interface).
+/// The program's maps are not pinned; they are found through the link's
+/// program, so this works for any `lbd decap` that ran on the host.
+pub fn attached(pin_dir: &Path) -> Result<Vec<AttachedDecap>, DataplaneError> {
+    let pin_err = |path: &Path, e: String| DataplaneError::Pin {
+        what: "read",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    };
+    let mut out = vec![];
+    let Ok(entries) = std::fs::read_dir(pin_dir) else {
+        return Ok(out);
+    };
+    let mut links: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    links.sort();
+    for path in links {
+        let iface = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let link =
+            FdLink::from(PinnedLink::from_pin(&path).map_err(|e| pin_err(&path, e.to_string()))?);
+        let program_id = link
+            .info()
+            .map_err(|e| pin_err(&path, e.to_string()))?
+            .program_id();
+        let program = aya::programs::loaded_programs()
+            .flatten()
+            .find(|p| p.id() == program_id)
+            .ok_or_else(|| pin_err(&path, format!("program {program_id} not found")))?;
+        let map_ids = program
+            .map_ids()
+            .map_err(|source| DataplaneError::Program {
+                name: PROGRAM,
+                source,
+            })?
+            .unwrap_or_default();
+        let mut status = AttachedDecap {
+            iface,
+            program_id,
+            gue_port: 0,
+            any_destination: false,
+            addresses: vec![],
+            decap_ok: 0,
+            decap_pass: 0,
+            decap_drop_malformed: 0,
+        };
+        for id in map_ids {
+            let name = MapInfo::from_id(id)
+                .ok()
+                .and_then(|i| i.name_as_str().map(str::to_string))
+                .unwrap_or_default();
+            let e = || map_err("decap map");
+            let map = Map::from_map_data(MapData::from_id(id).map_err(e())?).map_err(e())?;
+            if name == catalog::DECAP_CONFIG.name {
+                let a: Array<MapData, DecapConfig> = Array::try_from(map).map_err(e())?;
+                let c = a.get(&0, 0).map_err(e())?;
+                status.gue_port = u16::from_be(c.gue_port);
+                status.any_destination = c.flags & DECAP_F_ANY_DST != 0;
+            } else if name == catalog::DECAP_ADDRS.name {
+                let h: HashMap<MapData, DecapAddr, u32> = HashMap::try_from(map).map_err(e())?;
+                status.addresses = h
+                    .keys()
+                    .flatten()
+                    .filter_map(|k| codec::words_addr(k.addr, k.family as u8))
+                    .collect();
+                status.addresses.sort();
+            } else if name == catalog::DECAP_STATS.name {
+                let s: PerCpuArray<MapData, u64> = PerCpuArray::try_from(map).map_err(e())?;
+                let totals = reason_totals(&s).map_err(e())?;
+                let count = |r: Reason| totals.iter().find(|t| t.0 == r).map_or(0, |t| t.1);
+                status.decap_ok = count(Reason::DecapOk);
+                status.decap_pass = count(Reason::DecapPass);
+                status.decap_drop_malformed = count(Reason::DecapDropMalformed);
+            }
+        }
+        out.push(status);
+    }
+    Ok(out)
+}
