@@ -22,7 +22,7 @@ use aya::{
 };
 use lb_common::{
     Reason,
-    maps::{Backend, ConnEntry, FlowKey, LbConfig, TrafficStats, VipKey, VipMeta},
+    maps::{Backend, ConnEntry, FloodState, FlowKey, LbConfig, TrafficStats, VipKey, VipMeta},
 };
 
 use super::{
@@ -237,6 +237,35 @@ impl Dataplane {
             }
         }
         Ok(())
+    }
+
+    /// Forgets every CPU's flood-guard window, as if no new flow had been
+    /// recorded lately (a test world starts each case from here).
+    pub fn reset_flood_guard(&mut self) -> Result<(), DataplaneError> {
+        let name = catalog::FLOOD.name;
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::MissingMap { name })?;
+        let mut flood: PerCpuArray<&mut MapData, FloodState> =
+            PerCpuArray::try_from(map).map_err(map_err(name))?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Map {
+            name,
+            source: MapError::SyscallError(aya::sys::SyscallError {
+                call: "nr_cpus",
+                io_error: e,
+            }),
+        })?;
+        let zero = PerCpuValues::try_from(vec![FloodState::default(); cpus]).map_err(|e| {
+            DataplaneError::Map {
+                name,
+                source: MapError::SyscallError(aya::sys::SyscallError {
+                    call: "per-cpu values",
+                    io_error: e,
+                }),
+            }
+        })?;
+        flood.set(0, zero, 0).map_err(map_err(name))
     }
 
     /// Replaces a VIP's live ring with `ring` (all slots) through the other
