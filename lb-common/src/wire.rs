@@ -70,12 +70,12 @@ pub fn ipv4_header(
 /// An outer IPv6 header. `traffic_class` carries the inner DSCP/ECN.
 #[inline(always)]
 pub fn ipv6_header(
-    traffic_class: u8,
-    flow_label: u32,
-    payload_len: u16,
-    next_header: u8,
     src: [u8; 16],
     dst: [u8; 16],
+    payload_len: u16,
+    next_header: u8,
+    traffic_class: u8,
+    flow_label: u32,
 ) -> [u8; IPV6_HLEN] {
     let vcf = (6u32 << 28) | ((traffic_class as u32) << 20) | (flow_label & 0x000f_ffff);
     let vcf = vcf.to_be_bytes();
@@ -151,7 +151,7 @@ mod tests {
         src[15] = 1;
         let mut dst = src;
         dst[15] = 2;
-        let h = ipv6_header(0xb9, 0x12345, 100, IPPROTO_IPV6, src, dst);
+        let h = ipv6_header(src, dst, 100, IPPROTO_IPV6, 0xb9, 0x12345);
         let mut golden = [0u8; 40];
         golden[..8].copy_from_slice(&[0x6b, 0x91, 0x23, 0x45, 0x00, 0x64, 41, 64]);
         golden[8..24].copy_from_slice(&src);

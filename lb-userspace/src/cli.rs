@@ -1,7 +1,8 @@
-//! Shell completions and man pages generated from the binaries' clap
-//! definitions, so what the package ships never drifts from the flags the
-//! binaries accept (`lbd completions`, `lbctl completions`, and the hidden
-//! `man` subcommands `cargo xtask package` uses).
+//! What both binaries share: the tokio runtime, and shell completions and
+//! man pages generated from their clap definitions, so what the package
+//! ships never drifts from the flags the binaries accept (`lbd
+//! completions`, `lbctl completions`, and the hidden `man` subcommands
+//! `cargo xtask package` uses).
 
 use std::{
     io,
@@ -10,6 +11,24 @@ use std::{
 
 use clap::Command;
 pub use clap_complete::Shell;
+
+/// A tokio runtime: on the current thread, or with `worker_threads`; the
+/// error is printed.
+pub fn runtime(worker_threads: Option<usize>) -> Option<tokio::runtime::Runtime> {
+    let mut builder = match worker_threads {
+        None => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    builder
+        .enable_all()
+        .build()
+        .inspect_err(|e| eprintln!("error: tokio runtime: {e}"))
+        .ok()
+}
 
 /// Writes the completion script for `shell` to `out`.
 pub fn completions(mut cmd: Command, shell: Shell, out: &mut dyn io::Write) {

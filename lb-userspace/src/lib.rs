@@ -9,9 +9,9 @@
 //!   checks and metrics.
 //!
 //! Around them: [`http`], the one JSON-over-HTTP client, [`client`], the
-//! typed API client `lbctl` uses, and [`cli_docs`] for both binaries.
+//! typed API client `lbctl` uses, and [`cli`], what both binaries share.
 
-pub mod cli_docs;
+pub mod cli;
 pub mod client;
 pub mod core;
 pub mod daemon;

@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
-use aya::programs::{TestRun as _, TestRunOptions, Xdp};
-use lb_common::Reason;
+use aya::programs::{TestRun as _, TestRunOptions, TestRunResult, Xdp};
+use lb::kernel::codec::addr_words;
+use lb_common::{Reason, limits::MAP_LAYOUT_VERSION, maps::LbConfig};
 
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
@@ -67,6 +68,26 @@ impl Fixture {
     }
 }
 
+/// The runtime knobs a test world starts from: tunnels from 172.16.0.0/16
+/// and fd99::/96, MTU 1500, GUE on 6080, no flags.
+pub fn test_config(hash_seed: u32) -> LbConfig {
+    LbConfig {
+        hash_seed,
+        flood_new_flows_per_sec: 0,
+        udp_idle_ns: 10_000_000_000,
+        encap_src_v4: u32::from_ne_bytes([172, 16, 0, 0]),
+        encap_src_v6: addr_words("fd99::".parse().expect("literal")).0,
+        encap_src_v4_hash_bits: 16,
+        encap_src_v6_hash_bits: 32,
+        flags: 0,
+        mtu: 1500,
+        gue_port: 6080u16.to_be(),
+        gw_mac: [0; 6],
+        _pad: [0; 2],
+        layout_version: MAP_LAYOUT_VERSION,
+    }
+}
+
 /// The `struct xdp_md` context of a BPF_PROG_TEST_RUN: data, data_end,
 /// data_meta, ingress_ifindex, rx_queue_index, egress_ifindex. The kernel
 /// wants data = 0 and data_end = the frame length; the ifindex makes
@@ -78,19 +99,29 @@ pub fn xdp_ctx(frame_len: usize, ingress_ifindex: u32) -> [u8; 24] {
     ctx
 }
 
+/// One BPF_PROG_TEST_RUN of `input` as if received on `ingress_ifindex`;
+/// the output frame lands in `out`.
+pub fn test_run(
+    prog: &Xdp,
+    ingress_ifindex: u32,
+    input: &[u8],
+    out: &mut [u8],
+) -> Result<TestRunResult> {
+    let ctx = xdp_ctx(input.len(), ingress_ifindex);
+    prog.test_run(TestRunOptions {
+        data_in: Some(input),
+        data_out: Some(out),
+        ctx_in: Some(&ctx),
+        ..TestRunOptions::new()
+    })
+    .context("BPF_PROG_TEST_RUN")
+}
+
 /// Runs one frame through `prog` as if received on `ingress_ifindex`.
 /// Returns the action and the output frame.
 pub fn run_frame(prog: &Xdp, ingress_ifindex: u32, input: &[u8]) -> Result<(u32, Vec<u8>)> {
-    let ctx = xdp_ctx(input.len(), ingress_ifindex);
     let mut out = vec![0u8; input.len() + 512];
-    let r = prog
-        .test_run(TestRunOptions {
-            data_in: Some(input),
-            data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
-            ..TestRunOptions::new()
-        })
-        .context("BPF_PROG_TEST_RUN")?;
+    let r = test_run(prog, ingress_ifindex, input, &mut out)?;
     out.truncate(r.data_size_out as usize);
     Ok((r.return_value, out))
 }

@@ -29,7 +29,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::{
     netns::{Netns, veth},
-    procs::{Lbd, bin},
+    procs::{Lbd, bin, json_output},
 };
 
 /// VIP addresses every backend serves (on `lo`).
@@ -352,18 +352,14 @@ impl Lab {
     /// program as the kernel has it (addresses, GUE port, counters).
     pub fn decap_status(&self, backend: &str) -> Result<serde_json::Value> {
         let b = &self.backends[self.index(backend)];
-        let out = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", b.ns.name()))
-            .arg(bin("lbctl")?)
-            .args(["decap", "-o", "json", "--decap-pin-path"])
-            .arg(self.decap_pins.join(backend))
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "lbctl decap on {backend}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(serde_json::from_slice(&out.stdout)?)
+        json_output(
+            Command::new("nsenter")
+                .arg(format!("--net=/var/run/netns/{}", b.ns.name()))
+                .arg(bin("lbctl")?)
+                .args(["decap", "-o", "json", "--decap-pin-path"])
+                .arg(self.decap_pins.join(backend)),
+            &format!("lbctl decap on {backend}"),
+        )
     }
 
     /// Cloud of each backend name.

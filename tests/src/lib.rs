@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod demo;
 pub mod fixture;
+pub mod json;
 pub mod lab;
 pub mod netns;
 pub mod packet;

@@ -127,6 +127,16 @@ impl V6 {
     }
 }
 
+/// An IP packet from `src` to `dst` (both of one family) with default
+/// header fields, and the ether type that carries it.
+pub fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, payload: &[u8]) -> (u16, Vec<u8>) {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => (ETH_P_IP, V4::new(s, d, proto).packet(payload)),
+        (IpAddr::V6(s), IpAddr::V6(d)) => (ETH_P_IPV6, V6::new(s, d, proto).packet(payload)),
+        _ => panic!("mixed address families"),
+    }
+}
+
 /// TCP flags used by fixtures.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Flags {
@@ -155,6 +165,20 @@ pub const SYN_ACK: Flags = Flags {
     rst: false,
 };
 
+/// Both ends of a packet, of one family, as header bytes.
+enum Ends {
+    V4([u8; 4], [u8; 4]),
+    V6([u8; 16], [u8; 16]),
+}
+
+fn ends(src: IpAddr, dst: IpAddr) -> Ends {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Ends::V4(s.octets(), d.octets()),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Ends::V6(s.octets(), d.octets()),
+        _ => panic!("mixed address families"),
+    }
+}
+
 /// A TCP segment with a correct checksum for the given addresses.
 pub fn tcp(
     src: IpAddr,
@@ -172,15 +196,12 @@ pub fn tcp(
     if flags.ack {
         h.acknowledgment_number = 2000;
     }
-    h.checksum = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => h.calc_checksum_ipv4_raw(s.octets(), d.octets(), payload),
-        (IpAddr::V6(s), IpAddr::V6(d)) => h.calc_checksum_ipv6_raw(s.octets(), d.octets(), payload),
-        _ => panic!("mixed address families"),
+    h.checksum = match ends(src, dst) {
+        Ends::V4(s, d) => h.calc_checksum_ipv4_raw(s, d, payload),
+        Ends::V6(s, d) => h.calc_checksum_ipv6_raw(s, d, payload),
     }
-    .unwrap();
-    let mut seg = h.to_bytes().to_vec();
-    seg.extend_from_slice(payload);
-    seg
+    .expect("a segment that fits");
+    [&h.to_bytes()[..], payload].concat()
 }
 
 /// A UDP datagram with a correct checksum.
@@ -191,15 +212,12 @@ pub fn udp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[u8]) -> 
         length: (8 + payload.len()) as u16,
         checksum: 0,
     };
-    h.checksum = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => h.calc_checksum_ipv4_raw(s.octets(), d.octets(), payload),
-        (IpAddr::V6(s), IpAddr::V6(d)) => h.calc_checksum_ipv6_raw(s.octets(), d.octets(), payload),
-        _ => panic!("mixed address families"),
+    h.checksum = match ends(src, dst) {
+        Ends::V4(s, d) => h.calc_checksum_ipv4_raw(s, d, payload),
+        Ends::V6(s, d) => h.calc_checksum_ipv6_raw(s, d, payload),
     }
-    .unwrap();
-    let mut d = h.to_bytes().to_vec();
-    d.extend_from_slice(payload);
-    d
+    .expect("a datagram that fits");
+    [&h.to_bytes()[..], payload].concat()
 }
 
 /// A UDP header with a zero checksum followed by `payload` (GUE outer).

@@ -44,6 +44,9 @@ pub fn cargo_build(args: &[&str]) -> Command {
     cmd
 }
 
+#[path = "../../xtask/src/cargo_env.rs"]
+mod cargo_env;
+
 /// `cargo <args>` in the workspace, without this package's environment
 /// (see [`cargo_build`]).
 pub fn cargo(args: &[&str]) -> Command {
@@ -53,23 +56,26 @@ pub fn cargo(args: &[&str]) -> Command {
         .expect("workspace");
     let mut cmd = Command::new(cargo);
     cmd.args(args).current_dir(ws);
-    for (key, _) in std::env::vars_os() {
-        let k = key.to_string_lossy();
-        if k == "OUT_DIR"
-            || [
-                "CARGO_PKG_",
-                "CARGO_MANIFEST_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-                "CARGO_PRIMARY_",
-            ]
-            .iter()
-            .any(|p| k.starts_with(p))
-        {
-            cmd.env_remove(&key);
-        }
-    }
+    cargo_env::without_package_env(&mut cmd);
     cmd
+}
+
+/// The process exited 0; otherwise an error with its stderr.
+pub fn succeeded(out: &Output) -> Result<()> {
+    anyhow::ensure!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// A command's JSON output, if it succeeded (`what` names it in errors).
+pub fn json_output(cmd: &mut Command, what: &str) -> Result<serde_json::Value> {
+    let out = cmd.output().with_context(|| what.to_string())?;
+    succeeded(&out).with_context(|| what.to_string())?;
+    serde_json::from_slice(&out.stdout).with_context(|| format!("{what}: not JSON"))
 }
 
 /// Path of a binary of lb-userspace, built if needed (once per process), so
@@ -420,26 +426,14 @@ impl Etcd {
 
     /// `curl` against the v3 gateway inside the namespace.
     fn call(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value> {
-        let out = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", self.netns))
-            .args([
-                "curl",
-                "-sf",
-                "--max-time",
-                "5",
-                "-X",
-                "POST",
-                &format!("{}{path}", self.url()),
-                "--data-binary",
-                &body.to_string(),
-            ])
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "etcd {path}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(serde_json::from_slice(&out.stdout)?)
+        let url = format!("{}{path}", self.url());
+        json_output(
+            Command::new("nsenter")
+                .arg(format!("--net=/var/run/netns/{}", self.netns))
+                .args(["curl", "-sf", "--max-time", "5", "-X", "POST", &url])
+                .args(["--data-binary", &body.to_string()]),
+            &format!("etcd {path}"),
+        )
     }
 
     pub fn put(&self, key: &str, value: &str) -> Result<()> {

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use aya::programs::{TestRun as _, TestRunOptions, Xdp};
+use aya::programs::Xdp;
 use lb_tests::{
     netns::{Netns, require_root},
-    packet::{ACK, ETH_P_IP, SYN, V4, ethernet, tcp, v4},
+    packet::{ACK, ETH_P_IP, Flags, SYN, V4, ethernet, tcp, v4},
     procs::Lbd,
 };
 
@@ -69,39 +69,20 @@ fn inject(lb: &Netns, pin: &std::path::Path, frame: &[u8]) -> Result<u32> {
         pin.join("prog"),
         aya_obj::programs::XdpAttachType::Interface,
     )?;
-    let ifindex = lb.ifindex("lb0")?;
-    let ctx = lb_tests::fixture::xdp_ctx(frame.len(), ifindex);
-    let mut out = vec![0u8; frame.len() + 256];
-    let r = prog.test_run(TestRunOptions {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        ctx_in: Some(&ctx),
-        ..TestRunOptions::new()
-    })?;
-    Ok(r.return_value)
+    Ok(lb_tests::fixture::run_frame(&prog, lb.ifindex("lb0")?, frame)?.0)
 }
 
-fn syn(sport: u16) -> Vec<u8> {
+/// A segment from 198.51.100.7:`sport` to the VIP 10.100.0.1:80.
+fn segment(sport: u16, flags: Flags, payload: &[u8]) -> Vec<u8> {
     let (c, vip) = (v4("198.51.100.7"), v4("10.100.0.1"));
-    let seg = tcp(c.into(), vip.into(), sport, 80, SYN, b"");
+    let seg = tcp(c.into(), vip.into(), sport, 80, flags, payload);
+    let ip = V4::new(c, vip, 6).packet(&seg);
     ethernet(
         [2, 0, 0, 0, 0, 1],
         [2, 0xcc, 0, 0, 0, 1],
         None,
         ETH_P_IP,
-        &V4::new(c, vip, 6).packet(&seg),
-    )
-}
-
-fn ack(sport: u16) -> Vec<u8> {
-    let (c, vip) = (v4("198.51.100.7"), v4("10.100.0.1"));
-    let seg = tcp(c.into(), vip.into(), sport, 80, ACK, b"x");
-    ethernet(
-        [2, 0, 0, 0, 0, 1],
-        [2, 0xcc, 0, 0, 0, 1],
-        None,
-        ETH_P_IP,
-        &V4::new(c, vip, 6).packet(&seg),
+        &ip,
     )
 }
 
@@ -119,20 +100,10 @@ fn lbctl_inspects_and_steers_a_running_agent() -> Result<()> {
     let vips = agent.lbctl_json(&["vip", "list"])?;
     let state = agent.api_get("/v1/state")?;
     assert_eq!(vips.as_array().unwrap().len(), 2);
-    let web = vips
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "web")
-        .context("web listed")?;
+    let web = lb_tests::json::find(&vips, "name", "web")?;
     assert_eq!(
         web["digest"],
-        state["vips"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == "web")
-            .unwrap()["digest"]
+        lb_tests::json::find(&state["vips"], "name", "web")?["digest"]
     );
     assert_eq!(web["port"], 80);
 
@@ -170,7 +141,11 @@ fn lbctl_inspects_and_steers_a_running_agent() -> Result<()> {
     // Traffic through the attached program fills the connection table.
     assert_eq!(agent.lbctl_json(&["conntrack", "count"])?["entries"], 0);
     for sport in 40000..40010 {
-        assert_eq!(inject(&lb, &agent.pin_path, &syn(sport))?, 3, "XDP_TX");
+        assert_eq!(
+            inject(&lb, &agent.pin_path, &segment(sport, SYN, b""))?,
+            3,
+            "XDP_TX"
+        );
     }
     assert_eq!(agent.lbctl_json(&["conntrack", "count"])?["entries"], 10);
     let ct = agent.lbctl_json(&["conntrack", "list", "--vip", "web", "--limit", "5"])?;
@@ -247,13 +222,7 @@ fn lbctl_inspects_and_steers_a_running_agent() -> Result<()> {
         .find(|r| r["reason"] == "fwd_tx")
         .context("fwd_tx counted")?;
     assert_eq!(fwd["total"], 10);
-    let web_stats = stats_after["vips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["vip"] == "web")
-        .unwrap()
-        .clone();
+    let web_stats = lb_tests::json::find(&stats_after["vips"], "vip", "web")?.clone();
     assert_eq!(web_stats["packets"], 10);
 
     // drain / undrain / maintenance / weight through the API.
@@ -262,7 +231,7 @@ fn lbctl_inspects_and_steers_a_running_agent() -> Result<()> {
     assert_eq!(v["backends"][0]["ring_share"], 0.0);
     // The drained backend's established flows still go to it.
     for sport in 40000..40010 {
-        inject(&lb, &agent.pin_path, &ack(sport))?;
+        inject(&lb, &agent.pin_path, &segment(sport, ACK, b"x"))?;
     }
     let ct = agent.lbctl_json(&["conntrack", "list", "--backend", "10.0.0.11"])?;
     assert!(
@@ -310,12 +279,7 @@ fn lbctl_inspects_and_steers_a_running_agent() -> Result<()> {
     // Drill: the preview changes nothing; --apply fails aws for real and
     // the agent reverts it by itself.
     let p = agent.lbctl_json(&["drill", "--fail", "cloud=aws"])?;
-    let web_preview = p["preview"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["vip"] == "web")
-        .unwrap();
+    let web_preview = lb_tests::json::find(&p["preview"], "vip", "web")?;
     assert_eq!(
         web_preview["backends"][2]["during"], 1.0,
         "gcp would take everything"
@@ -330,11 +294,7 @@ fn lbctl_inspects_and_steers_a_running_agent() -> Result<()> {
         "2s",
         "--detach",
     ])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lb_tests::procs::succeeded(&out)?;
     let during = agent.lbctl_json(&["backend", "list", "--vip", "web"])?;
     assert_eq!(
         during[2]["ring_share"], 1.0,
@@ -412,10 +372,6 @@ fn tcp_api_requires_a_token() -> Result<()> {
         "json",
         "events",
     ])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lb_tests::procs::succeeded(&out)?;
     Ok(())
 }

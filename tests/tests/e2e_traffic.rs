@@ -34,14 +34,19 @@ const WEB6: &str = "[fd00:100::1]:80";
 /// update to reach the wire; the measured figures are printed.
 const BOUND: Duration = Duration::from_secs(5);
 
+/// `n` new connections to `vip` all land in `cloud`.
+fn served_by(lab: &Lab, vip: &str, n: usize, cloud: &str, what: &str) -> Result<()> {
+    let counts = lab.spread(addr(vip), n);
+    ensure!(
+        counts.keys().all(|k| lab.cloud_of(k) == Some(cloud)),
+        "{what}: {counts:?}"
+    );
+    Ok(())
+}
+
 fn healthy(agent: &Lbd, vip: &str, backend: &str) -> Result<bool> {
     let s = agent.api_get("/v1/state")?;
-    let v = s["vips"]
-        .as_array()
-        .context("vips")?
-        .iter()
-        .find(|v| v["name"] == vip)
-        .context("vip")?;
+    let v = lb_tests::json::find(&s["vips"], "name", vip)?;
     Ok(v["backends"]
         .as_array()
         .context("backends")?
@@ -128,12 +133,7 @@ fn distribution(lab: &Lab, agent: &Lbd) -> Result<()> {
     let n = 400;
     let counts = lab.spread(addr(PARTNERS), n);
     let state = agent.api_get("/v1/state")?;
-    let vip = state["vips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "partners")
-        .unwrap();
+    let vip = lb_tests::json::find(&state["vips"], "name", "partners")?;
     let names = [
         ("10.20.0.11", "a1"),
         ("10.20.0.12", "a2"),
@@ -217,14 +217,11 @@ fn active_active_and_active_passive(lab: &mut Lab, agent: &Lbd) -> Result<()> {
     ensure!((aws - 0.7).abs() < 0.1, "aws share {aws}");
 
     // orders: gcp first, azure second.
-    let counts = lab.spread(addr(ORDERS), 60);
-    ensure!(
-        counts.keys().all(|k| lab.cloud_of(k) == Some("gcp")),
-        "tier 0 (gcp) serves: {counts:?}"
-    );
+    served_by(lab, ORDERS, 60, "gcp", "tier 0 (gcp) serves")?;
     let t0 = Instant::now();
-    lab.kill_server("b1");
-    lab.kill_server("b2");
+    for s in ["b1", "b2"] {
+        lab.kill_server(s);
+    }
     let moved = until_steady(lab, addr(ORDERS), 20, t0, |k| {
         lab.cloud_of(k) == Some("azure")
     })?;
@@ -379,14 +376,11 @@ fn backend_failure_under_load(lab: &mut Lab, agent: &Lbd) -> Result<()> {
 /// Scenario 3: The local cloud fails: traffic moves to the other clouds; it comes
 /// back: traffic returns (after rise) and stays.
 fn cloud_failover_and_failback(lab: &mut Lab, agent: &Lbd) -> Result<()> {
-    let counts = lab.spread(addr(WEB), 40);
-    ensure!(
-        counts.keys().all(|k| lab.cloud_of(k) == Some("aws")),
-        "local-first keeps aws: {counts:?}"
-    );
+    served_by(lab, WEB, 40, "aws", "local-first keeps aws")?;
     let t0 = Instant::now();
-    lab.kill_server("a1");
-    lab.kill_server("a2");
+    for s in ["a1", "a2"] {
+        lab.kill_server(s);
+    }
     let moved = until_steady(lab, addr(WEB), 30, t0, |k| {
         matches!(lab.cloud_of(k), Some("gcp" | "azure"))
     })?;

@@ -3,6 +3,7 @@
 //! Like aya's and bpfman's xtask this only orchestrates: the eBPF objects are
 //! built by `lb-userspace/build.rs`, tests live in the crates.
 
+mod cargo_env;
 mod package;
 mod setup;
 mod util;

@@ -36,27 +36,22 @@ pub fn run(out_dir: Option<&Path>) -> Result<PathBuf> {
     ));
 
     let pkg = ws.join("packaging");
-    install(&bins.join("lbd"), &root.join("usr/sbin/lbd"), 0o755)?;
-    install(&bins.join("lbctl"), &root.join("usr/bin/lbctl"), 0o755)?;
-    install(
-        &pkg.join("lbd.service"),
-        &root.join("lib/systemd/system/lbd.service"),
-        0o644,
-    )?;
-    install(
-        &pkg.join("lb-decap@.service"),
-        &root.join("lib/systemd/system/lb-decap@.service"),
-        0o644,
-    )?;
-    install(&pkg.join("lb.yaml"), &root.join("etc/lb/lb.yaml"), 0o644)?;
     let doc = root.join("usr/share/doc").join(PACKAGE);
-    install(&pkg.join("debian/copyright"), &doc.join("copyright"), 0o644)?;
-    install(&ws.join("README.md"), &doc.join("README.md"), 0o644)?;
-    install(
-        &ws.join("docs/OPERATIONS.md"),
-        &doc.join("OPERATIONS.md"),
-        0o644,
-    )?;
+    let units = root.join("lib/systemd/system");
+    let unit = |name: &str| (pkg.join(name), units.join(name), 0o644);
+    let doc_file = |from: PathBuf, name: &str| (from, doc.join(name), 0o644);
+    for (from, to, mode) in [
+        (bins.join("lbd"), root.join("usr/sbin/lbd"), 0o755),
+        (bins.join("lbctl"), root.join("usr/bin/lbctl"), 0o755),
+        unit("lbd.service"),
+        unit("lb-decap@.service"),
+        (pkg.join("lb.yaml"), root.join("etc/lb/lb.yaml"), 0o644),
+        doc_file(pkg.join("debian/copyright"), "copyright"),
+        doc_file(ws.join("README.md"), "README.md"),
+        doc_file(ws.join("docs/OPERATIONS.md"), "OPERATIONS.md"),
+    ] {
+        install(&from, &to, mode)?;
+    }
 
     // Man pages and completions come from the binaries themselves, so they
     // always match the flags this build accepts.

@@ -44,31 +44,8 @@ pub fn cargo(args: &[&str]) -> Result<()> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(args).current_dir(workspace_root());
-    without_package_env(&mut cmd);
+    crate::cargo_env::without_package_env(&mut cmd);
     run_status(&mut cmd)
-}
-
-/// Drops the variables `cargo run` sets to describe xtask itself. Build
-/// scripts (ring's) fingerprint some of them, so a nested cargo that saw
-/// them would rebuild what a plain `cargo build` built, and back again.
-/// `lb_tests::procs::bin` does the same for the binaries tests start.
-pub fn without_package_env(cmd: &mut Command) {
-    for (key, _) in env::vars_os() {
-        let k = key.to_string_lossy();
-        if k == "OUT_DIR"
-            || [
-                "CARGO_PKG_",
-                "CARGO_MANIFEST_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-                "CARGO_PRIMARY_",
-            ]
-            .iter()
-            .any(|p| k.starts_with(p))
-        {
-            cmd.env_remove(&key);
-        }
-    }
 }
 
 /// Runs `cargo <args>` with the nightly toolchain (through rustup, as

@@ -99,7 +99,7 @@ enum Command {
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
-        shell: lb::cli_docs::Shell,
+        shell: lb::cli::Shell,
     },
     /// Write man pages into DIR (used by `cargo xtask package`).
     #[command(hide = true)]
@@ -131,10 +131,10 @@ fn main() -> ExitCode {
         Command::Run => run(cli.run),
         Command::Unload => unload(&cli.run.config),
         Command::Completions { shell } => {
-            lb::cli_docs::completions(Cli::command(), shell, &mut std::io::stdout());
+            lb::cli::completions(Cli::command(), shell, &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Command::Man { dir } => match lb::cli_docs::man_pages(Cli::command(), "8", &dir) {
+        Command::Man { dir } => match lb::cli::man_pages(Cli::command(), "8", &dir) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {}: {e}", dir.display());
@@ -330,16 +330,8 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = lb::cli::runtime(Some(2)) else {
+        return ExitCode::FAILURE;
     };
     let etcd = (!args.etcd.is_empty()).then(|| etcd::EtcdOptions {
         endpoints: args.etcd.clone(),

@@ -55,6 +55,11 @@ pub struct BackendEntry {
     pub down: bool,
 }
 
+pub type TablesResult<T> = Result<T, TablesError>;
+
+/// (slot, backend id) pairs to write into one half of a ring.
+pub type Slots = [(u32, u32)];
+
 #[derive(Debug, thiserror::Error)]
 pub enum TablesError {
     #[error("VIP id {id} is outside the VIP table (max_vips {max})")]
@@ -71,40 +76,59 @@ pub enum TablesError {
     },
 }
 
+/// `id` is a VIP id the tables have room for.
+pub fn check_vip_id(limits: &Limits, id: u32) -> TablesResult<()> {
+    let max = limits.max_vips;
+    (id < max)
+        .then_some(())
+        .ok_or(TablesError::VipIdOutOfRange { id, max })
+}
+
+/// `id` is a backend slot the tables have.
+pub fn check_backend_id(limits: &Limits, id: u32) -> TablesResult<()> {
+    let max = limits.max_backends;
+    (id < max)
+        .then_some(())
+        .ok_or(TablesError::BackendIdOutOfRange { id, max })
+}
+
+/// `slot` is inside a ring.
+pub fn check_slot(limits: &Limits, slot: u32) -> TablesResult<()> {
+    let size = limits.ring_size;
+    (slot < size)
+        .then_some(())
+        .ok_or(TablesError::SlotOutOfRange { slot, size })
+}
+
 pub trait Tables {
     fn limits(&self) -> Limits;
-    fn set_settings(&mut self, s: &Settings) -> Result<(), TablesError>;
-    fn set_vip(&mut self, vip: &VipIdent, e: &VipEntry) -> Result<(), TablesError>;
-    fn remove_vip(&mut self, vip: &VipIdent) -> Result<(), TablesError>;
+    fn set_settings(&mut self, s: &Settings) -> TablesResult<()>;
+    fn set_vip(&mut self, vip: &VipIdent, e: &VipEntry) -> TablesResult<()>;
+    fn remove_vip(&mut self, vip: &VipIdent) -> TablesResult<()>;
     /// Service entries.
-    fn vips(&self) -> Result<Vec<(VipIdent, VipEntry)>, TablesError>;
-    fn set_marker(&mut self, addr: IpAddr, m: &Marker) -> Result<(), TablesError>;
-    fn remove_marker(&mut self, addr: IpAddr) -> Result<(), TablesError>;
-    fn markers(&self) -> Result<Vec<(IpAddr, Marker)>, TablesError>;
+    fn vips(&self) -> TablesResult<Vec<(VipIdent, VipEntry)>>;
+    fn set_marker(&mut self, addr: IpAddr, m: &Marker) -> TablesResult<()>;
+    fn remove_marker(&mut self, addr: IpAddr) -> TablesResult<()>;
+    fn markers(&self) -> TablesResult<Vec<(IpAddr, Marker)>>;
     /// Fills slot `id`, or clears it (`None`).
-    fn set_backend(&mut self, id: u32, b: Option<&BackendEntry>) -> Result<(), TablesError>;
+    fn set_backend(&mut self, id: u32, b: Option<&BackendEntry>) -> TablesResult<()>;
     /// Slots in use.
-    fn backends(&self) -> Result<Vec<(u32, BackendEntry)>, TablesError>;
-    fn live_half(&self, vip_id: u32) -> Result<u32, TablesError>;
-    fn read_ring(&self, vip_id: u32, half: u32) -> Result<Vec<u32>, TablesError>;
+    fn backends(&self) -> TablesResult<Vec<(u32, BackendEntry)>>;
+    fn live_half(&self, vip_id: u32) -> TablesResult<u32>;
+    fn read_ring(&self, vip_id: u32, half: u32) -> TablesResult<Vec<u32>>;
     /// Writes (slot, backend id) pairs into one half; returns how many.
-    fn write_ring_slots(
-        &mut self,
-        vip_id: u32,
-        half: u32,
-        changes: &[(u32, u32)],
-    ) -> Result<usize, TablesError>;
+    fn write_ring_slots(&mut self, vip_id: u32, half: u32, slots: &Slots) -> TablesResult<usize>;
     /// Makes `half` the live one.
-    fn flip(&mut self, vip_id: u32, half: u32) -> Result<(), TablesError>;
+    fn flip(&mut self, vip_id: u32, half: u32) -> TablesResult<()>;
 
     /// Data-path outcome counters (summed over CPUs); none in memory.
-    fn reason_counters(&self) -> Result<Vec<(Reason, u64)>, TablesError> {
+    fn reason_counters(&self) -> TablesResult<Vec<(Reason, u64)>> {
         Ok(Reason::ALL.iter().map(|r| (*r, 0)).collect())
     }
-    fn vip_traffic(&self, _vip_id: u32) -> Result<TrafficStats, TablesError> {
+    fn vip_traffic(&self, _vip_id: u32) -> TablesResult<TrafficStats> {
         Ok(TrafficStats::default())
     }
-    fn backend_traffic(&self, _backend_id: u32) -> Result<TrafficStats, TablesError> {
+    fn backend_traffic(&self, _backend_id: u32) -> TablesResult<TrafficStats> {
         Ok(TrafficStats::default())
     }
 }
@@ -191,63 +215,50 @@ impl MemoryTables {
     fn index(&self, vip_id: u32, half: u32, slot: u32) -> usize {
         (vip_id as usize * 2 + half as usize) * self.limits.ring_size as usize + slot as usize
     }
-
-    fn check_vip_id(&self, id: u32) -> Result<(), TablesError> {
-        if id >= self.limits.max_vips {
-            return Err(TablesError::VipIdOutOfRange {
-                id,
-                max: self.limits.max_vips,
-            });
-        }
-        Ok(())
-    }
 }
 
 impl Tables for MemoryTables {
     fn limits(&self) -> Limits {
         self.limits
     }
-    fn set_settings(&mut self, s: &Settings) -> Result<(), TablesError> {
+    fn set_settings(&mut self, s: &Settings) -> TablesResult<()> {
         self.settings = Some(s.clone());
         Ok(())
     }
-    fn set_vip(&mut self, vip: &VipIdent, e: &VipEntry) -> Result<(), TablesError> {
-        self.check_vip_id(e.id)?;
+    fn set_vip(&mut self, vip: &VipIdent, e: &VipEntry) -> TablesResult<()> {
+        check_vip_id(&self.limits, e.id)?;
         self.vips.insert(*vip, *e);
         self.vip_writes += 1;
         self.after_write();
         Ok(())
     }
-    fn remove_vip(&mut self, vip: &VipIdent) -> Result<(), TablesError> {
+    fn remove_vip(&mut self, vip: &VipIdent) -> TablesResult<()> {
         self.vips.remove(vip);
         Ok(())
     }
-    fn vips(&self) -> Result<Vec<(VipIdent, VipEntry)>, TablesError> {
+    fn vips(&self) -> TablesResult<Vec<(VipIdent, VipEntry)>> {
         Ok(self.vips.iter().map(|(k, v)| (*k, *v)).collect())
     }
-    fn set_marker(&mut self, addr: IpAddr, m: &Marker) -> Result<(), TablesError> {
-        self.check_vip_id(m.id)?;
+    fn set_marker(&mut self, addr: IpAddr, m: &Marker) -> TablesResult<()> {
+        check_vip_id(&self.limits, m.id)?;
         self.markers.insert(addr, *m);
         self.vip_writes += 1;
         Ok(())
     }
-    fn remove_marker(&mut self, addr: IpAddr) -> Result<(), TablesError> {
+    fn remove_marker(&mut self, addr: IpAddr) -> TablesResult<()> {
         self.markers.remove(&addr);
         Ok(())
     }
-    fn markers(&self) -> Result<Vec<(IpAddr, Marker)>, TablesError> {
+    fn markers(&self) -> TablesResult<Vec<(IpAddr, Marker)>> {
         Ok(self.markers.iter().map(|(k, v)| (*k, *v)).collect())
     }
-    fn set_backend(&mut self, id: u32, b: Option<&BackendEntry>) -> Result<(), TablesError> {
-        let max = self.limits.max_backends;
-        *self
-            .backends
-            .get_mut(id as usize)
-            .ok_or(TablesError::BackendIdOutOfRange { id, max })? = b.copied();
+    fn set_backend(&mut self, id: u32, b: Option<&BackendEntry>) -> TablesResult<()> {
+        check_backend_id(&self.limits, id)?;
+        self.backends[id as usize] = b.copied();
         self.after_write();
         Ok(())
     }
-    fn backends(&self) -> Result<Vec<(u32, BackendEntry)>, TablesError> {
+    fn backends(&self) -> TablesResult<Vec<(u32, BackendEntry)>> {
         Ok(self
             .backends
             .iter()
@@ -255,37 +266,27 @@ impl Tables for MemoryTables {
             .filter_map(|(i, b)| b.map(|b| (i as u32, b)))
             .collect())
     }
-    fn live_half(&self, vip_id: u32) -> Result<u32, TablesError> {
-        self.check_vip_id(vip_id)?;
+    fn live_half(&self, vip_id: u32) -> TablesResult<u32> {
+        check_vip_id(&self.limits, vip_id)?;
         Ok(self.ring_select[vip_id as usize] & 1)
     }
-    fn read_ring(&self, vip_id: u32, half: u32) -> Result<Vec<u32>, TablesError> {
-        self.check_vip_id(vip_id)?;
+    fn read_ring(&self, vip_id: u32, half: u32) -> TablesResult<Vec<u32>> {
+        check_vip_id(&self.limits, vip_id)?;
         let start = self.index(vip_id, half & 1, 0);
         Ok(self.rings[start..start + self.limits.ring_size as usize].to_vec())
     }
-    fn write_ring_slots(
-        &mut self,
-        vip_id: u32,
-        half: u32,
-        changes: &[(u32, u32)],
-    ) -> Result<usize, TablesError> {
-        self.check_vip_id(vip_id)?;
-        for (slot, b) in changes {
-            if *slot >= self.limits.ring_size {
-                return Err(TablesError::SlotOutOfRange {
-                    slot: *slot,
-                    size: self.limits.ring_size,
-                });
-            }
+    fn write_ring_slots(&mut self, vip_id: u32, half: u32, slots: &Slots) -> TablesResult<usize> {
+        check_vip_id(&self.limits, vip_id)?;
+        for (slot, b) in slots {
+            check_slot(&self.limits, *slot)?;
             let i = self.index(vip_id, half & 1, *slot);
             self.rings[i] = *b;
         }
-        self.slot_writes += changes.len();
-        Ok(changes.len())
+        self.slot_writes += slots.len();
+        Ok(slots.len())
     }
-    fn flip(&mut self, vip_id: u32, half: u32) -> Result<(), TablesError> {
-        self.check_vip_id(vip_id)?;
+    fn flip(&mut self, vip_id: u32, half: u32) -> TablesResult<()> {
+        check_vip_id(&self.limits, vip_id)?;
         self.ring_select[vip_id as usize] = half & 1;
         self.flips += 1;
         self.after_write();

@@ -34,7 +34,10 @@ use super::{
 };
 use crate::core::{
     config::{Limits, VipIdent},
-    tables::{BackendEntry, Marker, Settings, Tables, TablesError, VipEntry},
+    tables::{
+        BackendEntry, Marker, Settings, Slots, Tables, TablesResult, VipEntry, check_backend_id,
+        check_slot, check_vip_id,
+    },
 };
 
 /// Name of the balancer program in the object.
@@ -70,6 +73,18 @@ pub(crate) fn take<M: TryFrom<Map, Error = MapError>>(
 }
 
 /// The program `name` of a loaded object, as XDP.
+pub(crate) fn xdp_program_ref<'a>(
+    ebpf: &'a Ebpf,
+    name: &'static str,
+) -> Result<&'a Xdp, DataplaneError> {
+    let program_err = |source| DataplaneError::Program { name, source };
+    ebpf.program(name)
+        .ok_or(program_err(ProgramError::InvalidName { name: name.into() }))?
+        .try_into()
+        .map_err(program_err)
+}
+
+/// The program `name` of a loaded object, as XDP, to load or attach.
 pub(crate) fn xdp_program<'a>(
     ebpf: &'a mut Ebpf,
     name: &'static str,
@@ -161,17 +176,7 @@ impl Dataplane {
     }
 
     pub fn program(&self) -> Result<&Xdp, DataplaneError> {
-        let program_err = |source| DataplaneError::Program {
-            name: PROGRAM,
-            source,
-        };
-        self.ebpf
-            .program(PROGRAM)
-            .ok_or(program_err(ProgramError::InvalidName {
-                name: PROGRAM.into(),
-            }))?
-            .try_into()
-            .map_err(program_err)
+        xdp_program_ref(&self.ebpf, PROGRAM)
     }
 
     /// Attaches the program to `iface`. With a pin directory the XDP link
@@ -293,49 +298,34 @@ impl Dataplane {
         self.config.get(&0, 0).map_err(map_err("CONFIG"))
     }
 
-    pub fn write_config(&mut self, cfg: &LbConfig) -> Result<(), TablesError> {
+    pub fn write_config(&mut self, cfg: &LbConfig) -> TablesResult<()> {
         self.config.set(0, cfg, 0).map_err(tables_err("CONFIG"))
     }
 
     /// A service entry or marker, in the map's words.
-    pub fn write_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), TablesError> {
-        self.check_vip_id(meta.id)?;
+    pub fn write_vip(&mut self, key: &VipKey, meta: &VipMeta) -> TablesResult<()> {
+        check_vip_id(&self.limits, meta.id)?;
         self.vips.insert(key, meta, 0).map_err(tables_err("VIPS"))
     }
 
-    pub fn backend(&self, id: u32) -> Result<Backend, TablesError> {
+    pub fn backend(&self, id: u32) -> TablesResult<Backend> {
         self.backends.get(&id, 0).map_err(tables_err("BACKENDS"))
     }
 
     /// A backend slot, in the map's words.
-    pub fn write_backend(&mut self, id: u32, b: &Backend) -> Result<(), TablesError> {
-        if id >= self.limits.max_backends {
-            return Err(TablesError::BackendIdOutOfRange {
-                id,
-                max: self.limits.max_backends,
-            });
-        }
+    pub fn write_backend(&mut self, id: u32, b: &Backend) -> TablesResult<()> {
+        check_backend_id(&self.limits, id)?;
         self.backends.set(id, b, 0).map_err(tables_err("BACKENDS"))
     }
 
-    fn check_vip_id(&self, id: u32) -> Result<(), TablesError> {
-        if id >= self.limits.max_vips {
-            return Err(TablesError::VipIdOutOfRange {
-                id,
-                max: self.limits.max_vips,
-            });
-        }
-        Ok(())
-    }
-
-    fn remove_key(&mut self, key: &VipKey) -> Result<(), TablesError> {
+    fn remove_key(&mut self, key: &VipKey) -> TablesResult<()> {
         match self.vips.remove(key) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(tables_err("VIPS")(e)),
         }
     }
 
-    fn vip_keys(&self) -> Result<Vec<(VipKey, VipMeta)>, TablesError> {
+    fn vip_keys(&self) -> TablesResult<Vec<(VipKey, VipMeta)>> {
         self.vips
             .iter()
             .collect::<Result<_, _>>()
@@ -348,19 +338,19 @@ impl Tables for Dataplane {
         self.limits
     }
 
-    fn set_settings(&mut self, s: &Settings) -> Result<(), TablesError> {
+    fn set_settings(&mut self, s: &Settings) -> TablesResult<()> {
         self.write_config(&codec::lb_config(s))
     }
 
-    fn set_vip(&mut self, vip: &VipIdent, e: &VipEntry) -> Result<(), TablesError> {
+    fn set_vip(&mut self, vip: &VipIdent, e: &VipEntry) -> TablesResult<()> {
         self.write_vip(&codec::vip_key(vip), &codec::vip_meta(e))
     }
 
-    fn remove_vip(&mut self, vip: &VipIdent) -> Result<(), TablesError> {
+    fn remove_vip(&mut self, vip: &VipIdent) -> TablesResult<()> {
         self.remove_key(&codec::vip_key(vip))
     }
 
-    fn vips(&self) -> Result<Vec<(VipIdent, VipEntry)>, TablesError> {
+    fn vips(&self) -> TablesResult<Vec<(VipIdent, VipEntry)>> {
         Ok(self
             .vip_keys()?
             .iter()
@@ -368,15 +358,15 @@ impl Tables for Dataplane {
             .collect())
     }
 
-    fn set_marker(&mut self, addr: IpAddr, m: &Marker) -> Result<(), TablesError> {
+    fn set_marker(&mut self, addr: IpAddr, m: &Marker) -> TablesResult<()> {
         self.write_vip(&codec::marker_key(addr), &codec::marker_meta(m))
     }
 
-    fn remove_marker(&mut self, addr: IpAddr) -> Result<(), TablesError> {
+    fn remove_marker(&mut self, addr: IpAddr) -> TablesResult<()> {
         self.remove_key(&codec::marker_key(addr))
     }
 
-    fn markers(&self) -> Result<Vec<(IpAddr, Marker)>, TablesError> {
+    fn markers(&self) -> TablesResult<Vec<(IpAddr, Marker)>> {
         Ok(self
             .vip_keys()?
             .iter()
@@ -385,11 +375,11 @@ impl Tables for Dataplane {
             .collect())
     }
 
-    fn set_backend(&mut self, id: u32, b: Option<&BackendEntry>) -> Result<(), TablesError> {
+    fn set_backend(&mut self, id: u32, b: Option<&BackendEntry>) -> TablesResult<()> {
         self.write_backend(id, &codec::backend_value(b))
     }
 
-    fn backends(&self) -> Result<Vec<(u32, BackendEntry)>, TablesError> {
+    fn backends(&self) -> TablesResult<Vec<(u32, BackendEntry)>> {
         let mut out = vec![];
         for (id, b) in self.backends.iter().enumerate() {
             if let Some(e) = codec::backend_entry(&b.map_err(tables_err("BACKENDS"))?) {
@@ -399,8 +389,8 @@ impl Tables for Dataplane {
         Ok(out)
     }
 
-    fn live_half(&self, vip_id: u32) -> Result<u32, TablesError> {
-        self.check_vip_id(vip_id)?;
+    fn live_half(&self, vip_id: u32) -> TablesResult<u32> {
+        check_vip_id(&self.limits, vip_id)?;
         Ok(self
             .ring_select
             .get(&vip_id, 0)
@@ -408,42 +398,25 @@ impl Tables for Dataplane {
             & 1)
     }
 
-    fn read_ring(&self, vip_id: u32, half: u32) -> Result<Vec<u32>, TablesError> {
-        self.check_vip_id(vip_id)?;
-        let m = self.limits.ring_size;
-        Ok((0..m)
-            .map(|slot| {
-                self.rings
-                    .slot(slot_index(m, vip_id, half, slot))
-                    .load(Ordering::Relaxed)
-            })
-            .collect())
+    fn read_ring(&self, vip_id: u32, half: u32) -> TablesResult<Vec<u32>> {
+        check_vip_id(&self.limits, vip_id)?;
+        Ok(self.rings.read(self.limits.ring_size, vip_id, half))
     }
 
-    fn write_ring_slots(
-        &mut self,
-        vip_id: u32,
-        half: u32,
-        changes: &[(u32, u32)],
-    ) -> Result<usize, TablesError> {
-        self.check_vip_id(vip_id)?;
+    fn write_ring_slots(&mut self, vip_id: u32, half: u32, slots: &Slots) -> TablesResult<usize> {
+        check_vip_id(&self.limits, vip_id)?;
         let m = self.limits.ring_size;
-        for (slot, backend) in changes {
-            if *slot >= m {
-                return Err(TablesError::SlotOutOfRange {
-                    slot: *slot,
-                    size: m,
-                });
-            }
+        for (slot, backend) in slots {
+            check_slot(&self.limits, *slot)?;
             self.rings
                 .slot(slot_index(m, vip_id, half, *slot))
                 .store(*backend, Ordering::Relaxed);
         }
-        Ok(changes.len())
+        Ok(slots.len())
     }
 
-    fn flip(&mut self, vip_id: u32, half: u32) -> Result<(), TablesError> {
-        self.check_vip_id(vip_id)?;
+    fn flip(&mut self, vip_id: u32, half: u32) -> TablesResult<()> {
+        check_vip_id(&self.limits, vip_id)?;
         // Every slot store must be visible before a packet can select the
         // half (the syscall is a barrier too; this says so in the code).
         fence(Ordering::SeqCst);
@@ -452,11 +425,11 @@ impl Tables for Dataplane {
             .map_err(tables_err("RING_SELECT"))
     }
 
-    fn reason_counters(&self) -> Result<Vec<(Reason, u64)>, TablesError> {
+    fn reason_counters(&self) -> TablesResult<Vec<(Reason, u64)>> {
         reason_totals(&self.stats).map_err(tables_err("STATS"))
     }
 
-    fn vip_traffic(&self, vip_id: u32) -> Result<TrafficStats, TablesError> {
+    fn vip_traffic(&self, vip_id: u32) -> TablesResult<TrafficStats> {
         Ok(sum_traffic(
             self.vip_stats
                 .get(&vip_id, 0)
@@ -464,7 +437,7 @@ impl Tables for Dataplane {
         ))
     }
 
-    fn backend_traffic(&self, backend_id: u32) -> Result<TrafficStats, TablesError> {
+    fn backend_traffic(&self, backend_id: u32) -> TablesResult<TrafficStats> {
         Ok(sum_traffic(
             self.backend_stats
                 .get(&backend_id, 0)

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     DataplaneError, catalog, codec,
-    dataplane::{reason_totals, take, xdp_program},
+    dataplane::{reason_totals, take, xdp_program, xdp_program_ref},
     error::map_err,
     objects, pins,
 };
@@ -57,17 +57,7 @@ impl Decap {
     }
 
     pub fn program(&self) -> Result<&Xdp, DataplaneError> {
-        let program_err = |source| DataplaneError::Program {
-            name: PROGRAM,
-            source,
-        };
-        self.ebpf
-            .program(PROGRAM)
-            .ok_or(program_err(aya::programs::ProgramError::InvalidName {
-                name: PROGRAM.into(),
-            }))?
-            .try_into()
-            .map_err(program_err)
+        xdp_program_ref(&self.ebpf, PROGRAM)
     }
 
     /// Accept tunnels addressed to `addr`.

@@ -7,7 +7,6 @@ use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
-    sync::atomic::Ordering,
 };
 
 use aya::{
@@ -22,7 +21,7 @@ use super::{
     codec,
     dataplane::{reason_totals, sum_traffic},
     pins::{maps_dir, program_pin},
-    ring::{RingMemory, slot_index},
+    ring::RingMemory,
 };
 use crate::core::{
     config::{Forwarding, HashMode, Protocol},
@@ -177,14 +176,7 @@ impl Pinned {
             .ring_select
             .get(&vip_id, 0)
             .map_err(map_err("RING_SELECT"))?;
-        let m = self.ring_size;
-        Ok((0..m)
-            .map(|s| {
-                self.rings
-                    .slot(slot_index(m, vip_id, half, s))
-                    .load(Ordering::Relaxed)
-            })
-            .collect())
+        Ok(self.rings.read(self.ring_size, vip_id, half))
     }
 
     pub fn backends(&self) -> Result<Vec<PinnedBackend>, InspectError> {

@@ -3,7 +3,7 @@
 
 use std::{
     os::fd::{AsFd as _, AsRawFd as _},
-    sync::atomic::AtomicU32,
+    sync::atomic::{AtomicU32, Ordering},
 };
 
 use aya::maps::MapData;
@@ -48,6 +48,16 @@ impl RingMemory {
             entries: entries as usize,
             bytes,
         })
+    }
+
+    /// One half of a VIP's ring pair.
+    pub(crate) fn read(&self, ring_size: u32, vip_id: u32, half: u32) -> Vec<u32> {
+        (0..ring_size)
+            .map(|s| {
+                self.slot(slot_index(ring_size, vip_id, half, s))
+                    .load(Ordering::Relaxed)
+            })
+            .collect()
     }
 
     pub(crate) fn slot(&self, index: usize) -> &AtomicU32 {

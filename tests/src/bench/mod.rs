@@ -9,17 +9,17 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use anyhow::{Context as _, Result};
-use aya::programs::{TestRun as _, TestRunOptions, Xdp};
+use anyhow::Result;
+use aya::programs::Xdp;
 use lb::{
     core::config::Limits,
     kernel::{codec::addr_words, dataplane::Dataplane},
 };
-use lb_common::{limits::MAP_LAYOUT_VERSION, maps::*};
+use lb_common::maps::*;
 
 use crate::{
     netns::Netns,
-    packet::{self, ACK, ETH_P_IP, ETH_P_IPV6, V4, V6, ethernet, tcp, udp},
+    packet::{self, ACK, ETH_P_IP, V4, ethernet, tcp, udp},
 };
 
 pub const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -57,16 +57,7 @@ pub fn time_runs(
     let mut out = vec![0u8; 4096];
     let mut ns = Vec::with_capacity(runs);
     for i in 0..runs {
-        let input = &frames[i % frames.len()];
-        let ctx = crate::fixture::xdp_ctx(input.len(), ingress);
-        let r = prog
-            .test_run(TestRunOptions {
-                data_in: Some(input),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                ..TestRunOptions::new()
-            })
-            .context("BPF_PROG_TEST_RUN")?;
+        let r = crate::fixture::test_run(prog, ingress, &frames[i % frames.len()], &mut out)?;
         anyhow::ensure!(
             r.return_value == expect,
             "run {i} returned action {} (want {expect})",
@@ -170,18 +161,10 @@ pub fn provision(per_cpu_conntrack: bool) -> Result<Dataplane> {
     };
     let mut dp = Dataplane::load(limits, None)?;
     dp.write_config(&LbConfig {
-        hash_seed: 1,
         udp_idle_ns: 30_000_000_000,
-        encap_src_v4: u32::from_ne_bytes([172, 16, 0, 0]),
-        encap_src_v6: addr_words("fd99::".parse()?).0,
-        encap_src_v4_hash_bits: 16,
-        encap_src_v6_hash_bits: 32,
-        mtu: 1500,
-        gue_port: 6080u16.to_be(),
         // As the agent writes it for these VIPs (none on all ports).
         flags: CFG_F_NO_ALL_PORTS_VIPS,
-        layout_version: MAP_LAYOUT_VERSION,
-        ..LbConfig::default()
+        ..crate::fixture::test_config(1)
     })?;
     let mut next_backend = 0;
     for (vip_id, vip) in bench_vips().iter().enumerate() {
@@ -244,66 +227,35 @@ pub fn client6(i: u32) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16)
 }
 
-/// `n` distinct TCP frames (different client addresses) to a v4 VIP.
-pub fn tcp4_frames(vip: &BenchVip, flags: packet::Flags, n: u32) -> Vec<Vec<u8>> {
-    let IpAddr::V4(dst) = vip.addr else {
-        panic!("v4 VIP")
-    };
+/// Client `i` of a VIP's family.
+fn client_of(vip: &BenchVip, i: u32) -> IpAddr {
+    if vip.addr.is_ipv4() {
+        client(i).into()
+    } else {
+        client6(i).into()
+    }
+}
+
+/// `n` distinct TCP frames (different client addresses) to a VIP.
+pub fn tcp_frames(vip: &BenchVip, flags: packet::Flags, n: u32) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
-            let src = client(i);
-            let seg = tcp(src.into(), dst.into(), client_port(i), vip.port, flags, b"");
-            ethernet(
-                LB_MAC,
-                CLIENT_MAC,
-                None,
-                ETH_P_IP,
-                &V4::new(src, dst, 6).packet(&seg),
-            )
+            let src = client_of(vip, i);
+            let seg = tcp(src, vip.addr, client_port(i), vip.port, flags, b"");
+            let (ether_type, ip) = packet::ip_packet(src, vip.addr, 6, &seg);
+            ethernet(LB_MAC, CLIENT_MAC, None, ether_type, &ip)
         })
         .collect()
 }
 
-pub fn tcp6_frames(vip: &BenchVip, flags: packet::Flags, n: u32) -> Vec<Vec<u8>> {
-    let IpAddr::V6(dst) = vip.addr else {
-        panic!("v6 VIP")
-    };
+/// `n` distinct UDP datagrams to a VIP.
+pub fn udp_frames(vip: &BenchVip, n: u32) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
-            let src = client6(i);
-            let seg = tcp(src.into(), dst.into(), client_port(i), vip.port, flags, b"");
-            ethernet(
-                LB_MAC,
-                CLIENT_MAC,
-                None,
-                ETH_P_IPV6,
-                &V6::new(src, dst, 6).packet(&seg),
-            )
-        })
-        .collect()
-}
-
-pub fn udp4_frames(vip: &BenchVip, n: u32) -> Vec<Vec<u8>> {
-    let IpAddr::V4(dst) = vip.addr else {
-        panic!("v4 VIP")
-    };
-    (0..n)
-        .map(|i| {
-            let src = client(i);
-            let d = udp(
-                src.into(),
-                dst.into(),
-                client_port(i),
-                vip.port,
-                b"0123456789abcdef",
-            );
-            ethernet(
-                LB_MAC,
-                CLIENT_MAC,
-                None,
-                ETH_P_IP,
-                &V4::new(src, dst, 17).packet(&d),
-            )
+            let src = client_of(vip, i);
+            let d = udp(src, vip.addr, client_port(i), vip.port, b"0123456789abcdef");
+            let (ether_type, ip) = packet::ip_packet(src, vip.addr, 17, &d);
+            ethernet(LB_MAC, CLIENT_MAC, None, ether_type, &ip)
         })
         .collect()
 }

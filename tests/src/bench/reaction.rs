@@ -169,16 +169,10 @@ pub fn failover(
     let all_back = Instant::now();
     while all_back.elapsed() < Duration::from_secs(5) {
         let s = agent.api_get("/v1/state")?;
-        let healthy = s["vips"]
+        let backends = &crate::json::find(&s["vips"], "name", vip)?["backends"];
+        let healthy = backends
             .as_array()
-            .context("vips")?
-            .iter()
-            .filter(|v| v["name"] == vip)
-            .all(|v| {
-                v["backends"]
-                    .as_array()
-                    .is_some_and(|b| b.iter().all(|b| b["healthy"] == true))
-            });
+            .is_some_and(|b| b.iter().all(|b| b["healthy"] == true));
         if healthy {
             break;
         }
@@ -192,54 +186,56 @@ pub fn failover(
     })
 }
 
-/// PUTs alternating one-backend lists and measures until the wire follows.
-pub fn api_push(lab: &Lab, agent: &Lbd, changes: usize) -> Result<Latencies> {
-    let dst: SocketAddr = "10.100.0.1:80".parse()?;
-    let targets = [("c1", "10.33.1.2", "gue"), ("c2", "10.33.2.2", "gue")];
+/// Makes `changes` changes, each (`change(i)`) naming the backend the
+/// wire must reach afterwards, and measures for each how long until probes
+/// of `dst` reach it.
+fn until_the_wire_follows(
+    lab: &Lab,
+    dst: SocketAddr,
+    changes: usize,
+    bound: Duration,
+    mut change: impl FnMut(usize) -> Result<&'static str>,
+) -> Result<Latencies> {
     let mut ms = vec![];
     for i in 0..changes {
-        let (name, addr, fwd) = targets[i % 2];
-        let body = format!(
-            r#"[{{"address": "{addr}", "forwarding": "{fwd}", "labels": {{"cloud": "azure"}}}}]"#
-        );
         let t0 = Instant::now();
-        agent.api("PUT", "/v1/vips/web/backends", Some(&body))?;
-        probe_until(
-            lab,
-            dst,
-            t0,
-            |p| p.last().is_some_and(|x| x.backend == name),
-            Duration::from_secs(5),
-        )?;
+        let name = change(i)?;
+        let reached = |p: &[Probe]| p.last().is_some_and(|x| x.backend == name);
+        probe_until(lab, dst, t0, reached, bound)?;
         ms.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
-    agent.api("DELETE", "/v1/vips/web/backends", None)?;
+    ensure!(!ms.is_empty());
     Ok(latencies(ms))
+}
+
+/// PUTs alternating one-backend lists and measures until the wire follows.
+pub fn api_push(lab: &Lab, agent: &Lbd, changes: usize) -> Result<Latencies> {
+    let targets = [("c1", "10.33.1.2"), ("c2", "10.33.2.2")];
+    let dst = "10.100.0.1:80".parse()?;
+    let latencies = until_the_wire_follows(lab, dst, changes, Duration::from_secs(5), |i| {
+        let (name, addr) = targets[i % 2];
+        let body = format!(
+            r#"[{{"address": "{addr}", "forwarding": "gue", "labels": {{"cloud": "azure"}}}}]"#
+        );
+        agent.api("PUT", "/v1/vips/web/backends", Some(&body))?;
+        Ok(name)
+    });
+    agent.api("DELETE", "/v1/vips/web/backends", None)?;
+    latencies
 }
 
 /// Puts alternating VIP values into etcd and measures until the wire follows.
 pub fn etcd_put(lab: &Lab, etcd: &Etcd, prefix: &str, changes: usize) -> Result<Latencies> {
-    let dst: SocketAddr = "10.100.0.5:80".parse()?;
     let value = |addr: &str| {
         format!(
             r#"{{"name": "feed", "address": "10.100.0.5", "port": 80, "health_check": {{"type": "none"}}, "backends": [{{"address": "{addr}", "forwarding": "gue"}}]}}"#
         )
     };
     let targets = [("c1", "10.33.1.2"), ("c2", "10.33.2.2")];
-    let mut ms = vec![];
-    for i in 0..changes {
+    let dst = "10.100.0.5:80".parse()?;
+    until_the_wire_follows(lab, dst, changes, Duration::from_secs(10), |i| {
         let (name, addr) = targets[i % 2];
-        let t0 = Instant::now();
         etcd.put(&format!("{prefix}/vips/feed"), &value(addr))?;
-        probe_until(
-            lab,
-            dst,
-            t0,
-            |p| p.last().is_some_and(|x| x.backend == name),
-            Duration::from_secs(10),
-        )?;
-        ms.push(t0.elapsed().as_secs_f64() * 1000.0);
-    }
-    ensure!(!ms.is_empty());
-    Ok(latencies(ms))
+        Ok(name)
+    })
 }

@@ -82,15 +82,7 @@ pub fn disruption(figs: &[MaglevFigure]) -> String {
     }
     for v in [0.0002, 0.001, 0.01, 0.1, 0.5] {
         if v >= ymin && v <= ymax {
-            let _ = writeln!(
-                s,
-                r##"<text x="{}" y="{}" text-anchor="end">{v}</text><line x1="{L}" y1="{}" x2="{}" y2="{}" stroke="#ddd"/>"##,
-                L - 6.0,
-                y(v) + 4.0,
-                y(v),
-                W - R,
-                y(v)
-            );
+            grid_line(&mut s, &v.to_string(), y(v), "#ddd");
         }
     }
     let mut rings: Vec<u32> = figs.iter().map(|f| f.ring_size).collect();
@@ -155,15 +147,7 @@ pub fn timeline(title: &str, run: &FailoverRun) -> String {
     let lane_h = (H - T - B) / (lanes.len().max(1) as f64 + 1.0);
     let y = |i: usize| T + lane_h * (i as f64 + 1.0);
     for (i, l) in lanes.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            r##"<text x="{}" y="{}" text-anchor="end">{l}</text><line x1="{L}" y1="{}" x2="{}" y2="{}" stroke="#eee"/>"##,
-            L - 6.0,
-            y(i) + 4.0,
-            y(i),
-            W - R,
-            y(i)
-        );
+        grid_line(&mut s, l, y(i), "#eee");
     }
     let step = if tmax > 2000.0 { 500.0 } else { 250.0 };
     let mut t = 0.0;
@@ -209,4 +193,15 @@ pub fn timeline(title: &str, run: &FailoverRun) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// A horizontal grid line at `y` across the plot, labelled on the left.
+fn grid_line(s: &mut String, label: &str, y: f64, stroke: &str) {
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="end">{label}</text><line x1="{L}" y1="{y}" x2="{}" y2="{y}" stroke="{stroke}"/>"#,
+        L - 6.0,
+        y + 4.0,
+        W - R,
+    );
 }

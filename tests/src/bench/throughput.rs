@@ -88,41 +88,24 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
             .override_global("GEN_FLOWS", &flows, true)
             .load(lb::kernel::objects::TOOLS)?;
         let mut sink = EbpfLoader::new().load(lb::kernel::objects::TOOLS)?;
-        let p: &mut Xdp = sink
-            .program_mut("xdp_drop")
-            .context("xdp_drop")?
-            .try_into()?;
-        p.load()?;
-        p.attach("gen0", XdpMode::Driver)?;
+        loaded(&mut sink, "xdp_drop")?.attach("gen0", XdpMode::Driver)?;
         (fixed, rotating, sink)
     };
     let _ = &mut sink;
     let vips = bench_vips();
     let vip: &BenchVip = &vips[0];
-    let mut frame = super::tcp4_frames(vip, ACK, 1).remove(0);
+    let mut frame = super::tcp_frames(vip, ACK, 1).remove(0);
     frame[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-    let mut syn = super::tcp4_frames(vip, crate::packet::SYN, 1).remove(0);
+    let mut syn = super::tcp_frames(vip, crate::packet::SYN, 1).remove(0);
     syn[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
     set_template(&mut tools_fixed, &frame)?;
     set_template(&mut tools_rotating, &syn)?;
-    let gen_fixed: &mut Xdp = tools_fixed
-        .program_mut("xdp_gen")
-        .context("xdp_gen")?
-        .try_into()?;
-    gen_fixed.load()?;
-    let gen_rotating: &mut Xdp = tools_rotating
-        .program_mut("xdp_gen")
-        .context("xdp_gen")?
-        .try_into()?;
-    gen_rotating.load()?;
+    let gen_fixed = loaded(&mut tools_fixed, "xdp_gen")?;
+    let gen_rotating = loaded(&mut tools_rotating, "xdp_gen")?;
 
     let _in = ns.enter()?;
     let mut floor_obj = EbpfLoader::new().load(lb::kernel::objects::TOOLS)?;
-    let floor: &mut Xdp = floor_obj
-        .program_mut("xdp_tx")
-        .context("xdp_tx")?
-        .try_into()?;
-    floor.load()?;
+    let floor = loaded(&mut floor_obj, "xdp_tx")?;
     let mut dp = provision(false)?;
     dp.add_tx_port(ns.ifindex("lb0")?)?;
     drop(_in);
@@ -234,4 +217,14 @@ pub fn pin_cpu0() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Program `name` of a tools object, loaded into the kernel.
+fn loaded<'a>(obj: &'a mut aya::Ebpf, name: &str) -> Result<&'a mut Xdp> {
+    let p: &mut Xdp = obj
+        .program_mut(name)
+        .context(name.to_string())?
+        .try_into()?;
+    p.load()?;
+    Ok(p)
 }

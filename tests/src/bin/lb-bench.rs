@@ -167,12 +167,12 @@ fn per_packet(runs: usize, dir: &std::path::Path, rows: &mut Vec<Row>) -> Result
     let _inside = ns.enter()?;
     let vips = bench::bench_vips();
     let flows = runs as u32;
-    let syn4 = bench::tcp4_frames(&vips[0], SYN, flows);
-    let ack4 = bench::tcp4_frames(&vips[0], ACK, flows);
-    let syn6 = bench::tcp6_frames(&vips[1], SYN, flows);
-    let udp = bench::udp4_frames(&vips[2], flows);
-    let gue = bench::tcp4_frames(&vips[3], SYN, flows);
-    let dsr = bench::tcp4_frames(&vips[4], SYN, flows);
+    let syn4 = bench::tcp_frames(&vips[0], SYN, flows);
+    let ack4 = bench::tcp_frames(&vips[0], ACK, flows);
+    let syn6 = bench::tcp_frames(&vips[1], SYN, flows);
+    let udp = bench::udp_frames(&vips[2], flows);
+    let gue = bench::tcp_frames(&vips[3], SYN, flows);
+    let dsr = bench::tcp_frames(&vips[4], SYN, flows);
     let pass = bench::non_vip_frames();
     bench::write_frames(
         &dir.join("frames"),
@@ -330,28 +330,14 @@ fn reactions(quick: bool, dir: &std::path::Path, rows: &mut Vec<Row>) -> Result<
     )?;
     let web = "10.100.0.1:80".parse()?;
     let runs = if quick { 3 } else { 10 };
-    let mut backend_runs = vec![];
-    for _ in 0..runs {
-        backend_runs.push(reaction::failover(
-            &mut lab,
-            &agent,
-            web,
-            "web",
-            &["a2"],
-            "10.20.0.12",
-        )?);
-    }
-    let mut cloud_runs = vec![];
-    for _ in 0..runs {
-        cloud_runs.push(reaction::failover(
-            &mut lab,
-            &agent,
-            web,
-            "web",
-            &["a1", "a2"],
-            "10.20.0.11",
-        )?);
-    }
+    // A backend killed, then the local cloud lost; `runs` times each.
+    let mut failover = |servers: &[&str], addr| -> Result<Vec<_>> {
+        (0..runs)
+            .map(|_| reaction::failover(&mut lab, &agent, web, "web", servers, addr))
+            .collect()
+    };
+    let backend_runs = failover(&["a2"], "10.20.0.12")?;
+    let cloud_runs = failover(&["a1", "a2"], "10.20.0.11")?;
     std::fs::write(
         dir.join("failover-backend.svg"),
         svg::timeline(

@@ -132,7 +132,7 @@ pub fn encapsulate(
         };
         // The fixed 8 bytes from the golden-tested builder, then the
         // addresses straight from their words (saves 72 bytes of stack).
-        let h = ipv6_header(ip.tos, hash, payload, next, [0; 16], [0; 16]);
+        let h = ipv6_header([0; 16], [0; 16], payload, next, ip.tos, hash);
         let fixed = [h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]];
         write(ctx, l3, fixed).ok_or(Reason::DropNoHeadroom)?;
         write_addr16(ctx, l3 + 8, &outer.src).ok_or(Reason::DropNoHeadroom)?;

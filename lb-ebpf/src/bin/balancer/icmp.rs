@@ -84,7 +84,7 @@ fn echo_reply(ctx: &XdpContext, ip: &Ip, hdr: [u8; ICMP_HLEN]) -> Result<(u32, R
     let l3 = ip.l3_off;
     let old_check = u16::from_be_bytes([hdr[2], hdr[3]]);
     let old_word = u16::from_be_bytes([hdr[0], hdr[1]]);
-    if ip.family == FAMILY_V4 {
+    let reply = if ip.family == FAMILY_V4 {
         write(ctx, l3 + 12, ip.dst[0].to_ne_bytes()).ok_or(Reason::DropMalformedL3)?;
         write(ctx, l3 + 16, ip.src[0].to_ne_bytes()).ok_or(Reason::DropMalformedL3)?;
         // Fresh TTL: fix the header checksum for the TTL/protocol word.
@@ -99,28 +99,17 @@ fn echo_reply(ctx: &XdpContext, ip: &Ip, hdr: [u8; ICMP_HLEN]) -> Result<(u32, R
         );
         write(ctx, l3 + 8, new_ttl_proto).ok_or(Reason::DropMalformedL3)?;
         write(ctx, l3 + 10, ip_check.to_be_bytes()).ok_or(Reason::DropMalformedL3)?;
-        let new_word = u16::from_be_bytes([ICMP_ECHO_REPLY, hdr[1]]);
-        let check = replace_u16(old_check, old_word, new_word);
-        write(
-            ctx,
-            ip.l4_off,
-            [ICMP_ECHO_REPLY, hdr[1], (check >> 8) as u8, check as u8],
-        )
-        .ok_or(Reason::DropMalformedIcmp)?;
+        ICMP_ECHO_REPLY
     } else {
         // Swapping the addresses leaves the pseudo-header sum unchanged.
         write(ctx, l3 + 8, bytes16(ip.dst)).ok_or(Reason::DropMalformedL3)?;
         write(ctx, l3 + 24, bytes16(ip.src)).ok_or(Reason::DropMalformedL3)?;
         write(ctx, l3 + 7, OUTER_TTL).ok_or(Reason::DropMalformedL3)?;
-        let new_word = u16::from_be_bytes([ICMPV6_ECHO_REPLY, hdr[1]]);
-        let check = replace_u16(old_check, old_word, new_word);
-        write(
-            ctx,
-            ip.l4_off,
-            [ICMPV6_ECHO_REPLY, hdr[1], (check >> 8) as u8, check as u8],
-        )
-        .ok_or(Reason::DropMalformedIcmp)?;
-    }
+        ICMPV6_ECHO_REPLY
+    };
+    let check = replace_u16(old_check, old_word, u16::from_be_bytes([reply, hdr[1]]));
+    let icmp = [reply, hdr[1], (check >> 8) as u8, check as u8];
+    write(ctx, ip.l4_off, icmp).ok_or(Reason::DropMalformedIcmp)?;
     swap_macs(ctx)?;
     Ok((xdp_action::XDP_TX, Reason::IcmpEchoReply))
 }
@@ -192,7 +181,7 @@ fn try_send_too_big(ctx: &XdpContext, ip: &Ip, mtu: u16) -> Result<(u32, Reason)
         let head = IPV6_HLEN + ICMP_HLEN;
         l2::push_front(ctx, l3, head, peer_mac, our_mac, ETH_P_IPV6)?;
         let payload = (ICMP_HLEN + QUOTE_V6) as u16;
-        let h = ipv6_header(0, 0, payload, PROTO_ICMPV6, bytes16(src), bytes16(dst));
+        let h = ipv6_header(bytes16(src), bytes16(dst), payload, PROTO_ICMPV6, 0, 0);
         write(ctx, l3, h).ok_or(Reason::DropMalformedL3)?;
         let m = (mtu.max(IPV6_MIN_MTU) as u32).to_be_bytes();
         write(

@@ -126,7 +126,7 @@ pub enum Command {
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
-        shell: lb::cli_docs::Shell,
+        shell: lb::cli::Shell,
     },
     /// Write man pages into DIR (used by `cargo xtask package`).
     #[command(hide = true)]

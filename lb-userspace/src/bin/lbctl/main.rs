@@ -109,15 +109,8 @@ impl Ctx<'_> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = lb::cli::runtime(None) else {
+        return ExitCode::FAILURE;
     };
     match rt.block_on(run(&Ctx { cli: &cli })) {
         Ok(()) => ExitCode::SUCCESS,
@@ -131,10 +124,10 @@ fn main() -> ExitCode {
 async fn run(ctx: &Ctx<'_>) -> Result<(), Fail> {
     match &ctx.cli.command {
         Command::Completions { shell } => {
-            lb::cli_docs::completions(Cli::command(), *shell, &mut std::io::stdout());
+            lb::cli::completions(Cli::command(), *shell, &mut std::io::stdout());
             Ok(())
         }
-        Command::Man { dir } => lb::cli_docs::man_pages(Cli::command(), "1", dir)
+        Command::Man { dir } => lb::cli::man_pages(Cli::command(), "1", dir)
             .map(|_| ())
             .map_err(|e| fail(1, format!("{}: {e}", dir.display()))),
         Command::Vip { cmd: VipCmd::List } => vip::list(ctx).await,

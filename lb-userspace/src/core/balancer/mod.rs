@@ -203,13 +203,10 @@ impl<T: Tables> Balancer<T> {
         let wanted: BTreeMap<VipIdent, &Vip> = config.vips.iter().map(|v| (v.ident(), v)).collect();
         // Removals first, so their ids can be reused by additions. No
         // packet reaches a removed VIP's table, so its slots go at once.
-        let gone: Vec<VipIdent> = self
-            .vips
-            .keys()
-            .filter(|k| !wanted.contains_key(k))
-            .copied()
-            .collect();
-        for ident in gone {
+        for ident in self.vips.keys().copied().collect::<Vec<_>>() {
+            if wanted.contains_key(&ident) {
+                continue;
+            }
             let rt = self.vips.remove(&ident).expect("present");
             self.tables.remove_vip(&ident)?;
             for id in rt.backend_ids.values() {

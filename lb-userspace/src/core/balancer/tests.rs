@@ -38,6 +38,14 @@ fn tables(c: &Config) -> MemoryTables {
     MemoryTables::new(c.limits)
 }
 
+/// Every VIP's id and its backends' ids.
+fn ids_of(b: &Balancer<MemoryTables>) -> Vec<(u32, Vec<u32>)> {
+    let vips = b.state().vips;
+    vips.iter()
+        .map(|v| (v.id, v.backends.iter().map(|b| b.id).collect()))
+        .collect()
+}
+
 fn orders() -> VipIdent {
     ("10.100.0.1".parse().unwrap(), 443, Protocol::Tcp)
 }
@@ -75,23 +83,13 @@ fn a_restart_adopts_everything_and_writes_nothing() {
     let c = cfg(CFG);
     let first = Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap();
     let before = first.tables().clone();
-    let ids: Vec<_> = first
-        .state()
-        .vips
-        .iter()
-        .map(|v| (v.id, v.backends.iter().map(|b| b.id).collect::<Vec<_>>()))
-        .collect();
+    let ids = ids_of(&first);
     // A new agent finds the same tables (pinned maps) and the same config.
     let mut kernel = before.clone();
     kernel.slot_writes = 0;
     kernel.flips = 0;
     let second = Balancer::new(kernel, c, Instant::now()).unwrap();
-    let again: Vec<_> = second
-        .state()
-        .vips
-        .iter()
-        .map(|v| (v.id, v.backends.iter().map(|b| b.id).collect::<Vec<_>>()))
-        .collect();
+    let again = ids_of(&second);
     assert_eq!(
         ids, again,
         "ids kept: the connection table still points at the right backends"

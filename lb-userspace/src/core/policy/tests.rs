@@ -21,6 +21,10 @@ fn run(
     (d, ev)
 }
 
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
 fn approx(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-6
 }
@@ -162,37 +166,17 @@ fn active_passive_fails_over_at_once_and_back_after_hysteresis() {
     let (d, ev) = run(&c, &[true, true, true, true], &mut st, t2);
     assert_eq!(d.active_tier, Some(1));
     assert!(ev.is_empty());
-    let (d, _) = run(
-        &c,
-        &[false, false, true, true],
-        &mut st,
-        t2 + Duration::from_secs(20),
-    );
+    let (d, _) = run(&c, &[false, false, true, true], &mut st, t2 + secs(20));
     assert_eq!(d.active_tier, Some(1), "a flap resets the clock");
     let t3 = t2 + Duration::from_secs(21);
     run(&c, &[true, true, true, true], &mut st, t3);
-    let (d, _) = run(
-        &c,
-        &[true, true, true, true],
-        &mut st,
-        t3 + Duration::from_secs(29),
-    );
+    let (d, _) = run(&c, &[true, true, true, true], &mut st, t3 + secs(29));
     assert_eq!(d.active_tier, Some(1));
-    let (d, ev) = run(
-        &c,
-        &[true, true, true, true],
-        &mut st,
-        t3 + Duration::from_secs(30),
-    );
+    let (d, ev) = run(&c, &[true, true, true, true], &mut st, t3 + secs(30));
     assert_eq!(d.active_tier, Some(0));
     assert_eq!(ev[0].kind, EventKind::Failback);
     // gcp and aws down: azure.
-    let (d, _) = run(
-        &c,
-        &[false, false, false, true],
-        &mut st,
-        t3 + Duration::from_secs(31),
-    );
+    let (d, _) = run(&c, &[false, false, false, true], &mut st, t3 + secs(31));
     assert_eq!(d.active_tier, Some(2));
     // Nothing healthy at all: no tier, empty table.
     let (d, _) = run(&c, &[false; 4], &mut st, t3 + Duration::from_secs(32));

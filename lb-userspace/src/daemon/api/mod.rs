@@ -132,14 +132,17 @@ pub fn router<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, token: Option<
             "/v1/vips/{vip}/backends",
             put(replace_backends::<T>).delete(revert_backends::<T>),
         )
-        .route("/v1/vips/{vip}/backends/{backend}/drain", post(drain::<T>))
+        .route(
+            "/v1/vips/{vip}/backends/{backend}/drain",
+            post(|s, p| admin_state::<T>(s, p, "drain", AdminState::Draining)),
+        )
         .route(
             "/v1/vips/{vip}/backends/{backend}/undrain",
-            post(undrain::<T>),
+            post(|s, p| admin_state::<T>(s, p, "undrain", AdminState::Active)),
         )
         .route(
             "/v1/vips/{vip}/backends/{backend}/maintenance",
-            post(maintenance::<T>),
+            post(|s, p| admin_state::<T>(s, p, "maintenance", AdminState::Maintenance)),
         )
         .route("/v1/vips/{vip}/backends/{backend}/weight", put(weight::<T>))
         .route(
@@ -282,31 +285,14 @@ fn set_override<T: Tables + Send + 'static>(
     vip_view(s, vip)
 }
 
-async fn drain<T: Tables + Send + 'static>(
+/// Drain, undrain, maintenance: the backend's admin state.
+async fn admin_state<T: Tables + Send + 'static>(
     State(s): State<Arc<Shared<T>>>,
     Path((vip, backend)): Path<(String, String)>,
+    what: &str,
+    state: AdminState,
 ) -> ApiResult<VipState> {
-    set_override(&s, &vip, &backend, "drain", |o| {
-        o.state = Some(AdminState::Draining)
-    })
-}
-
-async fn undrain<T: Tables + Send + 'static>(
-    State(s): State<Arc<Shared<T>>>,
-    Path((vip, backend)): Path<(String, String)>,
-) -> ApiResult<VipState> {
-    set_override(&s, &vip, &backend, "undrain", |o| {
-        o.state = Some(AdminState::Active)
-    })
-}
-
-async fn maintenance<T: Tables + Send + 'static>(
-    State(s): State<Arc<Shared<T>>>,
-    Path((vip, backend)): Path<(String, String)>,
-) -> ApiResult<VipState> {
-    set_override(&s, &vip, &backend, "maintenance", |o| {
-        o.state = Some(AdminState::Maintenance)
-    })
+    set_override(&s, &vip, &backend, what, |o| o.state = Some(state))
 }
 
 async fn weight<T: Tables + Send + 'static>(

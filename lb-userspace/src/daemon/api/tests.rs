@@ -52,6 +52,22 @@ async fn call(
     )
 }
 
+async fn get(app: &Router, uri: &str) -> (StatusCode, serde_json::Value) {
+    call(app, Method::GET, uri, "").await
+}
+
+async fn delete(app: &Router, uri: &str) -> (StatusCode, serde_json::Value) {
+    call(app, Method::DELETE, uri, "").await
+}
+
+async fn post(app: &Router, uri: &str, body: &str) -> (StatusCode, serde_json::Value) {
+    call(app, Method::POST, uri, body).await
+}
+
+async fn put(app: &Router, uri: &str, body: &str) -> (StatusCode, serde_json::Value) {
+    call(app, Method::PUT, uri, body).await
+}
+
 fn openapi_routes() -> BTreeSet<(String, String)> {
     let text = include_str!("../../../../docs/openapi.yaml");
     let doc: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
@@ -110,7 +126,7 @@ async fn every_documented_route_is_served() {
         );
         assert!(status.is_success(), "{method} {uri}: {status} {json}");
     }
-    let (status, json) = call(&app, Method::GET, "/v1/nope", "").await;
+    let (status, json) = get(&app, "/v1/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(json["error"].as_str().unwrap().contains("no such route"));
 }
@@ -119,9 +135,8 @@ async fn every_documented_route_is_served() {
 async fn pushing_a_backend_list_validates_and_applies_atomically() {
     let s = shared();
     let app = router(s.clone(), None);
-    let (status, json) = call(
+    let (status, json) = put(
         &app,
-        Method::PUT,
         "/v1/vips/web/backends",
         "[{address: 10.0.1.7, weight: 3}]",
     )
@@ -130,9 +145,8 @@ async fn pushing_a_backend_list_validates_and_applies_atomically() {
     assert_eq!(json["backends"][0]["address"], "10.0.1.7");
     let digest = json["digest"].clone();
     // A bad push answers 400 with the field path and changes nothing.
-    let (status, json) = call(
+    let (status, json) = put(
         &app,
-        Method::PUT,
         "/v1/vips/web/backends",
         "[{address: 10.0.1.8}, {address: 10.0.1.9, weight: -1}]",
     )
@@ -140,7 +154,7 @@ async fn pushing_a_backend_list_validates_and_applies_atomically() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(json["errors"][0]["path"], "backends[1].weight");
     assert_eq!(json["errors"][0]["message"], "must be 0..=65535, got -1");
-    let (_, state) = call(&app, Method::GET, "/v1/state", "").await;
+    let (_, state) = get(&app, "/v1/state").await;
     assert_eq!(
         state["vips"][0]["digest"], digest,
         "the running state is untouched"
@@ -150,9 +164,8 @@ async fn pushing_a_backend_list_validates_and_applies_atomically() {
     let many: Vec<String> = (1..=17)
         .map(|i| format!("{{address: 10.0.2.{i}}}"))
         .collect();
-    let (status, json) = call(
+    let (status, json) = put(
         &app,
-        Method::PUT,
         "/v1/vips/web/backends",
         &format!("[{}]", many.join(", ")),
     )
@@ -165,10 +178,10 @@ async fn pushing_a_backend_list_validates_and_applies_atomically() {
             .contains("limits.max_backends")
     );
     // Revert to the configured list.
-    let (status, json) = call(&app, Method::DELETE, "/v1/vips/web/backends", "").await;
+    let (status, json) = delete(&app, "/v1/vips/web/backends").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json["backends"].as_array().unwrap().len(), 2);
-    let (status, _) = call(&app, Method::PUT, "/v1/vips/nope/backends", "[]").await;
+    let (status, _) = put(&app, "/v1/vips/nope/backends", "[]").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -176,57 +189,31 @@ async fn pushing_a_backend_list_validates_and_applies_atomically() {
 async fn admin_states_and_weights() {
     let s = shared();
     let app = router(s.clone(), None);
-    let (status, json) = call(
-        &app,
-        Method::POST,
-        "/v1/vips/web/backends/10.0.1.2/drain",
-        "",
-    )
-    .await;
+    let (status, json) = post(&app, "/v1/vips/web/backends/10.0.1.2/drain", "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json["backends"][1]["state"], "draining");
     assert_eq!(json["backends"][1]["ring_share"], 0.0);
-    let (_, json) = call(
-        &app,
-        Method::POST,
-        "/v1/vips/web/backends/10.0.1.2/undrain",
-        "",
-    )
-    .await;
+    let (_, json) = post(&app, "/v1/vips/web/backends/10.0.1.2/undrain", "").await;
     assert_eq!(json["backends"][1]["state"], "active");
-    let (_, json) = call(
-        &app,
-        Method::POST,
-        "/v1/vips/web/backends/10.0.1.1/maintenance",
-        "",
-    )
-    .await;
+    let (_, json) = post(&app, "/v1/vips/web/backends/10.0.1.1/maintenance", "").await;
     assert_eq!(json["backends"][0]["state"], "maintenance");
-    let (status, json) = call(
+    let (status, json) = put(
         &app,
-        Method::PUT,
         "/v1/vips/web/backends/10.0.1.2/weight",
         r#"{"weight": -1}"#,
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(json["error"], "weight: must be 0..=65535, got -1");
-    let (status, json) = call(
+    let (status, json) = put(
         &app,
-        Method::PUT,
         "/v1/vips/web/backends/10.0.1.2/weight",
         r#"{"weight": 7}"#,
     )
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json["backends"][1]["weight"], 7);
-    let (status, json) = call(
-        &app,
-        Method::POST,
-        "/v1/vips/web/backends/10.9.9.9/drain",
-        "",
-    )
-    .await;
+    let (status, json) = post(&app, "/v1/vips/web/backends/10.9.9.9/drain", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(
         json["error"]
@@ -234,13 +221,7 @@ async fn admin_states_and_weights() {
             .unwrap()
             .contains("has no backend 10.9.9.9")
     );
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        "/v1/vips/web/backends/not-an-ip/drain",
-        "",
-    )
-    .await;
+    let (status, _) = post(&app, "/v1/vips/web/backends/not-an-ip/drain", "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     // The overrides survive a reload of the base configuration.
     s.change("test reload", |src| {
@@ -248,7 +229,7 @@ async fn admin_states_and_weights() {
         Ok(())
     })
     .unwrap();
-    let (_, state) = call(&app, Method::GET, "/v1/state", "").await;
+    let (_, state) = get(&app, "/v1/state").await;
     assert_eq!(state["vips"][0]["backends"][0]["state"], "maintenance");
 }
 
@@ -256,9 +237,8 @@ async fn admin_states_and_weights() {
 async fn drills_preview_start_refuse_a_second_and_stop() {
     let s = shared();
     let app = router(s.clone(), None);
-    let (status, json) = call(
+    let (status, json) = post(
         &app,
-        Method::POST,
         "/v1/drill",
         r#"{"fail": "cloud=aws", "dry_run": true}"#,
     )
@@ -268,35 +248,28 @@ async fn drills_preview_start_refuse_a_second_and_stop() {
     assert_eq!(b[0]["now"], 1.0, "all local while healthy");
     assert_eq!(b[0]["during"], 0.0);
     assert_eq!(b[1]["during"], 1.0, "gcp takes over during the drill");
-    let (_, state) = call(&app, Method::GET, "/v1/state", "").await;
+    let (_, state) = get(&app, "/v1/state").await;
     assert!(state["drill"].is_null(), "a dry run changes nothing");
-    let (status, json) = call(
+    let (status, json) = post(
         &app,
-        Method::POST,
         "/v1/drill",
         r#"{"fail": "cloud=aws", "duration_secs": 30}"#,
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{json}");
-    let (_, state) = call(&app, Method::GET, "/v1/state", "").await;
+    let (_, state) = get(&app, "/v1/state").await;
     assert_eq!(
         state["vips"][0]["backends"][0]["ring_share"], 0.0,
         "aws out during the drill: {state}"
     );
-    let (status, _) = call(&app, Method::POST, "/v1/drill", r#"{"fail": "cloud=gcp"}"#).await;
+    let (status, _) = post(&app, "/v1/drill", r#"{"fail": "cloud=gcp"}"#).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let (status, json) = call(
-        &app,
-        Method::POST,
-        "/v1/drill",
-        r#"{"fail": "planet=mars"}"#,
-    )
-    .await;
+    let (status, json) = post(&app, "/v1/drill", r#"{"fail": "planet=mars"}"#).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(json["errors"][0]["path"], "fail");
-    let (_, json) = call(&app, Method::DELETE, "/v1/drill", "").await;
+    let (_, json) = delete(&app, "/v1/drill").await;
     assert_eq!(json["stopped"]["fail"], "cloud=aws");
-    let (_, state) = call(&app, Method::GET, "/v1/state", "").await;
+    let (_, state) = get(&app, "/v1/state").await;
     assert_eq!(
         state["vips"][0]["backends"][0]["ring_share"], 1.0,
         "reverted"
@@ -307,9 +280,8 @@ async fn drills_preview_start_refuse_a_second_and_stop() {
 async fn a_drill_reverts_by_itself() {
     let s = shared();
     let app = router(s.clone(), None);
-    let (status, _) = call(
+    let (status, _) = post(
         &app,
-        Method::POST,
         "/v1/drill",
         r#"{"fail": "backend=10.0.1.1", "duration_secs": 1}"#,
     )
@@ -323,7 +295,7 @@ async fn a_drill_reverts_by_itself() {
 #[tokio::test]
 async fn tcp_requests_need_the_token() {
     let app = router(shared(), Some("0123456789abcdef-secret".into()));
-    let (status, _) = call(&app, Method::GET, "/v1/state", "").await;
+    let (status, _) = get(&app, "/v1/state").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let req = Request::builder()
         .uri("/v1/state")

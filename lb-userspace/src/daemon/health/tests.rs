@@ -115,26 +115,14 @@ async fn probes_against_real_sockets_on_loopback() {
             udp.send_to(&reply, from).await.unwrap();
         }
     });
-    assert!(
-        probe(&target(
-            uport,
-            Probe::Udp {
-                payload: "ping".into()
-            }
-        ))
-        .await
-        .is_ok()
-    );
-    assert!(
-        probe(&target(
-            uport,
-            Probe::Dns {
-                query: "health.lb.".into()
-            }
-        ))
-        .await
-        .is_ok()
-    );
+    let udp_probe = Probe::Udp {
+        payload: "ping".into(),
+    };
+    assert!(probe(&target(uport, udp_probe)).await.is_ok());
+    let dns_probe = Probe::Dns {
+        query: "health.lb.".into(),
+    };
+    assert!(probe(&target(uport, dns_probe)).await.is_ok());
     let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let sport = silent.local_addr().unwrap().port();
     let e = probe(&target(

@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use super::{Validator, join};
+use super::{Validator, join, ms, secs};
 use crate::core::config::{model::*, raw::*};
 
 impl Validator {
@@ -320,20 +320,11 @@ impl Validator {
                     .unwrap_or_else(|| Probe::DEFAULT_DNS_QUERY.into()),
             },
         };
-        let interval = self.duration(
-            &join(path, "interval"),
-            &raw.interval,
-            Duration::from_millis(100),
-            Duration::from_secs(3600),
-            d.interval,
-        );
-        let timeout = self.duration(
-            &join(path, "timeout"),
-            &raw.timeout,
-            Duration::from_millis(10),
-            Duration::from_secs(60),
-            d.timeout,
-        );
+        let mut duration = |field: &str, v, min, max, default| {
+            self.duration(&join(path, field), v, min, max, default)
+        };
+        let interval = duration("interval", &raw.interval, ms(100), secs(3600), d.interval);
+        let timeout = duration("timeout", &raw.timeout, ms(10), secs(60), d.timeout);
         if timeout > interval {
             self.err(
                 join(path, "timeout"),
