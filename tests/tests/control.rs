@@ -20,9 +20,8 @@ vips:
     address: 10.100.0.1
     port: 80
     health_check: {type: none}
-    # Failing aws leaves 20% healthy: without this the drill would (rightly)
-    # trigger panic mode and spread over all backends.
-    policy: {panic_threshold: 0}
+    # Failing aws leaves one third of the weight healthy: gcp takes over
+    # (no panic: another failure domain still has capacity).
     backends:
       - {address: 10.0.0.11, labels: {cloud: aws, region: r1}}
       - {address: 10.0.0.12, labels: {cloud: aws, region: r1}}

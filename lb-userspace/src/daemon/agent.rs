@@ -61,15 +61,33 @@ pub fn start_dataplane(c: &Config, reset_state: bool) -> Result<Dataplane, Agent
         let ifindex = host::ifindex(&iface.name)
             .ok_or_else(|| SetupError(format!("interface {} does not exist", iface.name)))?;
         dp.add_tx_port(ifindex)?;
-        let mode = match iface.xdp_mode {
-            XdpModeCfg::Driver => XdpMode::Driver,
-            XdpModeCfg::Generic => XdpMode::Skb,
-        };
-        let adopted = dp.attach(&iface.name, mode)?;
+        let (mode, adopted) = attach(&mut dp, &iface.name, iface.xdp_mode)?;
         host::ensure_forwarding(&iface.name);
         tracing::info!(interface = %iface.name, ?mode, replaced_in_place = adopted, "attached");
     }
     Ok(dp)
+}
+
+/// Attaches in the configured mode; `auto` tries the driver first and
+/// falls back to generic XDP, with a warning, when the driver refuses.
+/// Returns the mode used and whether an existing pinned link was reused.
+fn attach(
+    dp: &mut Dataplane,
+    iface: &str,
+    mode: XdpModeCfg,
+) -> Result<(XdpMode, bool), DataplaneError> {
+    let first = match mode {
+        XdpModeCfg::Auto | XdpModeCfg::Driver => XdpMode::Driver,
+        XdpModeCfg::Generic => XdpMode::Skb,
+    };
+    match dp.attach(iface, first) {
+        Ok(adopted) => Ok((first, adopted)),
+        Err(e) if mode == XdpModeCfg::Auto => {
+            tracing::warn!(interface = iface, error = %format!("{e:#}"), "the driver refused native XDP: falling back to generic (skb) XDP, which is much slower");
+            dp.attach(iface, XdpMode::Skb).map(|a| (XdpMode::Skb, a))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Options beyond the configuration file.

@@ -24,7 +24,7 @@ use super::{
     metrics,
 };
 use crate::core::{
-    balancer::{ApplyError, Balancer, DrillPreview},
+    balancer::{ApplyError, Balancer, DrillPreview, Health},
     config::{self, Config, ConfigError, FieldError},
     events::EventKind,
     sources::{FailSelector, Sources},
@@ -221,6 +221,7 @@ impl<T: Tables + Send + 'static> Shared<T> {
             c.health.max_concurrent_checks,
             tx.clone(),
             slot.take(),
+            &std::collections::BTreeMap::new(),
         );
         *slot = Some(next);
     }
@@ -228,7 +229,12 @@ impl<T: Tables + Send + 'static> Shared<T> {
     /// Feeds a health verdict and rewrites what changed.
     pub fn on_verdict(&self, v: &Verdict) {
         let mut b = self.balancer();
-        if b.set_health(&v.vip, v.backend, v.up, &v.reason)
+        let health = Health {
+            up: v.up,
+            reachable: v.reachable,
+            reason: v.reason.clone(),
+        };
+        if b.set_health(&v.vip, v.backend, health)
             && let Err(e) = b.reconcile(Instant::now())
         {
             tracing::error!(error = %e, "writing the tables after a health change failed");

@@ -77,12 +77,7 @@ pub async fn run(
     let sel =
         sel.ok_or_else(|| fail(2, "--fail cloud=X|region=Y|zone=Z|backend=ADDR is required"))?;
     let secs = parse_duration(duration)
-        .ok_or_else(|| {
-            fail(
-                2,
-                format!("--for: expected a duration like 60s, got {duration:?}"),
-            )
-        })?
+        .map_err(|e| fail(2, format!("--for: {e}")))?
         .as_secs_f64();
     let v = agent
         .start_drill(&DrillRequest {

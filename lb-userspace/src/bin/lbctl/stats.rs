@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::{
     Ctx, Fail,
     args::Output,
+    fail,
     join::vip_name,
     table::{self, Row},
 };
@@ -175,7 +176,12 @@ fn rates(state: Option<&AgentState>, a: &Sample, b: &Sample, dt: f64) -> Stats {
 pub async fn run(ctx: &Ctx<'_>, watch: bool, interval: f64) -> Result<(), Fail> {
     let pinned = ctx.pinned()?;
     let state = ctx.state().await;
-    let interval = Duration::from_secs_f64(interval.max(0.1));
+    let interval = Duration::try_from_secs_f64(interval.max(0.1)).map_err(|_| {
+        fail(
+            2,
+            format!("--interval: {interval} is not a number of seconds"),
+        )
+    })?;
     loop {
         let first = sample(&pinned)?;
         let t0 = Instant::now();

@@ -7,17 +7,29 @@ use super::{
     ApplyError, Balancer, VipRuntime,
     view::{DrillPreview, DrillShare},
 };
-use crate::core::{policy, sources::FailSelector, tables::Tables};
+use crate::core::{
+    policy::{self, Seen},
+    sources::FailSelector,
+    tables::Tables,
+};
 
 impl VipRuntime {
-    /// Per configured backend: healthy, and not failed by a drill.
-    pub(super) fn healthy(&self, failed: &[&FailSelector]) -> Vec<bool> {
+    /// Per configured backend: what the health checks see, with those a
+    /// drill fails gone (down, and not answering).
+    pub(super) fn seen(&self, failed: &[&FailSelector]) -> Vec<Seen> {
         self.cfg
             .backends
             .iter()
-            .map(|b| {
-                self.health.get(&b.address).is_none_or(|h| h.up)
-                    && !failed.iter().any(|d| d.matches(b.address, &b.labels))
+            .map(|b| match self.health.get(&b.address) {
+                _ if failed.iter().any(|d| d.matches(b.address, &b.labels)) => Seen {
+                    up: false,
+                    reachable: false,
+                },
+                Some(h) => Seen {
+                    up: h.up,
+                    reachable: h.reachable,
+                },
+                None => Seen::UP,
             })
             .collect()
     }
@@ -51,20 +63,14 @@ impl<T: Tables> Balancer<T> {
                 let before = policy::decide(
                     &rt.cfg,
                     node,
-                    &rt.healthy(&running),
+                    &rt.seen(&running),
                     &mut st.clone(),
                     now,
                     &mut vec![],
                 );
                 let mut ev = vec![];
-                let after = policy::decide(
-                    &rt.cfg,
-                    node,
-                    &rt.healthy(&with_fail),
-                    &mut st,
-                    now,
-                    &mut ev,
-                );
+                let after =
+                    policy::decide(&rt.cfg, node, &rt.seen(&with_fail), &mut st, now, &mut ev);
                 DrillPreview {
                     vip: rt.cfg.name.clone(),
                     backends: rt

@@ -40,10 +40,31 @@ pub enum ApplyError {
 }
 
 /// Health of one backend as the balancer knows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Health {
     pub up: bool,
+    /// It answered its last check (even with a failure, e.g. HTTP 503).
+    pub reachable: bool,
     pub reason: String,
+}
+
+impl Health {
+    pub fn up(reason: impl Into<String>) -> Self {
+        Self {
+            up: true,
+            reachable: true,
+            reason: reason.into(),
+        }
+    }
+
+    /// Down, and not answering (refused, timed out).
+    pub fn unreachable(reason: impl Into<String>) -> Self {
+        Self {
+            up: false,
+            reachable: false,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// What a VIP's Maglev table is built from: (address, weight, backend id)
@@ -256,6 +277,7 @@ impl<T: Tables> Balancer<T> {
                 }
                 rt.health.entry(be.address).or_insert_with(|| Health {
                     up: v.health_check.initially_up,
+                    reachable: v.health_check.initially_up,
                     reason: "no check result yet".into(),
                 });
             }
@@ -283,30 +305,31 @@ impl<T: Tables> Balancer<T> {
         Ok(())
     }
 
-    /// Records a health verdict; returns whether it changed anything.
-    pub fn set_health(&mut self, vip: &VipIdent, backend: IpAddr, up: bool, reason: &str) -> bool {
+    /// Records a health verdict; returns whether it changes the tables
+    /// (up/down, or whether a down backend answers, which panic uses).
+    pub fn set_health(&mut self, vip: &VipIdent, backend: IpAddr, h: Health) -> bool {
         let Some(rt) = self.vips.get_mut(vip) else {
             return false;
         };
-        let Some(h) = rt.health.get_mut(&backend) else {
+        let Some(known) = rt.health.get_mut(&backend) else {
             return false;
         };
-        if h.up == up {
-            h.reason = reason.to_string();
-            return false;
+        let changed = known.up != h.up || known.reachable != h.reachable;
+        if known.up != h.up {
+            let kind = if h.up {
+                EventKind::BackendUp
+            } else {
+                EventKind::BackendDown
+            };
+            self.events.record(
+                kind,
+                Some(&rt.cfg.name),
+                Some(&backend.to_string()),
+                &h.reason,
+            );
         }
-        *h = Health {
-            up,
-            reason: reason.to_string(),
-        };
-        let kind = if up {
-            EventKind::BackendUp
-        } else {
-            EventKind::BackendDown
-        };
-        self.events
-            .record(kind, Some(&rt.cfg.name), Some(&backend.to_string()), reason);
-        true
+        *known = h;
+        changed
     }
 
     /// Recomputes every VIP's weights and writes what changed.
@@ -347,9 +370,9 @@ impl<T: Tables> Balancer<T> {
         let seed = self.config.dataplane.hash_seed;
         let m = self.tables.limits().ring_size;
         let rt = self.vips.get_mut(ident).expect("known VIP");
-        let healthy = rt.healthy(&self.drill.iter().collect::<Vec<_>>());
+        let seen = rt.seen(&self.drill.iter().collect::<Vec<_>>());
         let mut pevents = vec![];
-        let decision = policy::decide(&rt.cfg, &node, &healthy, &mut rt.policy, now, &mut pevents);
+        let decision = policy::decide(&rt.cfg, &node, &seen, &mut rt.policy, now, &mut pevents);
         for e in pevents {
             self.events
                 .record(e.kind, Some(&rt.cfg.name), None, e.reason);

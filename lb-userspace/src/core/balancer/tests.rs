@@ -16,7 +16,7 @@ vips:
   - name: orders
     address: 10.100.0.1
     port: 443
-    policy: {panic_threshold: 0, drain_timeout: 60s}
+    policy: {drain_timeout: 60s}
     backends:
       - {address: 10.0.1.1, labels: {cloud: aws, region: eu-west-1}}
       - {address: 10.0.1.2, labels: {cloud: aws, region: eu-west-1}}
@@ -136,7 +136,7 @@ fn only_changed_slots_are_written_to_the_inactive_half() {
     let half_before = b.tables().ring_select[id as usize];
     let spare_before = b.tables().read_ring(id, half_before ^ 1).unwrap();
     let writes = b.tables().slot_writes;
-    assert!(b.set_health(&orders(), victim, false, "connect refused"));
+    assert!(b.set_health(&orders(), victim, Health::unreachable("connect refused")));
     b.reconcile(Instant::now()).unwrap();
     let after = b.tables().live_ring(id);
     assert_ne!(b.tables().ring_select[id as usize], half_before, "flipped");
@@ -148,7 +148,7 @@ fn only_changed_slots_are_written_to_the_inactive_half() {
     // And back: the spare half now holds the original table, so only the
     // slots that moved are written.
     let writes = b.tables().slot_writes;
-    assert!(b.set_health(&orders(), victim, true, "ok"));
+    assert!(b.set_health(&orders(), victim, Health::up("ok")));
     b.reconcile(Instant::now()).unwrap();
     assert_eq!(b.tables().live_ring(id), live_before);
     assert_eq!(
@@ -173,11 +173,19 @@ fn after_adoption_the_first_change_writes_the_whole_spare_half() {
     let first = Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap();
     let mut b = Balancer::new(first.tables().clone(), c, Instant::now()).unwrap();
     let w = b.tables().slot_writes;
-    b.set_health(&orders(), "10.0.1.1".parse().unwrap(), false, "timeout");
+    b.set_health(
+        &orders(),
+        "10.0.1.1".parse().unwrap(),
+        Health::unreachable("timeout"),
+    );
     b.reconcile(Instant::now()).unwrap();
     assert_eq!(b.tables().slot_writes - w, 1021);
     let w = b.tables().slot_writes;
-    b.set_health(&orders(), "10.0.1.2".parse().unwrap(), false, "timeout");
+    b.set_health(
+        &orders(),
+        "10.0.1.2".parse().unwrap(),
+        Health::unreachable("timeout"),
+    );
     b.reconcile(Instant::now()).unwrap();
     assert!(b.tables().slot_writes - w < 1021);
 }

@@ -68,7 +68,8 @@ impl ConfigError {
     }
 }
 
-/// Reads and validates a configuration file.
+/// Reads and validates a configuration file: besides what [`parse`]
+/// checks, a file an agent runs on is not empty and names its interfaces.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -80,7 +81,31 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             }],
         )
     })?;
-    parse(&text, &name)
+    let whole = |message: &str| {
+        ConfigError::new(
+            &name,
+            vec![FieldError {
+                path: String::new(),
+                message: message.into(),
+            }],
+        )
+    };
+    if text.trim().is_empty() {
+        return Err(whole(
+            "the file is empty: an agent needs at least its interfaces (refusing it keeps a running agent as it is)",
+        ));
+    }
+    let c = parse(&text, &name)?;
+    if c.interfaces.is_empty() {
+        return Err(ConfigError::new(
+            &name,
+            vec![FieldError {
+                path: "interfaces".into(),
+                message: "is required: at least one interface the VIPs' traffic arrives on".into(),
+            }],
+        ));
+    }
+    Ok(c)
 }
 
 /// Parses YAML (a superset of JSON) and validates it.
@@ -147,24 +172,31 @@ pub fn is_prime(n: u32) -> bool {
     true
 }
 
-/// `1500ms`, `2s`, `1.5m`, `1h`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
+/// `1500ms`, `2s`, `1.5m`, `1h`; a bare number is seconds. The error says
+/// what is wrong with the text.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let (num, unit) = t
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map_or((t, "s"), |i| (&t[..i], &t[i..]));
-    let n: f64 = num.trim().parse().ok()?;
-    if !n.is_finite() || n < 0.0 {
-        return None;
-    }
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
+    // The unit is the letters at the end (the number may be `1e3`).
+    let num = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &t[num.len()..];
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" | "" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "expected a duration like 500ms, 2s, 5m or 1h, got {text:?}"
+            ));
+        }
     };
-    Some(Duration::from_secs_f64(secs))
+    let n: f64 = num
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n: &f64| *n >= 0.0)
+        .ok_or_else(|| format!("expected a duration like 500ms, 2s, 5m or 1h, got {text:?}"))?;
+    Duration::try_from_secs_f64(n * scale).map_err(|_| format!("{text:?} is too long a duration"))
 }
 
 /// `02:00:00:00:00:01`.

@@ -20,17 +20,24 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/lb/lb.yaml";
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/lb";
 pub const DEFAULT_API_SOCKET: &str = "/run/lb/lbd.sock";
+/// What the agent keeps across restarts (health, overrides, the last etcd
+/// revision): see OPERATIONS.md, "What survives a restart".
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/lb";
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Config {
     pub node: Node,
     pub interfaces: Vec<Interface>,
     pub pin_path: PathBuf,
+    pub state_dir: PathBuf,
     pub limits: Limits,
     pub dataplane: DataplaneCfg,
     pub health: HealthGlobal,
     pub metrics_listen: Option<SocketAddr>,
     pub api: ApiCfg,
+    /// A reload may leave the agent without any VIP (otherwise refused:
+    /// an empty or cut file must not take every service down).
+    pub allow_no_vips: bool,
     pub vips: Vec<Vip>,
 }
 
@@ -40,11 +47,13 @@ impl Default for Config {
             node: Node::default(),
             interfaces: vec![],
             pin_path: DEFAULT_PIN_PATH.into(),
+            state_dir: DEFAULT_STATE_DIR.into(),
             limits: Limits::default(),
             dataplane: DataplaneCfg::default(),
             health: HealthGlobal::default(),
             metrics_listen: None,
             api: ApiCfg::default(),
+            allow_no_vips: false,
             vips: vec![],
         }
     }
@@ -63,10 +72,13 @@ pub struct Node {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum XdpModeCfg {
-    /// Native XDP in the driver.
+    /// Native XDP, falling back to generic XDP (with a warning) when the
+    /// driver refuses it.
     #[default]
+    Auto,
+    /// Native XDP in the driver, or fail.
     Driver,
-    /// Generic (skb) XDP: the explicit fallback for drivers without XDP.
+    /// Generic (skb) XDP: for drivers without XDP (much slower).
     Generic,
 }
 

@@ -23,6 +23,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub interfaces: Vec<RawInterface>,
     pub pin_path: Option<String>,
+    pub state_dir: Option<String>,
+    pub allow_no_vips: Option<bool>,
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]

@@ -41,7 +41,7 @@ fn defaults_are_documented_values() {
             hash_bits: 16
         }
     );
-    assert_eq!(c.interfaces[0].xdp_mode, XdpModeCfg::Driver);
+    assert_eq!(c.interfaces[0].xdp_mode, XdpModeCfg::Auto);
     let v = &c.vips[0];
     assert_eq!(v.hash, HashMode::FiveTuple);
     assert_eq!(v.forwarding, Forwarding::Ipip);
@@ -358,9 +358,19 @@ const INVALID: &[(&str, &str, &str)] = &[
         "dataplane.udp_idle_timeout: must be between 100ms and 86400s, got 10ms",
     ),
     (
+        "a duration too large for any clock",
+        "dataplane: {udp_idle_timeout: 1e20}\nvips: []",
+        "dataplane.udp_idle_timeout: must be between 100ms and 86400s, got 100000000000000000000 seconds",
+    ),
+    (
+        "a duration text too large",
+        "vips: [{address: 10.0.0.1, port: 80, policy: {drain_timeout: 1e300h}}]",
+        "vips[0].policy.drain_timeout: \"1e300h\" is too long a duration",
+    ),
+    (
         "bad xdp mode",
         "interfaces: [{name: eth0, xdp_mode: offload}]\nvips: []",
-        "interfaces[0].xdp_mode: must be one of driver, generic, got \"offload\"",
+        "interfaces[0].xdp_mode: must be one of auto, driver, generic, got \"offload\"",
     ),
     (
         "interface name too long",
@@ -466,9 +476,16 @@ fn backend_lists_parse_alone() {
 
 #[test]
 fn durations_and_primes() {
-    assert_eq!(parse_duration("1500ms"), Some(Duration::from_millis(1500)));
-    assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
-    assert_eq!(parse_duration("1.5m"), Some(Duration::from_secs(90)));
-    assert_eq!(parse_duration("-1s"), None);
+    assert_eq!(
+        parse_duration("1500ms").ok(),
+        Some(Duration::from_millis(1500))
+    );
+    assert_eq!(parse_duration("2").ok(), Some(Duration::from_secs(2)));
+    assert_eq!(parse_duration("1.5m").ok(), Some(Duration::from_secs(90)));
+    assert_eq!(parse_duration("-1s").ok(), None);
+    assert_eq!(
+        parse_duration("1e30h").unwrap_err(),
+        "\"1e30h\" is too long a duration"
+    );
     assert!(is_prime(65537) && is_prime(655373) && !is_prime(65536) && !is_prime(1));
 }

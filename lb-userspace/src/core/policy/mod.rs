@@ -8,6 +8,7 @@ use std::{collections::BTreeMap, time::Instant};
 use serde::Serialize;
 
 mod drain;
+mod panic;
 
 pub use drain::{DrainEvent, Drains, drain_expired};
 
@@ -61,7 +62,7 @@ impl PolicyState {
     }
 }
 
-fn is_local(b: &BackendCfg, node: &Node, locality: Locality) -> bool {
+pub(super) fn is_local(b: &BackendCfg, node: &Node, locality: Locality) -> bool {
     let l = &b.labels;
     match locality {
         Locality::Cloud => l.cloud == node.cloud,
@@ -80,26 +81,43 @@ fn weight_of(vip: &Vip, f: impl Fn(usize, &BackendCfg) -> bool) -> f64 {
         .sum()
 }
 
-/// Decides the VIP's table weights. `healthy[i]`: the health checks'
-/// verdict on backend `i`. `now` drives fail-back hysteresis.
+/// What the health checks see of one backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub up: bool,
+    /// It answers on the network (a refused or timed-out connection is not
+    /// an answer). A backend that is down but answers may still take
+    /// traffic in panic; one that does not answer never does while another
+    /// is healthy.
+    pub reachable: bool,
+}
+
+impl Seen {
+    pub const UP: Seen = Seen {
+        up: true,
+        reachable: true,
+    };
+}
+
+/// Decides the VIP's table weights. `seen[i]`: what the health checks see
+/// of backend `i`. `now` drives fail-back hysteresis.
 pub fn decide(
     vip: &Vip,
     node: &Node,
-    healthy: &[bool],
+    seen: &[Seen],
     state: &mut PolicyState,
     now: Instant,
     events: &mut Vec<PolicyEvent>,
 ) -> Decision {
     let n = vip.backends.len();
+    let seen_of = |i: usize| seen.get(i).copied().unwrap_or(Seen::UP);
     let active = |i: usize, b: &BackendCfg| b.state == AdminState::Active && b.weight > 0 && i < n;
-    let up = |i: usize, b: &BackendCfg| active(i, b) && healthy.get(i).copied().unwrap_or(true);
+    let up = |i: usize, b: &BackendCfg| active(i, b) && seen_of(i).up;
     let down: Vec<bool> = vip
         .backends
         .iter()
         .enumerate()
-        .map(|(i, b)| {
-            b.state == AdminState::Maintenance || !healthy.get(i).copied().unwrap_or(true)
-        })
+        .map(|(i, b)| b.state == AdminState::Maintenance || !seen_of(i).up)
         .collect();
     let mut share = vec![0.0f64; n];
     let mut decision = Decision {
@@ -110,45 +128,6 @@ pub fn decide(
         panic: false,
         shares: vec![],
     };
-
-    // Panic: too little healthy capacity left; better to spread over every
-    // active backend (some answer) than to crush the last healthy ones.
-    let total = weight_of(vip, active);
-    let healthy_w = weight_of(vip, up);
-    let panic = total > 0.0
-        && vip.policy.panic_threshold > 0.0
-        && healthy_w / total < vip.policy.panic_threshold;
-    if panic != state.panic {
-        events.push(if panic {
-            PolicyEvent {
-                kind: EventKind::PanicEnter,
-                reason: format!(
-                    "only {:.0}% of weight is healthy (threshold {:.0}%): spreading over all {} active backends",
-                    100.0 * healthy_w / total,
-                    100.0 * vip.policy.panic_threshold,
-                    vip.backends.iter().enumerate().filter(|(i, b)| active(*i, b)).count()
-                ),
-            }
-        } else {
-            PolicyEvent { kind: EventKind::PanicExit, reason: format!("{:.0}% of weight healthy again", 100.0 * healthy_w / total.max(1.0)) }
-        });
-        state.panic = panic;
-    }
-    if panic {
-        for (i, b) in vip.backends.iter().enumerate() {
-            if active(i, b) {
-                share[i] = b.weight as f64 / total;
-            }
-        }
-        decision.panic = true;
-        // Nobody is "down" for flow purposes while we send traffic to all.
-        for (i, b) in vip.backends.iter().enumerate() {
-            if b.state == AdminState::Active {
-                decision.down[i] = false;
-            }
-        }
-        return finish(decision, share);
-    }
 
     match &vip.policy.mode {
         PolicyMode::LocalFirst {
@@ -312,6 +291,22 @@ pub fn decide(
                 }
             }
         }
+    }
+    // Panic, the last resort, only once the mode has nowhere left to go.
+    let domains = panic::domains(vip, node, &active);
+    let panicking = panic::last_resort(vip, &domains, &seen_of, state, events);
+    match panicking {
+        Some(pool) => {
+            share = vec![0.0; n];
+            let total: f64 = pool.iter().map(|i| vip.backends[*i].weight as f64).sum();
+            for i in pool {
+                share[i] = vip.backends[i].weight as f64 / total;
+                // Sent traffic again: its flows are not moved away either.
+                decision.down[i] = false;
+            }
+            decision.panic = true;
+        }
+        None => decision.panic = false,
     }
     finish(decision, share)
 }

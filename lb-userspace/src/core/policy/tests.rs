@@ -10,14 +10,32 @@ fn cfg(yaml: &str) -> Config {
     config::parse(yaml, "test").unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `healthy[i]`: backend `i` is up; a down backend does not answer (it
+/// crashed), as in most failures.
 fn run(
     c: &Config,
     healthy: &[bool],
     st: &mut PolicyState,
     now: Instant,
 ) -> (Decision, Vec<PolicyEvent>) {
+    let seen: Vec<Seen> = healthy
+        .iter()
+        .map(|up| Seen {
+            up: *up,
+            reachable: *up,
+        })
+        .collect();
+    run_seen(c, &seen, st, now)
+}
+
+fn run_seen(
+    c: &Config,
+    seen: &[Seen],
+    st: &mut PolicyState,
+    now: Instant,
+) -> (Decision, Vec<PolicyEvent>) {
     let mut ev = vec![];
-    let d = decide(&c.vips[0], &c.node, healthy, st, now, &mut ev);
+    let d = decide(&c.vips[0], &c.node, seen, st, now, &mut ev);
     (d, ev)
 }
 
@@ -34,7 +52,7 @@ node: {cloud: aws, region: eu-west-1, zone: a}
 vips:
   - address: 10.100.0.1
     port: 80
-    policy: {mode: local-first, overprovisioning: 1.4, panic_threshold: 0.2}
+    policy: {mode: local-first, overprovisioning: 1.4}
     backends:
       - {address: 10.0.1.1, labels: {cloud: aws, region: eu-west-1}}
       - {address: 10.0.1.2, labels: {cloud: aws, region: eu-west-1}}
@@ -134,7 +152,7 @@ const ACTIVE_PASSIVE: &str = r#"
 vips:
   - address: 10.100.0.1
     port: 80
-    policy: {mode: active-passive, tiers: [{cloud: aws}, {cloud: gcp}, {cloud: azure}], min_healthy: 0.5, failback_after: 30s, panic_threshold: 0}
+    policy: {mode: active-passive, tiers: [{cloud: aws}, {cloud: gcp}, {cloud: azure}], min_healthy: 0.5, failback_after: 30s}
     backends:
       - {address: 10.0.1.1, labels: {cloud: aws}}
       - {address: 10.0.1.2, labels: {cloud: aws}}
@@ -178,10 +196,14 @@ fn active_passive_fails_over_at_once_and_back_after_hysteresis() {
     // gcp and aws down: azure.
     let (d, _) = run(&c, &[false, false, false, true], &mut st, t3 + secs(31));
     assert_eq!(d.active_tier, Some(2));
-    // Nothing healthy at all: no tier, empty table.
-    let (d, _) = run(&c, &[false; 4], &mut st, t3 + Duration::from_secs(32));
+    // Nothing healthy at all: no tier; panic, the last resort, spreads
+    // over every tier (with panic off, the table empties).
+    let (d, _) = run(&c, &[false; 4], &mut st, t3 + secs(32));
     assert_eq!(d.active_tier, None);
-    assert!(d.weights.iter().all(|w| *w == 0));
+    assert!(d.panic && d.weights.iter().all(|w| *w > 0));
+    let off = ACTIVE_PASSIVE.replace("min_healthy: 0.5", "min_healthy: 0.5, panic_threshold: 0");
+    let (d, _) = run(&cfg(&off), &[false; 4], &mut PolicyState::default(), t3);
+    assert!(!d.panic && d.weights.iter().all(|w| *w == 0));
 }
 
 #[test]
@@ -190,7 +212,6 @@ fn draining_and_maintenance() {
 vips:
   - address: 10.100.0.1
     port: 80
-    policy: {panic_threshold: 0}
     backends:
       - {address: 10.0.1.1}
       - {address: 10.0.1.2, state: draining}
@@ -205,21 +226,150 @@ vips:
     assert!(approx(d.shares[0], 1.0));
 }
 
+/// A cloud holding most of the weight is lost: with the default
+/// threshold, the other listed cloud takes everything; the dead backends,
+/// the unlisted cloud and panic stay out of it.
 #[test]
-fn panic_spreads_over_all_active_backends() {
-    let c = cfg(&LOCAL_FIRST.replace("panic_threshold: 0.2", "panic_threshold: 0.5"));
+fn losing_the_bigger_cloud_fails_over_without_panic() {
+    let c = cfg(r#"
+vips:
+  - address: 10.100.0.1
+    port: 80
+    policy: {mode: active-active, cloud_weights: {aws: 70, gcp: 30}}
+    backends:
+      - {address: 10.0.1.1, labels: {cloud: aws}}
+      - {address: 10.0.1.2, labels: {cloud: aws}}
+      - {address: 10.0.1.3, labels: {cloud: aws}}
+      - {address: 10.1.1.1, labels: {cloud: gcp}}
+      - {address: 10.9.1.1, labels: {cloud: other}}
+"#);
+    assert_eq!(c.vips[0].policy.panic_threshold, 0.5, "the default");
+    let mut st = PolicyState::default();
+    let (d, ev) = run(
+        &c,
+        &[false, false, false, true, true],
+        &mut st,
+        Instant::now(),
+    );
+    assert!(!d.panic, "{ev:?}");
+    assert!(
+        approx(d.shares[3], 1.0),
+        "gcp takes everything: {:?}",
+        d.shares
+    );
+    assert_eq!(&d.weights[..3], &[0, 0, 0]);
+    assert_eq!(d.weights[4], 0, "an unlisted cloud gets nothing");
+    // The same with local-first, where the local cloud holds most weight.
+    let lf = cfg(&LOCAL_FIRST.replace("weight: 300", "weight: 100"));
+    let (d, _) = run(
+        &lf,
+        &[false, false, false, false, true, true],
+        &mut st,
+        Instant::now(),
+    );
+    assert!(!d.panic && approx(d.shares[4] + d.shares[5], 1.0));
+}
+
+/// Blue/green: the bigger blue tier stops for the cutover; green, healthy,
+/// takes over without panic spreading traffic over the stopped blue.
+#[test]
+fn a_blue_green_cutover_moves_to_the_next_tier() {
+    let c = cfg(r#"
+vips:
+  - address: 10.100.0.1
+    port: 80
+    policy: {mode: active-passive, tiers: [{zone: blue}, {zone: green}]}
+    backends:
+      - {address: 10.0.1.1, labels: {zone: blue}}
+      - {address: 10.0.1.2, labels: {zone: blue}}
+      - {address: 10.0.1.3, labels: {zone: blue}}
+      - {address: 10.0.1.4, labels: {zone: blue}}
+      - {address: 10.0.1.5, labels: {zone: blue}}
+      - {address: 10.0.2.1, labels: {zone: green}}
+      - {address: 10.0.2.2, labels: {zone: green}}
+      - {address: 10.0.2.3, labels: {zone: green}}
+"#);
+    let mut st = PolicyState::default();
+    let mut healthy = [true; 8];
+    run(&c, &healthy, &mut st, Instant::now());
+    healthy[..5].fill(false);
+    let (d, _) = run(&c, &healthy, &mut st, Instant::now());
+    assert_eq!(d.active_tier, Some(1));
+    assert!(!d.panic);
+    assert!(d.shares[5..].iter().all(|s| approx(*s, 1.0 / 3.0)));
+    assert!(d.weights[..5].iter().all(|w| *w == 0));
+}
+
+/// Panic only when no failure domain has healthy capacity left, and then
+/// never onto a backend that is down and does not answer while another is
+/// healthy.
+#[test]
+fn panic_is_a_last_resort() {
+    let c = cfg(r#"
+node: {cloud: aws}
+vips:
+  - address: 10.100.0.1
+    port: 80
+    policy: {mode: local-first, locality: cloud}
+    backends:
+      - {address: 10.0.1.1, labels: {cloud: aws}}
+      - {address: 10.0.1.2, labels: {cloud: aws}}
+      - {address: 10.0.1.3, labels: {cloud: aws}}
+"#);
     let mut st = PolicyState::default();
     let now = Instant::now();
-    // 2 of 9 weight units healthy (< 50%): panic.
-    let (d, ev) = run(&c, &[true, true, false, false, false, false], &mut st, now);
+    let dead = Seen {
+        up: false,
+        reachable: false,
+    };
+    let failing_checks = Seen {
+        up: false,
+        reachable: true,
+    };
+    // 1 of 3 healthy (< 50%), and no other domain: panic — but the two
+    // that do not answer stay out.
+    let (d, ev) = run_seen(&c, &[Seen::UP, dead, dead], &mut st, now);
     assert!(d.panic);
     assert_eq!(ev[0].kind, EventKind::PanicEnter);
-    assert!(d.weights.iter().all(|w| *w > 0));
-    assert!(approx(d.shares[5], 300.0 / 800.0));
-    assert!(d.down.iter().all(|x| !x), "nothing is moved while in panic");
-    let (d, ev) = run(&c, &[true; 6], &mut st, now);
+    assert_eq!(&d.weights[1..], &[0, 0]);
+    assert!(approx(d.shares[0], 1.0));
+    assert_eq!(d.down, vec![false, true, true]);
+    // Down but answering (health endpoint failing): spread over them too,
+    // and their flows are not moved.
+    let (d, _) = run_seen(&c, &[Seen::UP, failing_checks, dead], &mut st, now);
+    assert!(d.panic && approx(d.shares[0], 0.5) && approx(d.shares[1], 0.5));
+    assert_eq!(d.weights[2], 0);
+    assert_eq!(d.down, vec![false, false, true]);
+    // Nothing healthy at all: every backend, the health checks may be what
+    // is wrong.
+    let (d, _) = run_seen(&c, &[dead, dead, dead], &mut st, now);
+    assert!(d.panic && d.weights.iter().all(|w| *w > 0));
+    // 2 of 3 healthy: no panic.
+    let (d, ev) = run_seen(&c, &[Seen::UP, Seen::UP, dead], &mut st, now);
     assert!(!d.panic);
     assert_eq!(ev[0].kind, EventKind::PanicExit);
+    // A remote domain with capacity: fail over, no panic.
+    let two = cfg(&format!(
+        "{}      - {{address: 10.1.1.1, labels: {{cloud: gcp}}}}\n",
+        c_text()
+    ));
+    let mut st = PolicyState::default();
+    let (d, _) = run_seen(&two, &[Seen::UP, dead, dead, Seen::UP], &mut st, now);
+    assert!(!d.panic);
+}
+
+fn c_text() -> &'static str {
+    r#"
+node: {cloud: aws}
+vips:
+  - address: 10.100.0.1
+    port: 80
+    policy: {mode: local-first, locality: cloud}
+    backends:
+      - {address: 10.0.1.1, labels: {cloud: aws}}
+      - {address: 10.0.1.2, labels: {cloud: aws}}
+      - {address: 10.0.1.3, labels: {cloud: aws}}
+"#
 }
 
 #[test]

@@ -12,7 +12,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-pub use probe::{dns_check, dns_query, probe};
+pub use probe::{Failure, dns_check, dns_query, probe};
 
 use crate::core::config::{Config, HealthCheck, Probe, VipIdent};
 
@@ -26,12 +26,14 @@ pub struct Target {
     pub check: HealthCheck,
 }
 
-/// A change of a backend's health.
+/// A change of a backend's health: up or down, or (while down) whether it
+/// answers at all.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
     pub vip: VipIdent,
     pub backend: IpAddr,
     pub up: bool,
+    pub reachable: bool,
     pub reason: String,
 }
 
@@ -40,6 +42,8 @@ pub struct Verdict {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tracker {
     pub up: bool,
+    /// The last probe got an answer (a connection, a reply).
+    pub reachable: bool,
     rise: u32,
     fall: u32,
     successes: u32,
@@ -50,6 +54,7 @@ impl Tracker {
     pub fn new(initially_up: bool, rise: u32, fall: u32) -> Self {
         Self {
             up: initially_up,
+            reachable: initially_up,
             rise,
             fall,
             successes: 0,
@@ -103,7 +108,7 @@ pub fn targets(c: &Config) -> Vec<Target> {
     out
 }
 
-type TrackerKey = (VipIdent, IpAddr);
+pub type TrackerKey = (VipIdent, IpAddr);
 type Trackers = Arc<std::sync::Mutex<BTreeMap<TrackerKey, Tracker>>>;
 
 /// The running checks; dropping it stops them.
@@ -128,12 +133,16 @@ impl Drop for Checker {
 
 impl Checker {
     /// Starts one task per target. `previous`, a checker being replaced,
-    /// is updated in place instead (see [`Checker::update`]).
+    /// is updated in place instead (see [`Checker::update`]). `known`: the
+    /// state a backend starts in when it has no tracker yet (what a
+    /// previous agent saw), instead of the check's initial state; a backend
+    /// known down needs `rise` successes to come up.
     pub fn start(
         targets: Vec<Target>,
         max_concurrent: usize,
         tx: mpsc::Sender<Verdict>,
         previous: Option<Checker>,
+        known: &BTreeMap<TrackerKey, bool>,
     ) -> Self {
         let mut c = previous.unwrap_or_else(|| Self {
             tasks: BTreeMap::new(),
@@ -143,7 +152,7 @@ impl Checker {
             tx,
             started: 0,
         });
-        c.update(targets, max_concurrent);
+        c.update(targets, max_concurrent, known);
         c
     }
 
@@ -153,7 +162,12 @@ impl Checker {
     /// checks. Changed and new targets (re)start, gone ones stop. Trackers
     /// carry over for every backend still checked, so a reload does not
     /// make backends flap.
-    pub fn update(&mut self, targets: Vec<Target>, max_concurrent: usize) {
+    pub fn update(
+        &mut self,
+        targets: Vec<Target>,
+        max_concurrent: usize,
+        known: &BTreeMap<TrackerKey, bool>,
+    ) {
         if max_concurrent != self.max_concurrent {
             // Running tasks hold the old semaphore: restart them all.
             self.limit = Arc::new(Semaphore::new(max_concurrent));
@@ -176,7 +190,8 @@ impl Checker {
                         task.abort();
                     }
                     let tracker = trackers.get(&key).cloned().unwrap_or_else(|| {
-                        Tracker::new(t.check.initially_up, t.check.rise, t.check.fall)
+                        let up = known.get(&key).copied().unwrap_or(t.check.initially_up);
+                        Tracker::new(up, t.check.rise, t.check.fall)
                     });
                     trackers.insert(
                         key,
@@ -231,27 +246,34 @@ fn spawn_check(
                 let _permit = limit.acquire().await;
                 probe(&t).await
             };
-            let transition = {
+            let reachable = result.as_ref().map_or_else(|f| f.reachable, |_| true);
+            let (transition, up, answer_changed) = {
                 let mut map = trackers.lock().expect("not poisoned");
                 // Gone from the map: the checker stopped watching it.
                 let Some(tr) = map.get_mut(&key) else { return };
-                tr.observe(result.is_ok())
+                let was_reachable = std::mem::replace(&mut tr.reachable, reachable);
+                let transition = tr.observe(result.is_ok());
+                (transition, tr.up, !tr.up && was_reachable != reachable)
             };
-            if let Some(up) = transition {
+            if transition.is_some() || answer_changed {
                 let reason = match &result {
                     Ok(()) => format!("{} consecutive successful checks", t.check.rise),
-                    Err(e) => format!("{} consecutive failed checks, last: {e}", t.check.fall),
+                    Err(f) if transition.is_some() => {
+                        format!(
+                            "{} consecutive failed checks, last: {}",
+                            t.check.fall, f.reason
+                        )
+                    }
+                    Err(f) => format!("still failing checks, last: {}", f.reason),
                 };
-                if tx
-                    .send(Verdict {
-                        vip: t.vip,
-                        backend: t.backend,
-                        up,
-                        reason,
-                    })
-                    .await
-                    .is_err()
-                {
+                let verdict = Verdict {
+                    vip: t.vip,
+                    backend: t.backend,
+                    up,
+                    reachable,
+                    reason,
+                };
+                if tx.send(verdict).await.is_err() {
                     return;
                 }
             }

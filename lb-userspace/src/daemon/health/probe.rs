@@ -1,7 +1,13 @@
 //! The probes: TCP connect, HTTP(S) GET with an expected status, UDP echo,
 //! DNS query, each bounded by the check's timeout.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -14,14 +20,25 @@ use rustls::DigitallySignedStruct;
 use super::Target;
 use crate::core::config::Probe;
 
-/// Runs one probe; `Err` explains the failure.
-pub async fn probe(t: &Target) -> Result<(), String> {
+/// A failed probe: why, and whether the backend answered at all (a
+/// connection, a datagram back) before failing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    pub reachable: bool,
+}
+
+/// Runs one probe.
+pub async fn probe(t: &Target) -> Result<(), Failure> {
     let addr = SocketAddr::new(t.backend, t.port);
     let deadline = t.check.timeout;
+    let answered = AtomicBool::new(false);
     let connect = || async {
-        TcpStream::connect(addr)
+        let s = TcpStream::connect(addr)
             .await
-            .map_err(|e| format!("tcp connect {addr}: {e}"))
+            .map_err(|e| format!("tcp connect {addr}: {e}"))?;
+        answered.store(true, Ordering::Relaxed);
+        Ok::<_, String>(s)
     };
     let run = async {
         match &t.check.probe {
@@ -55,18 +72,24 @@ pub async fn probe(t: &Target) -> Result<(), String> {
                     .map_err(|e| format!("tls handshake {addr}: {e}"))?;
                 http_get(tls, addr, path, *expect_status, host.as_deref()).await
             }
-            Probe::Udp { payload } => udp_exchange(addr, payload.as_bytes(), |_| Ok(())).await,
+            Probe::Udp { payload } => {
+                udp_exchange(addr, payload.as_bytes(), &answered, |_| Ok(())).await
+            }
             Probe::Dns { query } => {
                 let id = fastrand::u16(..);
                 let msg = dns_query(id, query);
-                udp_exchange(addr, &msg, |resp| dns_check(id, resp)).await
+                udp_exchange(addr, &msg, &answered, |resp| dns_check(id, resp)).await
             }
         }
     };
-    match timeout(deadline, run).await {
+    let result = match timeout(deadline, run).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer from {addr} within {deadline:?}")),
-    }
+    };
+    result.map_err(|reason| Failure {
+        reason,
+        reachable: answered.load(Ordering::Relaxed),
+    })
 }
 
 async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
@@ -117,6 +140,7 @@ async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 async fn udp_exchange(
     addr: SocketAddr,
     msg: &[u8],
+    answered: &AtomicBool,
     check: impl Fn(&[u8]) -> Result<(), String>,
 ) -> Result<(), String> {
     let bind: SocketAddr = if addr.is_ipv4() {
@@ -138,6 +162,7 @@ async fn udp_exchange(
         .recv(&mut buf)
         .await
         .map_err(|e| format!("udp receive from {addr}: {e}"))?;
+    answered.store(true, Ordering::Relaxed);
     check(&buf[..n])
 }
 

@@ -90,16 +90,21 @@ async fn probes_against_real_sockets_on_loopback() {
         expect_status: 200,
         host: None,
     };
-    let e = probe(&target(port, bad)).await.unwrap_err();
-    assert!(e.contains("status 503, want 200"), "{e}");
+    let f = probe(&target(port, bad)).await.unwrap_err();
+    assert!(f.reason.contains("status 503, want 200"), "{f:?}");
+    assert!(
+        f.reachable,
+        "an HTTP 503 is an answer: reachable, if unhealthy"
+    );
     // A closed port fails fast with a reason.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let e = probe(&target(closed, Probe::Tcp)).await.unwrap_err();
-    assert!(e.contains("tcp connect"), "{e}");
+    let f = probe(&target(closed, Probe::Tcp)).await.unwrap_err();
+    assert!(f.reason.contains("tcp connect"), "{f:?}");
+    assert!(!f.reachable, "a refused connection is no answer");
 
     // UDP echo and DNS on loopback.
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -133,7 +138,8 @@ async fn probes_against_real_sockets_on_loopback() {
     ))
     .await
     .unwrap_err();
-    assert!(e.contains("no answer"), "{e}");
+    assert!(e.reason.contains("no answer"), "{e:?}");
+    assert!(!e.reachable, "a silent UDP port never answered");
 }
 
 #[tokio::test]
@@ -143,7 +149,7 @@ async fn the_checker_reports_transitions_only() {
     let mut t = target(port, Probe::Tcp);
     t.check.initially_up = false;
     let (tx, mut rx) = mpsc::channel(8);
-    let checker = Checker::start(vec![t.clone()], 4, tx, None);
+    let checker = Checker::start(vec![t.clone()], 4, tx, None, &BTreeMap::new());
     let v = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("verdict")
@@ -165,15 +171,27 @@ async fn a_change_restarts_only_the_checks_it_changes() {
     let a = target(1, Probe::Tcp);
     let mut b = target(2, Probe::Tcp);
     b.backend = "10.0.0.2".parse().unwrap();
-    let checker = Checker::start(vec![a.clone(), b.clone()], 4, tx.clone(), None);
+    let checker = Checker::start(
+        vec![a.clone(), b.clone()],
+        4,
+        tx.clone(),
+        None,
+        &BTreeMap::new(),
+    );
     assert_eq!(checker.started, 2);
     // The same targets again (a reload that changed something else).
-    let checker = Checker::start(vec![a.clone(), b.clone()], 4, tx.clone(), Some(checker));
+    let checker = Checker::start(
+        vec![a.clone(), b.clone()],
+        4,
+        tx.clone(),
+        Some(checker),
+        &BTreeMap::new(),
+    );
     assert_eq!(checker.started, 2, "unchanged checks keep running");
     // One check's settings change, one backend goes.
     let mut a2 = a.clone();
     a2.check.interval = Duration::from_secs(7);
-    let checker = Checker::start(vec![a2], 4, tx.clone(), Some(checker));
+    let checker = Checker::start(vec![a2], 4, tx.clone(), Some(checker), &BTreeMap::new());
     assert_eq!(checker.started, 3);
     assert_eq!(
         checker.states().len(),
@@ -181,6 +199,6 @@ async fn a_change_restarts_only_the_checks_it_changes() {
         "the gone backend's tracker went too"
     );
     // A new concurrency limit restarts everything.
-    let checker = Checker::start(vec![a.clone()], 8, tx, Some(checker));
+    let checker = Checker::start(vec![a.clone()], 8, tx, Some(checker), &BTreeMap::new());
     assert_eq!(checker.started, 4);
 }

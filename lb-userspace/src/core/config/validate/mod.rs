@@ -89,6 +89,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
         node,
         interfaces,
         pin_path: raw.pin_path.map_or(defaults.pin_path, PathBuf::from),
+        state_dir: raw.state_dir.map_or(defaults.state_dir, PathBuf::from),
+        allow_no_vips: raw.allow_no_vips.unwrap_or(defaults.allow_no_vips),
         limits,
         dataplane,
         health: HealthGlobal {
@@ -145,16 +147,20 @@ impl Validator {
     ) -> Duration {
         let d = match v {
             None => return default,
-            Some(RawDuration::Seconds(s)) if s.is_finite() && *s >= 0.0 => {
-                Duration::from_secs_f64(*s)
-            }
-            Some(RawDuration::Text(t)) => match parse_duration(t) {
-                Some(d) => d,
-                None => {
+            Some(RawDuration::Seconds(s)) if *s >= 0.0 => match Duration::try_from_secs_f64(*s) {
+                Ok(d) => d,
+                Err(_) => {
                     self.err(
                         path,
-                        format!("expected a duration like 500ms, 2s, 5m or 1h, got {t:?}"),
+                        format!("must be between {min:?} and {max:?}, got {s} seconds"),
                     );
+                    return default;
+                }
+            },
+            Some(RawDuration::Text(t)) => match parse_duration(t) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.err(path, e);
                     return default;
                 }
             },
