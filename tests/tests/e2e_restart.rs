@@ -35,8 +35,8 @@ fn established_flows_survive_restart_and_upgrade() -> Result<()> {
     std::fs::copy(&agent.binary, &upgraded)?;
     agent.stop()?;
     let heavier = config.replace(
-        "{address: 10.20.0.12, forwarding: l2-dsr,",
-        "{address: 10.20.0.12, weight: 400, forwarding: l2-dsr,",
+        "{address: 10.20.0.12, forwarding: l2-dsr, weight: 300,",
+        "{address: 10.20.0.12, forwarding: l2-dsr, weight: 900,",
     );
     ensure!(heavier != config, "the weight edit must apply");
     std::fs::write(

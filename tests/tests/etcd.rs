@@ -12,6 +12,9 @@ use lb_tests::{
 
 const CONFIG: &str = r#"
 node: {name: edge-etcd, cloud: aws, region: r1}
+# Loopback has no native XDP: the default `xdp_mode: auto` falls back to
+# generic mode.
+interfaces: [{name: lo}]
 limits: {max_vips: 8, max_backends: 64, ring_size: 1021, conntrack_size: 4096}
 vips:
   - name: from-file

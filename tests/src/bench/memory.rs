@@ -21,7 +21,7 @@ pub struct MemoryFigure {
 
 fn config(vips: usize, per_vip: usize) -> String {
     let mut c = format!(
-        "node: {{name: mem}}\nlimits: {{max_vips: {}, max_backends: {}, ring_size: 65537}}\nvips:\n",
+        "node: {{name: mem}}\ninterfaces: [{{name: lo}}]\nlimits: {{max_vips: {}, max_backends: {}, ring_size: 65537}}\nvips:\n",
         vips.next_power_of_two().max(8),
         (vips * per_vip).next_power_of_two()
     );

@@ -146,14 +146,15 @@ fn deserialize<T: serde::de::DeserializeOwned>(
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        // serde_yaml's message ends with the line and column: kept.
-        ConfigError::new(
-            source_name,
-            vec![FieldError {
-                path,
-                message: e.inner().to_string(),
-            }],
-        )
+        // serde_yaml's message ends with the line and column (kept), and
+        // sometimes starts with the path (dropped: it is the field's).
+        let inner = e.inner().to_string();
+        let message = inner
+            .strip_prefix(&format!("{path}: "))
+            .filter(|_| !path.is_empty())
+            .unwrap_or(&inner)
+            .to_string();
+        ConfigError::new(source_name, vec![FieldError { path, message }])
     })
 }
 
