@@ -162,8 +162,9 @@ impl Lbd {
         let config = dir.0.join("lb.yaml");
         let sep = if api_extra.is_empty() { "" } else { ", " };
         let full = format!(
-            "pin_path: {}\napi: {{socket: {}{sep}{api_extra}}}\n{config_yaml}",
+            "pin_path: {}\nstate_dir: {}\napi: {{socket: {}{sep}{api_extra}}}\n{config_yaml}",
             pin_path.display(),
+            dir.0.join("state").display(),
             socket.display()
         );
         fs::write(&config, full)?;

@@ -334,6 +334,7 @@ fn run(args: RunArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let etcd = (!args.etcd.is_empty()).then(|| etcd::EtcdOptions {
+        state_dir: None,
         endpoints: args.etcd.clone(),
         prefix: args.etcd_prefix.clone(),
     });

@@ -30,6 +30,13 @@ pub enum EventKind {
     DrainTimeout,
     ConfigApplied,
     ConfigRejected,
+    /// A reload changed a field that only takes effect on restart.
+    ConfigNeedsRestart,
+    DrillStart,
+    DrillEnd,
+    /// A kernel table write failed; the tables were re-read and the last
+    /// good state written back.
+    TablesResynced,
 }
 
 impl EventKind {
@@ -47,6 +54,10 @@ impl EventKind {
         EventKind::DrainTimeout,
         EventKind::ConfigApplied,
         EventKind::ConfigRejected,
+        EventKind::ConfigNeedsRestart,
+        EventKind::DrillStart,
+        EventKind::DrillEnd,
+        EventKind::TablesResynced,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +75,10 @@ impl EventKind {
             EventKind::DrainTimeout => "drain_timeout",
             EventKind::ConfigApplied => "config_applied",
             EventKind::ConfigRejected => "config_rejected",
+            EventKind::ConfigNeedsRestart => "config_needs_restart",
+            EventKind::DrillStart => "drill_start",
+            EventKind::DrillEnd => "drill_end",
+            EventKind::TablesResynced => "tables_resynced",
         }
     }
 }
@@ -103,6 +118,8 @@ impl EventLog {
                 | EventKind::Failover
                 | EventKind::BackendDown
                 | EventKind::ConfigRejected
+                | EventKind::ConfigNeedsRestart
+                | EventKind::TablesResynced
         );
         if loud {
             tracing::warn!(event = kind.name(), vip = vip.unwrap_or(""), backend = backend.unwrap_or(""), %reason, "decision");

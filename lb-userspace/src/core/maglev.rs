@@ -14,7 +14,7 @@
 //! seeded from configuration, ties break by that order. Two agents with the
 //! same inputs build byte-identical tables.
 
-use std::{cmp::Ordering, collections::BinaryHeap};
+use std::{cmp::Ordering, collections::BinaryHeap, net::IpAddr};
 
 use lb_common::{hash::murmur3_bytes as murmur3, limits::NO_BACKEND};
 use sha2::{Digest as _, Sha256};
@@ -121,13 +121,27 @@ pub fn build(entries: &[Entry], m: u32, seed: u32) -> Vec<u32> {
     table
 }
 
-/// A short, stable fingerprint of a table: the first 8 bytes of the SHA-256
-/// of its slots (little-endian u32), in hex. Equal digests on two hosts mean
-/// they steer every flow alike.
-pub fn digest(table: &[u32]) -> String {
+/// A short, stable fingerprint of a table: the first 8 bytes of the
+/// SHA-256 of the backend address in each slot, in slot order, in hex.
+/// Addresses, not the host-local slot ids, so two hosts that steer every
+/// flow alike show the same digest whatever their id history; weights are
+/// in it through the slots each backend holds. `address_of` maps a slot's
+/// backend id to its address (`None`: a slot of no known backend).
+pub fn digest(table: &[u32], address_of: impl Fn(u32) -> Option<IpAddr>) -> String {
     let mut h = Sha256::new();
-    for s in table {
-        h.update(s.to_le_bytes());
+    for &id in table {
+        match (id, address_of(id)) {
+            (NO_BACKEND, _) => h.update([0u8]),
+            (_, Some(IpAddr::V4(a))) => {
+                h.update([4u8]);
+                h.update(a.octets());
+            }
+            (_, Some(IpAddr::V6(a))) => {
+                h.update([6u8]);
+                h.update(a.octets());
+            }
+            (_, None) => h.update([0xffu8]),
+        }
     }
     h.finalize()[..8]
         .iter()
@@ -205,11 +219,19 @@ mod tests {
         e.reverse();
         let b = build(&e, 65537, 42);
         assert_eq!(a, b);
-        assert_eq!(digest(&a), digest(&b));
+        let addr = |id: u32| Some(IpAddr::from([10, 0, 0, id as u8]));
+        assert_eq!(digest(&a, addr), digest(&b, addr));
         assert_ne!(
-            digest(&a),
-            digest(&build(&e, 65537, 43)),
+            digest(&a, addr),
+            digest(&build(&e, 65537, 43), addr),
             "the seed matters"
+        );
+        // The same steering under other ids: the same digest.
+        let shifted: Vec<u32> = a.iter().map(|id| id + 100).collect();
+        assert_eq!(
+            digest(&a, addr),
+            digest(&shifted, |id| addr(id - 100)),
+            "ids are host-local; addresses are what every host shares"
         );
     }
 

@@ -7,11 +7,11 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::core::config::{AdminState, BackendCfg, Config, FieldError, Labels, Vip, check_vips};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Override {
     pub state: Option<AdminState>,
     pub weight: Option<u32>,

@@ -68,11 +68,11 @@ pub enum TablesError {
     BackendIdOutOfRange { id: u32, max: u32 },
     #[error("ring slot {slot} is outside a ring of {size} slots")]
     SlotOutOfRange { slot: u32, size: u32 },
-    #[error("map {map}")]
+    /// Printed whole: these reach events and API answers by `Display`.
+    #[error("map {map}: {error}")]
     Map {
         map: &'static str,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        error: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -153,6 +153,10 @@ pub struct MemoryTables {
     /// at a slot that is not a backend of that VIP.
     pub audit: bool,
     pub dangling_seen: usize,
+    /// Fault injection: writes that still succeed before `failures` writes
+    /// fail as a kernel map update would (`None`: none fail).
+    pub writes_left: Option<usize>,
+    pub failures: usize,
 }
 
 impl MemoryTables {
@@ -171,6 +175,8 @@ impl MemoryTables {
             vip_writes: 0,
             audit: false,
             dangling_seen: 0,
+            writes_left: None,
+            failures: 0,
         }
     }
 
@@ -192,6 +198,27 @@ impl MemoryTables {
                     .count()
             })
             .sum()
+    }
+
+    /// Spends one write of the injected budget.
+    fn write(&mut self, map: &'static str) -> TablesResult<()> {
+        match &mut self.writes_left {
+            Some(0) => {
+                self.failures = self.failures.saturating_sub(1);
+                if self.failures == 0 {
+                    self.writes_left = None;
+                }
+                Err(TablesError::Map {
+                    map,
+                    error: "injected write failure".into(),
+                })
+            }
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     fn after_write(&mut self) {
@@ -222,17 +249,20 @@ impl Tables for MemoryTables {
         self.limits
     }
     fn set_settings(&mut self, s: &Settings) -> TablesResult<()> {
+        self.write("settings")?;
         self.settings = Some(s.clone());
         Ok(())
     }
     fn set_vip(&mut self, vip: &VipIdent, e: &VipEntry) -> TablesResult<()> {
         check_vip_id(&self.limits, e.id)?;
+        self.write("vips")?;
         self.vips.insert(*vip, *e);
         self.vip_writes += 1;
         self.after_write();
         Ok(())
     }
     fn remove_vip(&mut self, vip: &VipIdent) -> TablesResult<()> {
+        self.write("vips")?;
         self.vips.remove(vip);
         Ok(())
     }
@@ -241,11 +271,13 @@ impl Tables for MemoryTables {
     }
     fn set_marker(&mut self, addr: IpAddr, m: &Marker) -> TablesResult<()> {
         check_vip_id(&self.limits, m.id)?;
+        self.write("markers")?;
         self.markers.insert(addr, *m);
         self.vip_writes += 1;
         Ok(())
     }
     fn remove_marker(&mut self, addr: IpAddr) -> TablesResult<()> {
+        self.write("markers")?;
         self.markers.remove(&addr);
         Ok(())
     }
@@ -254,6 +286,7 @@ impl Tables for MemoryTables {
     }
     fn set_backend(&mut self, id: u32, b: Option<&BackendEntry>) -> TablesResult<()> {
         check_backend_id(&self.limits, id)?;
+        self.write("backends")?;
         self.backends[id as usize] = b.copied();
         self.after_write();
         Ok(())
@@ -277,6 +310,7 @@ impl Tables for MemoryTables {
     }
     fn write_ring_slots(&mut self, vip_id: u32, half: u32, slots: &Slots) -> TablesResult<usize> {
         check_vip_id(&self.limits, vip_id)?;
+        self.write("rings")?;
         for (slot, b) in slots {
             check_slot(&self.limits, *slot)?;
             let i = self.index(vip_id, half & 1, *slot);
@@ -287,6 +321,7 @@ impl Tables for MemoryTables {
     }
     fn flip(&mut self, vip_id: u32, half: u32) -> TablesResult<()> {
         check_vip_id(&self.limits, vip_id)?;
+        self.write("ring_select")?;
         self.ring_select[vip_id as usize] = half & 1;
         self.flips += 1;
         self.after_write();

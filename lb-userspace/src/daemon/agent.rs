@@ -6,6 +6,7 @@
 //! flow noticing.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant, SystemTime},
@@ -14,10 +15,16 @@ use std::{
 use aya::programs::XdpMode;
 use tokio::sync::mpsc;
 
-use super::{SetupError, api, etcd, shared::Shared};
+use super::{
+    SetupError, api,
+    etcd::{self, Snapshot},
+    health::TrackerKey,
+    shared::Shared,
+    state,
+};
 use crate::{
     core::{
-        balancer::{ApplyError, Balancer},
+        balancer::{ApplyError, Balancer, Memory},
         config::{Config, ConfigError, XdpModeCfg},
         sources::Sources,
     },
@@ -105,22 +112,56 @@ pub async fn run(
     opts: RunOptions,
 ) -> Result<(), AgentError> {
     let dp = start_dataplane(&config, opts.reset_state)?;
-    let balancer = Balancer::new(dp, config.clone(), Instant::now())?;
+    let now = Instant::now();
+    // What a previous agent knew besides the pinned maps.
+    let saved = state::load(&config.state_dir).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the saved agent state is not used");
+        None
+    });
+    let mut snapshot = opts
+        .etcd
+        .as_ref()
+        .and_then(|e| Snapshot::load(&config.state_dir, &e.prefix));
+    let mut sources = Sources::new(config.clone());
+    if let Some(s) = &saved {
+        s.restore_into(&mut sources);
+    }
+    if let Some(snap) = &snapshot {
+        sources.etcd = snap.vips(&config);
+        snap_keep(snap, &sources);
+    }
+    let merged = merge_what_still_fits(&mut sources);
+    if let Some(snap) = snapshot.as_mut() {
+        snap.values.retain(|k, _| sources.etcd.contains_key(k));
+    }
+    let memory = saved.as_ref().map(|s| s.memory(now)).unwrap_or_default();
+    let known = known_health(&merged, &memory);
+    let balancer = Balancer::restore(dp, merged.clone(), memory, now)?;
     let (tx, mut verdicts) = mpsc::channel(1024);
-    let shared = Arc::new(Shared::new(
-        balancer,
-        Sources::new(config.clone()),
-        config_path.clone(),
-        Some(tx),
-    ));
-    shared.restart_checks(&config);
+    let shared = Arc::new(
+        Shared::new(balancer, sources, config_path.clone(), Some(tx))
+            .persist_to(config.state_dir.clone()),
+    );
+    shared.seed_health(known);
+    shared.restart_checks(&merged);
+    if let Some((run, baseline)) = saved.and_then(|s| s.drill) {
+        if run.ends_at > state::unix_now() {
+            tracing::info!(
+                drill = run.id,
+                "resuming the drill a previous agent started"
+            );
+            shared.resume_drill(run, baseline);
+        }
+    }
+    shared.save();
 
     if let Some(addr) = config.metrics_listen {
         serve_metrics(shared.clone(), addr).await?;
     }
     api::serve(shared.clone(), &config).await?;
-    if let Some(etcd) = opts.etcd.clone() {
-        etcd::spawn_feed(shared.clone(), etcd);
+    if let Some(mut etcd) = opts.etcd.clone() {
+        etcd.state_dir = Some(config.state_dir.clone());
+        etcd::spawn_feed(shared.clone(), etcd, snapshot);
     }
 
     let signal = |kind: tokio::signal::unix::SignalKind, name: &str| {
@@ -145,6 +186,7 @@ pub async fn run(
                 if let Err(e) = shared.balancer().reconcile(Instant::now()) {
                     tracing::error!(error = %e, "periodic reconcile failed");
                 }
+                shared.save_if_changed();
                 let m = config_path.as_deref().and_then(mtime);
                 if m != last_mtime {
                     last_mtime = m;
@@ -156,8 +198,52 @@ pub async fn run(
             _ = tokio::signal::ctrl_c() => break,
         }
     }
+    shared.save();
     tracing::info!("exiting; the data path stays attached and pinned for the next lbd");
     Ok(())
+}
+
+/// Logs which saved etcd values are used.
+fn snap_keep(snap: &Snapshot, sources: &Sources) {
+    tracing::info!(
+        revision = snap.revision,
+        vips = sources.etcd.len(),
+        "starting from the last etcd revision applied (etcd may be away)"
+    );
+}
+
+/// The sources merged; what a previous agent saved that no longer fits
+/// the file (API changes first, then the saved etcd VIPs) is dropped,
+/// saying so, rather than refusing to start.
+fn merge_what_still_fits(sources: &mut Sources) -> Config {
+    if let Ok(c) = sources.merged() {
+        return c;
+    }
+    tracing::warn!("the saved API changes no longer fit the configuration: dropped");
+    sources.pushed.clear();
+    sources.overrides.clear();
+    if let Ok(c) = sources.merged() {
+        return c;
+    }
+    tracing::warn!(
+        "the saved etcd VIPs no longer fit the configuration: dropped until etcd answers"
+    );
+    sources.etcd.clear();
+    sources.merged().unwrap_or_else(|_| sources.file.clone())
+}
+
+/// What the first health checks start from: the saved verdicts of the
+/// backends still configured.
+fn known_health(c: &Config, memory: &Memory) -> BTreeMap<TrackerKey, bool> {
+    c.vips
+        .iter()
+        .flat_map(|v| {
+            v.backends.iter().filter_map(move |b| {
+                let h = memory.health.get(&(v.name.clone(), b.address))?;
+                Some(((v.ident(), b.address), h.up))
+            })
+        })
+        .collect()
 }
 
 async fn serve_metrics(

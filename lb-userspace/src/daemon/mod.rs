@@ -5,10 +5,12 @@
 
 pub mod agent;
 pub mod api;
+pub mod drill;
 pub mod etcd;
 pub mod health;
 pub mod metrics;
 pub mod shared;
+pub mod state;
 
 /// A start-up step that failed, with what to do about it.
 #[derive(Debug, thiserror::Error)]

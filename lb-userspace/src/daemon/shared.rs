@@ -11,17 +11,19 @@ use std::{
     path::PathBuf,
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::{
-    health::{self, Checker, Verdict},
+    drill::{self, Baseline, DrillReport, DrillRun},
+    health::{self, Checker, TrackerKey, Verdict},
     metrics,
+    state::{self, Saved},
 };
 use crate::core::{
     balancer::{ApplyError, Balancer, DrillPreview, Health},
@@ -56,15 +58,6 @@ pub enum ReloadError {
     },
 }
 
-/// A running failover drill.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DrillRun {
-    pub id: u64,
-    pub fail: String,
-    /// Seconds since the Unix epoch when it reverts by itself.
-    pub ends_at: f64,
-}
-
 /// State of the etcd feed, shown in `/v1/state` and metrics.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct FeedStatus {
@@ -90,18 +83,20 @@ pub struct Shared<T: Tables> {
     reloads_rejected: AtomicU64,
     checker: Mutex<Option<Checker>>,
     verdicts: Option<mpsc::Sender<Verdict>>,
-    drill: Mutex<Option<DrillRun>>,
+    drill: Mutex<Option<(DrillRun, Baseline)>>,
+    last_drill: Mutex<Option<DrillReport>>,
     drill_seq: AtomicU64,
     /// The etcd feed's state, when there is a feed.
     pub etcd_status: Mutex<Option<FeedStatus>>,
+    /// Where what survives a restart is saved (none in API tests).
+    state_dir: Option<PathBuf>,
+    saved_at: Mutex<Option<Instant>>,
+    unsaved: AtomicBool,
+    /// Health a previous agent saw, for the first health checks started.
+    known_health: Mutex<BTreeMap<TrackerKey, bool>>,
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+use state::unix_now;
 
 impl<T: Tables + Send + 'static> Shared<T> {
     /// `verdicts`: where health checks report (None: no health checking,
@@ -121,8 +116,62 @@ impl<T: Tables + Send + 'static> Shared<T> {
             checker: Mutex::new(None),
             verdicts,
             drill: Mutex::new(None),
+            last_drill: Mutex::new(None),
             drill_seq: AtomicU64::new(0),
             etcd_status: Mutex::new(None),
+            state_dir: None,
+            saved_at: Mutex::new(None),
+            unsaved: AtomicBool::new(false),
+            known_health: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Saves what survives a restart under `dir` from now on.
+    pub fn persist_to(mut self, dir: PathBuf) -> Self {
+        self.state_dir = Some(dir);
+        self
+    }
+
+    /// The first health checks start from what a previous agent saw.
+    pub fn seed_health(&self, known: BTreeMap<TrackerKey, bool>) {
+        *self.known_health.lock().expect("not poisoned") = known;
+    }
+
+    /// Something worth keeping changed: save now, or at the next tick if
+    /// the last save was moments ago (a burst of health verdicts).
+    pub fn changed(&self) {
+        self.unsaved.store(true, Ordering::Relaxed);
+        let recent = self
+            .saved_at
+            .lock()
+            .expect("not poisoned")
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(200));
+        if !recent {
+            self.save();
+        }
+    }
+
+    /// Saves if something changed since the last save (the periodic tick).
+    pub fn save_if_changed(&self) {
+        if self.unsaved.load(Ordering::Relaxed) {
+            self.save();
+        }
+    }
+
+    /// Writes the state file now.
+    pub fn save(&self) {
+        let Some(dir) = &self.state_dir else { return };
+        self.unsaved.store(false, Ordering::Relaxed);
+        let drill = self.drill.lock().expect("not poisoned").clone();
+        let memory = self.balancer().memory();
+        let saved = {
+            let sources = self.sources.lock().expect("not poisoned");
+            Saved::of(&memory, &sources, drill, Instant::now())
+        };
+        *self.saved_at.lock().expect("not poisoned") = Some(Instant::now());
+        if let Err(e) = state::save(dir, &saved) {
+            self.unsaved.store(true, Ordering::Relaxed);
+            tracing::warn!(dir = %dir.display(), error = %e, "saving the agent state failed; a restart now would forget health and API changes");
         }
     }
 
@@ -160,6 +209,7 @@ impl<T: Tables + Send + 'static> Shared<T> {
                 *sources = next;
                 drop(sources);
                 self.restart_checks(&merged);
+                self.changed();
                 Ok(())
             }
             Err(e) => {
@@ -216,12 +266,13 @@ impl<T: Tables + Send + 'static> Shared<T> {
     pub fn restart_checks(&self, c: &Config) {
         let Some(tx) = &self.verdicts else { return };
         let mut slot = self.checker.lock().expect("not poisoned");
+        let known = std::mem::take(&mut *self.known_health.lock().expect("not poisoned"));
         let next = Checker::start(
             health::targets(c),
             c.health.max_concurrent_checks,
             tx.clone(),
             slot.take(),
-            &std::collections::BTreeMap::new(),
+            &known,
         );
         *slot = Some(next);
     }
@@ -234,20 +285,53 @@ impl<T: Tables + Send + 'static> Shared<T> {
             reachable: v.reachable,
             reason: v.reason.clone(),
         };
-        if b.set_health(&v.vip, v.backend, health)
-            && let Err(e) = b.reconcile(Instant::now())
-        {
-            tracing::error!(error = %e, "writing the tables after a health change failed");
+        if b.set_health(&v.vip, v.backend, health) {
+            if let Err(e) = b.reconcile(Instant::now()) {
+                tracing::error!(error = %e, "writing the tables after a health change failed");
+            }
+            drop(b);
+            self.changed();
         }
     }
 
     pub fn drill(&self) -> Option<DrillRun> {
-        self.drill.lock().expect("not poisoned").clone()
+        self.drill
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .map(|(run, _)| run.clone())
     }
 
-    /// Previews a drill without changing anything.
-    pub fn preview_drill(&self, fail: &FailSelector) -> Vec<DrillPreview> {
-        self.balancer().simulate(fail, Instant::now())
+    /// The report of the last drill that ended.
+    pub fn last_drill(&self) -> Option<DrillReport> {
+        self.last_drill.lock().expect("not poisoned").clone()
+    }
+
+    /// Previews a drill without changing anything; a selector that matches
+    /// no backend is refused (a typo must not pass for a drill).
+    pub fn preview_drill(&self, fail: &FailSelector) -> Result<Vec<DrillPreview>, ChangeError> {
+        let b = self.balancer();
+        let matched = b
+            .config()
+            .vips
+            .iter()
+            .flat_map(|v| &v.backends)
+            .any(|be| fail.matches(be.address, &be.labels));
+        if !matched {
+            return Err(ChangeError::Invalid(vec![FieldError {
+                path: "fail".into(),
+                message: format!("{fail} matches no backend of any VIP"),
+            }]));
+        }
+        Ok(b.simulate(fail, Instant::now()))
+    }
+
+    fn backend_counters(&self) -> Vec<drill::BackendCounters> {
+        let b = self.balancer();
+        let tables = b.tables();
+        drill::counters(&b.state(), |id| {
+            tables.backend_traffic(id).unwrap_or_default()
+        })
     }
 
     /// Starts a drill that reverts by itself after `duration`.
@@ -256,55 +340,97 @@ impl<T: Tables + Send + 'static> Shared<T> {
         fail: FailSelector,
         duration: Duration,
     ) -> Result<DrillRun, ChangeError> {
+        let preview = self.preview_drill(&fail)?;
         let mut slot = self.drill.lock().expect("not poisoned");
-        if let Some(d) = slot.as_ref() {
+        if let Some((d, _)) = slot.as_ref() {
             return Err(ChangeError::Conflict(format!(
                 "drill {} ({}) is already running; stop it first",
                 d.id, d.fail
             )));
         }
         let id = self.drill_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = unix_now();
         let run = DrillRun {
             id,
             fail: fail.to_string(),
-            ends_at: unix_now() + duration.as_secs_f64(),
+            started_at: now,
+            ends_at: now + duration.as_secs_f64(),
+        };
+        let baseline = Baseline {
+            preview,
+            counters: self.backend_counters(),
         };
         {
             let mut b = self.balancer();
             b.events.record(
-                EventKind::TierSwitch,
+                EventKind::DrillStart,
                 None,
                 None,
                 format!("drill {id}: failing {fail} for {duration:?}"),
             );
             b.set_drill(Some(fail), Instant::now())?;
         }
-        *slot = Some(run.clone());
-        let me = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(duration).await;
-            let _ = me.stop_drill(Some(id));
-        });
+        *slot = Some((run.clone(), baseline));
+        drop(slot);
+        self.schedule_drill_end(id, duration);
+        self.changed();
         Ok(run)
     }
 
-    /// Ends the running drill (only drill `id` if given).
-    pub fn stop_drill(&self, id: Option<u64>) -> Result<Option<DrillRun>, ChangeError> {
-        let mut slot = self.drill.lock().expect("not poisoned");
-        match slot.as_ref() {
-            Some(d) if id.is_none_or(|i| i == d.id) => {
-                let mut b = self.balancer();
-                b.set_drill(None, Instant::now())?;
-                b.events.record(
-                    EventKind::TierSwitch,
-                    None,
-                    None,
-                    format!("drill {} ({}) ended: reverted", d.id, d.fail),
-                );
-                Ok(slot.take())
-            }
-            _ => Ok(None),
+    /// Resumes a drill a previous agent started, until its end.
+    pub fn resume_drill(self: &Arc<Self>, run: DrillRun, baseline: Baseline) {
+        let left = run.ends_at - state::unix_now();
+        let Ok(fail) = FailSelector::parse(&run.fail) else {
+            return;
+        };
+        let left = Duration::try_from_secs_f64(left.max(0.0)).unwrap_or_default();
+        if let Err(e) = self.balancer().set_drill(Some(fail), Instant::now()) {
+            tracing::warn!(error = %e, "resuming drill {} failed", run.id);
+            return;
         }
+        self.drill_seq.fetch_max(run.id, Ordering::Relaxed);
+        let id = run.id;
+        *self.drill.lock().expect("not poisoned") = Some((run, baseline));
+        self.schedule_drill_end(id, left);
+    }
+
+    fn schedule_drill_end(self: &Arc<Self>, id: u64, after: Duration) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = me.stop_drill(Some(id));
+        });
+    }
+
+    /// Ends the running drill (only drill `id` if given) and reports it.
+    pub fn stop_drill(
+        &self,
+        id: Option<u64>,
+    ) -> Result<Option<(DrillRun, DrillReport)>, ChangeError> {
+        let mut slot = self.drill.lock().expect("not poisoned");
+        let Some((run, baseline)) = slot.as_ref() else {
+            return Ok(None);
+        };
+        if id.is_some_and(|i| i != run.id) {
+            return Ok(None);
+        }
+        let end = self.backend_counters();
+        let report = drill::report(run, baseline, &end, unix_now());
+        {
+            let mut b = self.balancer();
+            b.set_drill(None, Instant::now())?;
+            b.events.record(
+                EventKind::DrillEnd,
+                None,
+                None,
+                format!("drill {} ({}) ended: reverted", run.id, run.fail),
+            );
+        }
+        *self.last_drill.lock().expect("not poisoned") = Some(report.clone());
+        let stopped = slot.take().map(|(run, _)| (run, report));
+        drop(slot);
+        self.changed();
+        Ok(stopped)
     }
 
     /// Prometheus text for `/metrics`.

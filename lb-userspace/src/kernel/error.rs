@@ -68,6 +68,6 @@ pub(crate) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneE
 pub(crate) fn tables_err(map: &'static str) -> impl FnOnce(MapError) -> TablesError {
     move |source| TablesError::Map {
         map,
-        source: Box::new(source),
+        error: Box::new(source),
     }
 }

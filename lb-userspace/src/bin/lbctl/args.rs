@@ -116,6 +116,16 @@ pub enum Command {
     },
     /// Recent decision events of the agent.
     Events,
+    /// Every agent of the fleet as published in etcd: table digests, health
+    /// views, and where they disagree.
+    Fleet {
+        /// etcd client URLs (comma-separated), e.g. http://10.0.0.5:2379.
+        #[arg(long, value_delimiter = ',', required = true)]
+        etcd: Vec<String>,
+        /// Key prefix in etcd (agents publish under PREFIX/agents/).
+        #[arg(long, default_value = "/lb")]
+        etcd_prefix: String,
+    },
     /// On a backend: the decap programs `lbd decap` attached, the addresses
     /// and GUE port they accept, and what they did with packets.
     Decap {

@@ -8,7 +8,10 @@ use lb::{
         balancer::{DrillPreview, DrillShare},
         config::parse_duration,
     },
-    daemon::api::wire::DrillRequest,
+    daemon::{
+        api::wire::DrillRequest,
+        drill::{BackendReport, DrillReport},
+    },
 };
 use serde::Serialize;
 
@@ -34,6 +37,60 @@ impl Row for ShareRow<'_> {
             percent(b.now, 1),
             percent(b.during, 1),
         ]
+    }
+}
+
+/// A backend's line of a drill report.
+#[derive(Serialize)]
+struct ReportRow<'a> {
+    vip: &'a str,
+    #[serde(flatten)]
+    backend: &'a BackendReport,
+}
+
+impl Row for ReportRow<'_> {
+    const HEADERS: &'static [&'static str] = &[
+        "VIP",
+        "BACKEND",
+        "PREDICTED",
+        "MEASURED",
+        "DIFFERENCE",
+        "NEW FLOWS",
+        "PACKETS",
+    ];
+    fn cells(&self) -> Vec<String> {
+        let b = self.backend;
+        vec![
+            self.vip.into(),
+            b.address.to_string(),
+            percent(b.predicted_share, 1),
+            percent(b.measured_share, 1),
+            format!("{:+.1} pts", b.difference * 100.0),
+            b.new_flows.to_string(),
+            b.packets.to_string(),
+        ]
+    }
+}
+
+/// What the drill did beside what was predicted.
+fn print_report(r: &DrillReport) {
+    println!("drill {} ({}): measured during the drill", r.id, r.fail);
+    let rows: Vec<ReportRow> = r
+        .vips
+        .iter()
+        .flat_map(|v| {
+            v.backends.iter().map(|b| ReportRow {
+                vip: &v.vip,
+                backend: b,
+            })
+        })
+        .collect();
+    table::print(Output::Table, &rows);
+    for v in r.vips.iter().filter(|v| v.new_flows == 0) {
+        println!(
+            "  {}: no new flows during the drill: nothing measured",
+            v.vip
+        );
     }
 }
 
@@ -67,10 +124,13 @@ pub async fn run(
     let agent = ctx.agent()?;
     if stop {
         let v = agent.stop_drill().await?;
-        match (ctx.output(), &v.stopped) {
-            (Output::Json, _) => table::print_json(&v),
-            (_, None) => println!("no drill was running"),
-            (_, Some(d)) => println!("drill {} ({}) stopped: reverted", d.id, d.fail),
+        match (ctx.output(), &v.stopped, &v.report) {
+            (Output::Json, ..) => table::print_json(&v),
+            (_, None, _) => println!("no drill was running"),
+            (_, Some(d), report) => {
+                println!("drill {} ({}) stopped: reverted", d.id, d.fail);
+                report.iter().for_each(print_report);
+            }
         }
         return Ok(());
     }
@@ -98,17 +158,24 @@ pub async fn run(
         }
         print_preview(&v.preview);
     }
-    if apply && !detach {
-        let until = Instant::now() + Duration::from_secs_f64(secs);
-        while Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            if agent.drill().await?.drill.is_none() {
-                break;
+    let (Some(run), false) = (&v.drill, detach) else {
+        return Ok(());
+    };
+    let until = Instant::now() + Duration::from_secs_f64(secs + 5.0);
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let d = agent.drill().await?;
+        if d.drill.is_none() {
+            match (ctx.output(), d.last.filter(|r| r.id == run.id)) {
+                (Output::Json, Some(r)) => table::print_json(&r),
+                (_, Some(r)) => {
+                    println!("drill over: reverted");
+                    print_report(&r);
+                }
+                (_, None) => println!("drill over: reverted (stopped by someone else)"),
             }
-        }
-        if ctx.output() == Output::Table {
-            println!("drill over: reverted");
+            return Ok(());
         }
     }
-    Ok(())
+    Err(fail(1, format!("drill {} did not end in time", run.id)))
 }

@@ -15,6 +15,7 @@ mod decap;
 mod drill;
 mod events;
 mod explain;
+mod fleet;
 mod join;
 mod ring;
 mod stats;
@@ -166,6 +167,7 @@ async fn run(ctx: &Ctx<'_>) -> Result<(), Fail> {
             stop,
         } => drill::run(ctx, sel.as_deref(), *apply, duration, *detach, *stop).await,
         Command::Events => events::list(ctx).await,
+        Command::Fleet { etcd, etcd_prefix } => fleet::show(ctx, etcd, etcd_prefix).await,
         Command::Decap { decap_pin_path } => decap::show(ctx, decap_pin_path),
     }
 }

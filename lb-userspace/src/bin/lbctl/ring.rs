@@ -53,9 +53,11 @@ pub async fn show(ctx: &Ctx<'_>, vip: &str) -> Result<(), Fail> {
     let counts = maglev::counts(&live);
     let m = live.len() as f64;
     let agent_vip = state.as_ref().and_then(|s| s.state.vip_by_id(id));
-    let backends = pinned
-        .backends()?
-        .into_iter()
+    let all = pinned.backends()?;
+    let address = |id: u32| all.iter().find(|b| b.id == id).map(|b| b.address);
+    let digest = maglev::digest(&live, address);
+    let backends = all
+        .iter()
         .filter(|b| b.vip_id == id)
         .map(|b| {
             let slots = counts.get(&b.id).copied().unwrap_or(0);
@@ -74,7 +76,7 @@ pub async fn show(ctx: &Ctx<'_>, vip: &str) -> Result<(), Fail> {
         vip: vip.to_string(),
         id,
         ring_size: live.len(),
-        digest: maglev::digest(&live),
+        digest,
         empty_slots: counts.get(&NO_BACKEND).copied().unwrap_or(0),
         backends,
     };

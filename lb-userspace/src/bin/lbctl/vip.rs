@@ -62,6 +62,8 @@ impl Row for VipRow {
 pub async fn list(ctx: &Ctx<'_>) -> Result<(), Fail> {
     let pinned = ctx.pinned()?;
     let state = ctx.state().await;
+    let backends = pinned.backends()?;
+    let address = |id: u32| backends.iter().find(|b| b.id == id).map(|b| b.address);
     let mut rows = vec![];
     for v in pinned.vips()? {
         let t = pinned.vip_traffic(v.id)?;
@@ -73,7 +75,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<(), Fail> {
             protocol: v.protocol,
             hash_mode: v.hash,
             move_flows_on_down: v.move_flows_on_down,
-            digest: maglev::digest(&pinned.live_ring(v.id)?),
+            digest: maglev::digest(&pinned.live_ring(v.id)?, address),
             packets: t.packets,
             bytes: t.bytes,
             new_flows: t.new_flows,

@@ -67,6 +67,14 @@ impl Health {
     }
 }
 
+/// What an agent knows that the tables do not hold — health verdicts and
+/// drain clocks, by VIP name and backend address — kept across restarts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Memory {
+    pub health: BTreeMap<(String, IpAddr), Health>,
+    pub drains: BTreeMap<(String, IpAddr), Instant>,
+}
+
 /// What a VIP's Maglev table is built from: (address, weight, backend id)
 /// per backend, and the hash seed.
 type TableInputs = (Vec<(IpAddr, u32, u32)>, u32);
@@ -104,7 +112,7 @@ impl VipRuntime {
             health: BTreeMap::new(),
             policy: PolicyState::default(),
             drains: Drains::default(),
-            digest: maglev::digest(&live),
+            digest: String::new(),
             live,
             live_from: None,
             spare: None,
@@ -137,6 +145,10 @@ pub struct Balancer<T: Tables> {
     orphans: Vec<u32>,
     /// A failover drill: backends it matches count as failed.
     drill: Option<FailSelector>,
+    /// What a previous agent knew, used as backends are (re)created.
+    remembered: Memory,
+    /// A failed write has not been recovered from yet.
+    unsynced: bool,
     pub events: EventLog,
     pub work: WorkStats,
 }
@@ -148,6 +160,19 @@ impl<T: Tables> Balancer<T> {
     /// backend ids — and their live rings, so a restart with the same
     /// configuration writes nothing a packet would notice.
     pub fn new(tables: T, config: Config, now: Instant) -> Result<Self, ApplyError> {
+        Self::restore(tables, config, Memory::default(), now)
+    }
+
+    /// [`Balancer::new`] for an agent that remembers what a previous one
+    /// knew: a backend known down starts down (its health checks must pass
+    /// `rise` times before it takes traffic again), a drain keeps its
+    /// clock. The memory is used before anything is written.
+    pub fn restore(
+        tables: T,
+        config: Config,
+        remembered: Memory,
+        now: Instant,
+    ) -> Result<Self, ApplyError> {
         let limits = tables.limits();
         let mut b = Self {
             vip_ids: IdPool::new(limits.max_vips),
@@ -160,11 +185,14 @@ impl<T: Tables> Balancer<T> {
             settings: None,
             orphans: vec![],
             drill: None,
+            remembered,
+            unsynced: false,
             events: EventLog::default(),
             work: WorkStats::default(),
         };
         b.adopt()?;
-        b.apply(config, now)?;
+        b.check_fixed(&config)?;
+        b.write_config(config, now)?;
         Ok(b)
     }
 
@@ -200,6 +228,20 @@ impl<T: Tables> Balancer<T> {
         &self.config
     }
 
+    /// What this agent knows that the tables do not hold.
+    pub fn memory(&self) -> Memory {
+        let mut m = Memory::default();
+        for rt in self.vips.values() {
+            for (addr, h) in &rt.health {
+                m.health.insert((rt.cfg.name.clone(), *addr), h.clone());
+            }
+            for (addr, since) in rt.drains.started() {
+                m.drains.insert((rt.cfg.name.clone(), addr), since);
+            }
+        }
+        m
+    }
+
     pub fn tables(&self) -> &T {
         &self.tables
     }
@@ -210,7 +252,103 @@ impl<T: Tables> Balancer<T> {
 
     /// Applies a new, already validated configuration. Limits and the pin
     /// path cannot change without a restart (the maps are sized by them).
+    ///
+    /// A write that fails part-way leaves the kernel holding some of the
+    /// change: the balancer then reads the tables back and re-applies the
+    /// configuration it was running, so its shadows describe the maps
+    /// again, and returns the error.
     pub fn apply(&mut self, config: Config, now: Instant) -> Result<(), ApplyError> {
+        self.check_fixed(&config)?;
+        let running = self.config.clone();
+        if self.unsynced {
+            self.resync(running.clone(), now).map_err(|e| {
+                ApplyError::Rejected(format!("tables still out of sync, nothing applied: {e}"))
+            })?;
+        }
+        match self.write_config(config, now) {
+            Err(e) => Err(self.recover(e, running, now)),
+            ok => ok,
+        }
+    }
+
+    /// Recomputes every VIP's weights and writes what changed; a failed
+    /// write is recovered from as in [`Balancer::apply`], and a failed
+    /// recovery is retried here first.
+    pub fn reconcile(&mut self, now: Instant) -> Result<(), ApplyError> {
+        if self.unsynced {
+            self.resync(self.config.clone(), now)?;
+            self.events
+                .record(EventKind::TablesResynced, None, None, "tables back in sync");
+            return Ok(());
+        }
+        match self.write_all(now) {
+            Err(e) => Err(self.recover(e, self.config.clone(), now)),
+            ok => ok,
+        }
+    }
+
+    /// Whether the shadows describe the maps (false while a failed write
+    /// could not be recovered from; every reconcile retries).
+    pub fn in_sync(&self) -> bool {
+        !self.unsynced
+    }
+
+    /// After `failed`: forgets every shadow, adopts the tables as they are
+    /// and applies `running` over them. Health, drain clocks and policy
+    /// hysteresis are kept. Returns the error to report.
+    fn recover(&mut self, failed: ApplyError, running: Config, now: Instant) -> ApplyError {
+        self.work.resyncs += 1;
+        let resynced = self.resync(running, now);
+        let detail = match &resynced {
+            Ok(()) => format!("{failed}: tables read back, running configuration re-applied"),
+            Err(again) => format!(
+                "{failed}: tables read back; re-applying failed too ({again}), retried on every reconcile"
+            ),
+        };
+        self.events
+            .record(EventKind::TablesResynced, None, None, &detail);
+        match resynced {
+            Ok(()) => failed,
+            Err(_) => ApplyError::Rejected(detail),
+        }
+    }
+
+    /// Until it succeeds, nothing but another resync writes: the shadows
+    /// cannot be trusted to say what a write would change.
+    fn resync(&mut self, running: Config, now: Instant) -> Result<(), ApplyError> {
+        self.unsynced = true;
+        let mut memory = std::mem::take(&mut self.remembered);
+        let mine = self.memory();
+        memory.health.extend(mine.health);
+        memory.drains.extend(mine.drains);
+        let mut policies: BTreeMap<VipIdent, PolicyState> = self
+            .vips
+            .iter()
+            .map(|(ident, rt)| (*ident, rt.policy.clone()))
+            .collect();
+        let limits = self.tables.limits();
+        self.vips.clear();
+        self.vip_ids = IdPool::new(limits.max_vips);
+        self.backend_ids = IdPool::new(limits.max_backends);
+        self.written_backends.clear();
+        self.markers.clear();
+        self.settings = None;
+        self.orphans.clear();
+        self.remembered = memory;
+        self.config = running.clone();
+        self.adopt()?;
+        for (ident, rt) in self.vips.iter_mut() {
+            if let Some(p) = policies.remove(ident) {
+                rt.policy = p;
+            }
+        }
+        self.write_config(running, now)?;
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Refuses a change to what sizes or places the maps.
+    fn check_fixed(&self, config: &Config) -> Result<(), ApplyError> {
         if config.limits != self.config.limits {
             return Err(ApplyError::Rejected(
                 "limits changed: map sizes are fixed while running; restart lbd with --reset-state to resize (this resets the connection table)".into(),
@@ -221,6 +359,10 @@ impl<T: Tables> Balancer<T> {
                 "pin_path changed: restart lbd to move the pinned state".into(),
             ));
         }
+        Ok(())
+    }
+
+    fn write_config(&mut self, config: Config, now: Instant) -> Result<(), ApplyError> {
         let wanted: BTreeMap<VipIdent, &Vip> = config.vips.iter().map(|v| (v.ident(), v)).collect();
         // Removals first, so their ids can be reused by additions. No
         // packet reaches a removed VIP's table, so its slots go at once.
@@ -275,11 +417,18 @@ impl<T: Tables> Balancer<T> {
                 {
                     slot.insert(alloc_backend_id(&mut self.backend_ids, &mut retiring)?);
                 }
-                rt.health.entry(be.address).or_insert_with(|| Health {
-                    up: v.health_check.initially_up,
-                    reachable: v.health_check.initially_up,
-                    reason: "no check result yet".into(),
+                let key = (v.name.clone(), be.address);
+                let known = self.remembered.health.get(&key);
+                rt.health.entry(be.address).or_insert_with(|| {
+                    known.cloned().unwrap_or_else(|| Health {
+                        up: v.health_check.initially_up,
+                        reachable: v.health_check.initially_up,
+                        reason: "no check result yet".into(),
+                    })
                 });
+                if let Some(since) = self.remembered.drains.get(&key) {
+                    rt.drains.resume(be.address, *since);
+                }
             }
         }
         let settings = Settings {
@@ -291,7 +440,7 @@ impl<T: Tables> Balancer<T> {
             self.settings = Some(settings);
         }
         self.config = config;
-        let result = self.reconcile(now);
+        let result = self.write_all(now);
         for id in retiring {
             self.release_backend(id)?;
         }
@@ -332,8 +481,7 @@ impl<T: Tables> Balancer<T> {
         changed
     }
 
-    /// Recomputes every VIP's weights and writes what changed.
-    pub fn reconcile(&mut self, now: Instant) -> Result<(), ApplyError> {
+    fn write_all(&mut self, now: Instant) -> Result<(), ApplyError> {
         let idents: Vec<VipIdent> = self.vips.keys().copied().collect();
         for ident in idents {
             self.reconcile_vip(&ident, now)?;
@@ -446,8 +594,10 @@ impl<T: Tables> Balancer<T> {
                 self.work.table_updates += 1;
                 self.work.slots_written += n as u64;
                 rt.spare = Some(std::mem::replace(&mut rt.live, table));
-                rt.digest = maglev::digest(&rt.live);
             }
+            let address: BTreeMap<u32, IpAddr> =
+                rt.backend_ids.iter().map(|(a, id)| (*id, *a)).collect();
+            rt.digest = maglev::digest(&rt.live, |id| address.get(&id).copied());
             rt.live_from = Some(inputs);
         }
 

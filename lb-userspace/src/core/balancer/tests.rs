@@ -75,7 +75,8 @@ fn provisions_vips_backends_markers_and_tables() {
     }
     let s = b.state();
     assert_eq!(s.vips.len(), 2);
-    assert_eq!(s.vips[0].digest, maglev::digest(&ring));
+    let address = |id: u32| t.backends[id as usize].map(|b| b.address);
+    assert_eq!(s.vips[0].digest, maglev::digest(&ring, address));
 }
 
 #[test]
@@ -285,6 +286,31 @@ fn two_agents_with_the_same_inputs_build_identical_tables() {
     assert_eq!(da, db);
 }
 
+/// The fleet compares digests: two hosts steering alike agree even when
+/// their backend ids differ (one of them had other VIPs before).
+#[test]
+fn digests_agree_across_different_id_histories() {
+    let c = cfg(CFG);
+    let a = Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap();
+    let mut b = Balancer::new(
+        tables(&c),
+        cfg(&CFG.replace("10.0.1.1", "10.0.7.1")),
+        Instant::now(),
+    )
+    .unwrap();
+    b.apply(c, Instant::now()).unwrap();
+    let ids = |x: &Balancer<MemoryTables>| x.backend_id(&orders(), "10.0.1.1".parse().unwrap());
+    assert_ne!(ids(&a), ids(&b), "different ids for the same backend");
+    let digests = |x: &Balancer<MemoryTables>| {
+        x.state()
+            .vips
+            .iter()
+            .map(|v| v.digest.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(digests(&a), digests(&b));
+}
+
 #[test]
 fn no_packet_ever_sees_a_table_pointing_at_a_cleared_backend() {
     let c = cfg(CFG);
@@ -329,4 +355,98 @@ fn a_full_swap_at_the_backend_limit_reuses_the_leaving_ids() {
     assert_eq!(ids.len(), 3);
     assert_eq!(b.tables().backends().unwrap().len(), 4, "3 new + dns");
     assert_eq!(b.tables().dangling_slots(), 0);
+}
+
+/// The change `failing_writes` tests apply: a backend leaves, a VIP comes.
+fn changed_config() -> Config {
+    cfg(&CFG
+        .replace("      - {address: 10.0.1.1, labels: {cloud: aws, region: eu-west-1}}\n", "")
+        .replace("  - name: dns", "  - name: api\n    address: 10.100.0.3\n    port: 80\n    backends: [{address: 10.0.3.1}]\n  - name: dns"))
+}
+
+/// Every VIP's name and digest: what packets see, whatever the ids.
+fn steering(b: &Balancer<MemoryTables>) -> Vec<(String, String)> {
+    b.state()
+        .vips
+        .into_iter()
+        .map(|v| (v.name, v.digest))
+        .collect()
+}
+
+/// The facade describes the tables: an agent adopting them with the same
+/// configuration writes nothing and sees the same ids and tables.
+fn assert_agrees(b: &Balancer<MemoryTables>, c: &Config, clean: &[(String, String)]) {
+    assert!(b.in_sync());
+    assert_eq!(b.config(), c, "the running configuration is kept");
+    assert_eq!(
+        steering(b),
+        clean,
+        "steering is the running configuration's"
+    );
+    let mut kernel = b.tables().clone();
+    assert_eq!(kernel.dangling_slots(), 0);
+    (kernel.slot_writes, kernel.flips, kernel.vip_writes) = (0, 0, 0);
+    let adopted = Balancer::new(kernel, c.clone(), Instant::now()).unwrap();
+    assert_eq!(
+        ids_of(&adopted),
+        ids_of(b),
+        "the shadows hold the maps' ids"
+    );
+    let t = adopted.tables();
+    assert_eq!((t.slot_writes, t.flips, t.vip_writes), (0, 0, 0));
+    assert_eq!(adopted.work.backend_writes, 0);
+}
+
+#[test]
+fn a_write_failing_part_way_is_undone_by_reading_the_tables_back() {
+    let c = cfg(CFG);
+    let clean = steering(&Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap());
+    let target = changed_config();
+    let wanted = steering(&Balancer::new(tables(&target), target.clone(), Instant::now()).unwrap());
+    // Fail the first, second, … write of the change until it goes through.
+    let mut k = 0;
+    loop {
+        let mut b = Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap();
+        (b.tables_mut().writes_left, b.tables_mut().failures) = (Some(k), 1);
+        match b.apply(target.clone(), Instant::now()) {
+            Ok(()) => break,
+            Err(e) => {
+                assert!(e.to_string().contains("injected write failure"), "{e}");
+                assert_agrees(&b, &c, &clean);
+                assert_eq!(b.work.resyncs, 1);
+                assert!(
+                    b.events
+                        .recent()
+                        .any(|e| e.kind == EventKind::TablesResynced)
+                );
+                // Nothing is stuck: the same change goes through next time.
+                b.apply(target.clone(), Instant::now()).unwrap();
+                assert_eq!(steering(&b), wanted, "after {k} good writes");
+            }
+        }
+        k += 1;
+    }
+    assert!(
+        k > 5,
+        "the change took {k} writes; every prefix of it was failed"
+    );
+}
+
+#[test]
+fn a_recovery_that_fails_too_is_retried_before_anything_else_is_written() {
+    let c = cfg(CFG);
+    let clean = steering(&Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap());
+    let mut b = Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap();
+    // The map stays broken after three writes of the change.
+    (b.tables_mut().writes_left, b.tables_mut().failures) = (Some(3), usize::MAX);
+    let e = b.apply(changed_config(), Instant::now()).unwrap_err();
+    assert!(e.to_string().contains("re-applying failed too"), "{e}");
+    assert!(!b.in_sync());
+    assert!(b.reconcile(Instant::now()).is_err(), "still broken");
+    let e = b.apply(changed_config(), Instant::now()).unwrap_err();
+    assert!(e.to_string().contains("nothing applied"), "{e}");
+    // The map heals: the next reconcile re-reads and re-applies.
+    b.tables_mut().writes_left = None;
+    b.reconcile(Instant::now()).unwrap();
+    assert_agrees(&b, &c, &clean);
 }

@@ -20,6 +20,9 @@ pub struct WorkStats {
     pub table_updates: u64,
     pub slots_written: u64,
     pub backend_writes: u64,
+    /// Times a failed write made the balancer read the tables back.
+    #[serde(default)]
+    pub resyncs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

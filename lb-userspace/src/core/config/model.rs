@@ -543,7 +543,7 @@ pub fn default_vip_name(address: IpAddr, port: u16, protocol: Protocol) -> Strin
     format!("{address}:{port}/{}", protocol.name())
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendCfg {
     pub address: IpAddr,
     pub port: Option<u16>,

@@ -67,6 +67,17 @@ impl Drains {
         out
     }
 
+    /// Since when each backend drains.
+    pub fn started(&self) -> impl Iterator<Item = (IpAddr, Instant)> + '_ {
+        self.started.iter().map(|(a, t)| (*a, *t))
+    }
+
+    /// Resumes a drain that started at `since` (before an agent restart):
+    /// its timeout keeps counting from then.
+    pub fn resume(&mut self, backend: IpAddr, since: Instant) {
+        self.started.entry(backend).or_insert(since);
+    }
+
     /// Past its drain timeout: the backend's slot is released.
     pub fn is_released(&self, backend: IpAddr) -> bool {
         self.released.contains(&backend)

@@ -314,7 +314,10 @@ async fn weight<T: Tables + Send + 'static>(
 }
 
 async fn drill_get<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) -> Json<Drill> {
-    Json(Drill { drill: s.drill() })
+    Json(Drill {
+        drill: s.drill(),
+        last: s.last_drill(),
+    })
 }
 
 async fn drill_start<T: Tables + Send + 'static>(
@@ -330,7 +333,7 @@ async fn drill_start<T: Tables + Send + 'static>(
         )
     })?;
     let fail = FailSelector::parse(&d.fail).map_err(|e| ApiError::field("fail", e))?;
-    let preview = s.preview_drill(&fail);
+    let preview = s.preview_drill(&fail)?;
     let mut answer = DrillStarted {
         dry_run: d.dry_run,
         fail: fail.to_string(),
@@ -354,9 +357,8 @@ async fn drill_start<T: Tables + Send + 'static>(
 async fn drill_stop<T: Tables + Send + 'static>(
     State(s): State<Arc<Shared<T>>>,
 ) -> ApiResult<DrillStopped> {
-    Ok(Json(DrillStopped {
-        stopped: s.stop_drill(None)?,
-    }))
+    let (stopped, report) = s.stop_drill(None)?.unzip();
+    Ok(Json(DrillStopped { stopped, report }))
 }
 
 /// Starts serving the API on the configured socket (and TCP listener).

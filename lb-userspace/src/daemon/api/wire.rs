@@ -8,7 +8,10 @@ use crate::{
         balancer::{DrillPreview, State},
         config::FieldError,
     },
-    daemon::shared::{DrillRun, FeedStatus, Reloads},
+    daemon::{
+        drill::{DrillReport, DrillRun},
+        shared::{FeedStatus, Reloads},
+    },
 };
 
 /// `GET /v1/health`.
@@ -57,16 +60,19 @@ pub struct DrillStarted {
     pub preview: Vec<DrillPreview>,
 }
 
-/// `GET /v1/drill`.
+/// `GET /v1/drill`: the running drill, and the report of the last one
+/// that ended.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Drill {
     pub drill: Option<DrillRun>,
+    pub last: Option<DrillReport>,
 }
 
-/// `DELETE /v1/drill`.
+/// `DELETE /v1/drill`: the drill stopped, and its report.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DrillStopped {
     pub stopped: Option<DrillRun>,
+    pub report: Option<DrillReport>,
 }
 
 /// Every refusal: the message, and each field at fault.
