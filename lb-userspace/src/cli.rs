@@ -1,11 +1,13 @@
-//! What both binaries share: the tokio runtime, and shell completions and
-//! man pages generated from their clap definitions, so what the package
-//! ships never drifts from the flags the binaries accept (`lbd
-//! completions`, `lbctl completions`, and the hidden `man` subcommands
-//! `cargo xtask package` uses).
+//! What both binaries share: the tokio runtime, command output that a
+//! closed pipe ends quietly, and shell completions and man pages generated
+//! from their clap definitions, so what the package ships never drifts
+//! from the flags the binaries accept (`lbd completions`, `lbctl
+//! completions`, and the hidden `man` subcommands `cargo xtask package`
+//! uses).
 
 use std::{
-    io,
+    fmt,
+    io::{self, Write as _},
     path::{Path, PathBuf},
 };
 
@@ -30,10 +32,39 @@ pub fn runtime(worker_threads: Option<usize>) -> Option<tokio::runtime::Runtime>
         .ok()
 }
 
-/// Writes the completion script for `shell` to `out`.
-pub fn completions(mut cmd: Command, shell: Shell, out: &mut dyn io::Write) {
+/// `println!` for command output. `println!` panics when the reader has
+/// gone (`lbctl vip list | head -1`); this ends the command quietly with
+/// status 0 instead, as a C tool killed by SIGPIPE would, and with status
+/// 1 and a message on any other write error.
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::cli::write_out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `print!` as [`outln!`] does it.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::write_out(format_args!($($arg)*)) };
+}
+
+pub fn write_out(args: fmt::Arguments<'_>) {
+    let mut stdout = io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Writes the completion script for `shell` to standard output.
+pub fn completions(mut cmd: Command, shell: Shell) {
     let name = cmd.get_name().to_string();
-    clap_complete::generate(shell, &mut cmd, name, out);
+    let mut script = vec![];
+    clap_complete::generate(shell, &mut cmd, name, &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
 }
 
 /// Writes `NAME.SECTION` for the command and `NAME-SUB.SECTION` for each

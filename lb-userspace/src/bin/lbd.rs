@@ -131,7 +131,7 @@ fn main() -> ExitCode {
         Command::Run => run(cli.run),
         Command::Unload => unload(&cli.run.config),
         Command::Completions { shell } => {
-            lb::cli::completions(Cli::command(), shell, &mut std::io::stdout());
+            lb::cli::completions(Cli::command(), shell);
             ExitCode::SUCCESS
         }
         Command::Man { dir } => match lb::cli::man_pages(Cli::command(), "8", &dir) {
@@ -162,7 +162,7 @@ fn unload(config_path: &std::path::Path) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if !pin_path.exists() {
-        println!("nothing pinned under {}", pin_path.display());
+        lb::outln!("nothing pinned under {}", pin_path.display());
         return ExitCode::SUCCESS;
     }
     if let Err(e) = pins::reset_pinned(&pin_path) {
@@ -173,7 +173,7 @@ fn unload(config_path: &std::path::Path) -> ExitCode {
     for d in ["links", "maps", ""] {
         let _ = std::fs::remove_dir(pin_path.join(d));
     }
-    println!(
+    lb::outln!(
         "data path removed: detached and unpinned {}",
         pin_path.display()
     );
@@ -199,7 +199,7 @@ fn check(path: &std::path::Path, json: bool) -> ExitCode {
     match config::load(path) {
         Ok(c) => {
             if json {
-                println!(
+                lb::outln!(
                     "{}",
                     serde_json::to_string_pretty(&c).expect("config serializes")
                 );
@@ -228,7 +228,7 @@ fn decap(
     if detach {
         return match std::fs::remove_file(&link) {
             Ok(()) => {
-                println!("decap detached from {iface}");
+                lb::outln!("decap detached from {iface}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -267,7 +267,7 @@ fn decap(
     })();
     match result {
         Ok(()) => {
-            println!(
+            lb::outln!(
                 "decap attached to {iface} for {addresses:?} (GUE port {gue_port}); pinned at {}",
                 link.display()
             );
@@ -281,8 +281,8 @@ fn decap(
 }
 
 fn print_plan(c: &config::Config) {
-    println!("configuration OK");
-    println!(
+    lb::outln!("configuration OK");
+    lb::outln!(
         "node {} (cloud {:?}, region {:?}, zone {:?}); data path pinned under {}",
         c.node.name,
         c.node.cloud,
@@ -291,11 +291,14 @@ fn print_plan(c: &config::Config) {
         c.pin_path.display()
     );
     for i in &c.interfaces {
-        println!("attach XDP ({:?}) to {}", i.xdp_mode, i.name);
+        lb::outln!("attach XDP ({:?}) to {}", i.xdp_mode, i.name);
     }
-    println!(
+    lb::outln!(
         "limits: {} VIPs, {} backends, ring size {}, connection table {}",
-        c.limits.max_vips, c.limits.max_backends, c.limits.ring_size, c.limits.conntrack_size
+        c.limits.max_vips,
+        c.limits.max_backends,
+        c.limits.ring_size,
+        c.limits.conntrack_size
     );
     for v in &c.vips {
         let port = if v.port == 0 {
@@ -303,7 +306,7 @@ fn print_plan(c: &config::Config) {
         } else {
             format!("port {}", v.port)
         };
-        println!(
+        lb::outln!(
             "VIP {} = {} {port} {:?}: hash {:?}, {:?}, policy {:?}, {} backends",
             v.name,
             v.address,
@@ -314,9 +317,14 @@ fn print_plan(c: &config::Config) {
             v.backends.len()
         );
         for b in &v.backends {
-            println!(
+            lb::outln!(
                 "  backend {} weight {} {:?} cloud={} region={} zone={}",
-                b.address, b.weight, b.state, b.labels.cloud, b.labels.region, b.labels.zone
+                b.address,
+                b.weight,
+                b.state,
+                b.labels.cloud,
+                b.labels.region,
+                b.labels.zone
             );
         }
     }

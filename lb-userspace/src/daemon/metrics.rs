@@ -19,8 +19,8 @@ pub struct Snapshot<'a> {
     /// Per backend id.
     pub backend_traffic: &'a dyn Fn(u32) -> TrafficStats,
     pub events: &'a std::collections::BTreeMap<EventKind, u64>,
-    pub reloads_ok: u64,
-    pub reloads_rejected: u64,
+    /// Configuration reloads by result (`applied`, `needs_restart`, …).
+    pub reloads: &'a [(&'a str, u64)],
     /// Extra gauges (name, help, value), e.g. from the etcd feed.
     pub extra: &'a [(&'a str, &'a str, f64)],
 }
@@ -233,16 +233,9 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "counter",
         "Configuration reloads by result.",
     );
-    let _ = writeln!(
-        o,
-        "lb_config_reloads_total{{result=\"applied\"}} {}",
-        s.reloads_ok
-    );
-    let _ = writeln!(
-        o,
-        "lb_config_reloads_total{{result=\"rejected\"}} {}",
-        s.reloads_rejected
-    );
+    for (result, n) in s.reloads {
+        let _ = writeln!(o, "lb_config_reloads_total{{result=\"{result}\"}} {n}");
+    }
     for (name, help, value) in s.extra {
         header(&mut o, name, "gauge", help);
         let _ = writeln!(o, "{name} {value}");
@@ -281,8 +274,7 @@ mod tests {
                 new_flows: 1,
             },
             events: b.events.counts(),
-            reloads_ok: 2,
-            reloads_rejected: 1,
+            reloads: &[("applied", 2), ("rejected", 1)],
             extra: &[],
         });
         for needle in [

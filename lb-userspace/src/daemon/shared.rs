@@ -69,18 +69,34 @@ pub struct FeedStatus {
 }
 
 /// Configuration reloads so far, by result.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Reloads {
     pub applied: u64,
+    /// Applied, except fields read only at start-up.
+    #[serde(default)]
+    pub needs_restart: u64,
     pub rejected: u64,
+    /// Fields changed in the file that take effect at the next restart.
+    #[serde(default)]
+    pub waiting_for_restart: Vec<String>,
+}
+
+impl Reloads {
+    /// Counts by result, as `lb_config_reloads_total` labels them.
+    pub fn by_result(&self) -> [(&'static str, u64); 3] {
+        [
+            ("applied", self.applied),
+            ("needs_restart", self.needs_restart),
+            ("rejected", self.rejected),
+        ]
+    }
 }
 
 pub struct Shared<T: Tables> {
     pub balancer: Mutex<Balancer<T>>,
     pub sources: Mutex<Sources>,
     pub config_path: Option<PathBuf>,
-    reloads_ok: AtomicU64,
-    reloads_rejected: AtomicU64,
+    reloads: Mutex<Reloads>,
     checker: Mutex<Option<Checker>>,
     verdicts: Option<mpsc::Sender<Verdict>>,
     drill: Mutex<Option<(DrillRun, Baseline)>>,
@@ -111,8 +127,7 @@ impl<T: Tables + Send + 'static> Shared<T> {
             balancer: Mutex::new(balancer),
             sources: Mutex::new(sources),
             config_path,
-            reloads_ok: AtomicU64::new(0),
-            reloads_rejected: AtomicU64::new(0),
+            reloads: Mutex::new(Reloads::default()),
             checker: Mutex::new(None),
             verdicts,
             drill: Mutex::new(None),
@@ -225,15 +240,26 @@ impl<T: Tables + Send + 'static> Shared<T> {
     }
 
     /// Re-reads the configuration file (SIGHUP or a change on disk); an
-    /// invalid file leaves everything as it was.
+    /// invalid file leaves everything as it was. Fields read only at
+    /// start-up keep their running values and are reported as waiting for
+    /// a restart (see [`config::reload`]).
     pub fn reload_file(&self) -> Result<(), ReloadError> {
         let Some(path) = &self.config_path else {
             return Ok(());
         };
         let source = path.display().to_string();
+        let mut waiting = vec![];
         let result = config::load(path).map_err(ReloadError::from).and_then(|c| {
             self.change(&source, |s| {
-                s.file = c;
+                let serving = s.merged().map_or(0, |m| m.vips.len());
+                let mut trial = s.clone();
+                trial.file = c.clone();
+                // An invalid merge is refused by `change` with its reasons.
+                let after = trial.merged().map_or(1, |m| m.vips.len());
+                let plan = config::reload::plan(&s.file, c, serving, after)
+                    .map_err(|e| ChangeError::Invalid(vec![e]))?;
+                s.file = plan.config;
+                waiting = plan.needs_restart;
                 Ok(())
             })
             .map_err(|error| ReloadError::Change {
@@ -241,12 +267,27 @@ impl<T: Tables + Send + 'static> Shared<T> {
                 error,
             })
         });
+        let mut reloads = self.reloads.lock().expect("not poisoned");
         match &result {
+            Ok(()) if waiting.is_empty() => {
+                reloads.applied += 1;
+                reloads.waiting_for_restart.clear();
+            }
             Ok(()) => {
-                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                reloads.needs_restart += 1;
+                reloads.waiting_for_restart = waiting.iter().map(|f| f.to_string()).collect();
+                drop(reloads);
+                self.record(
+                    EventKind::ConfigNeedsRestart,
+                    format!(
+                        "{source}: {} changed; kept at the running values until lbd restarts (the rest applied)",
+                        waiting.join(", ")
+                    ),
+                );
             }
             Err(e) => {
-                self.reloads_rejected.fetch_add(1, Ordering::Relaxed);
+                reloads.rejected += 1;
+                drop(reloads);
                 self.record(
                     EventKind::ConfigRejected,
                     format!("kept the running configuration: {e}"),
@@ -257,10 +298,7 @@ impl<T: Tables + Send + 'static> Shared<T> {
     }
 
     pub fn reloads(&self) -> Reloads {
-        Reloads {
-            applied: self.reloads_ok.load(Ordering::Relaxed),
-            rejected: self.reloads_rejected.load(Ordering::Relaxed),
-        }
+        self.reloads.lock().expect("not poisoned").clone()
     }
 
     pub fn restart_checks(&self, c: &Config) {
@@ -446,8 +484,7 @@ impl<T: Tables + Send + 'static> Shared<T> {
             vip_traffic: &|id| dp.vip_traffic(id).unwrap_or_default(),
             backend_traffic: &|id| dp.backend_traffic(id).unwrap_or_default(),
             events: b.events.counts(),
-            reloads_ok: self.reloads_ok.load(Ordering::Relaxed),
-            reloads_rejected: self.reloads_rejected.load(Ordering::Relaxed),
+            reloads: &self.reloads().by_result(),
             extra: &feed.map_or_else(Vec::new, |f| {
                 metrics::etcd_gauges(f.connected, f.revision, f.rejected_keys.len())
             }),

@@ -38,7 +38,7 @@ fn show(ctx: &Ctx<'_>, v: &VipState) {
         table::print_json(v);
         return;
     }
-    println!("VIP {} digest {}", v.name, v.digest);
+    lb::outln!("VIP {} digest {}", v.name, v.digest);
     let rows: Vec<BackendRow> = v.backends.iter().map(BackendRow).collect();
     table::print(Output::Table, &rows);
 }

@@ -39,7 +39,7 @@ pub async fn run(ctx: &Ctx<'_>, cmd: &ConntrackCmd) -> Result<(), Fail> {
             let entries = pinned.conntrack_count();
             match ctx.output() {
                 Output::Json => table::print_json(&Count { entries }),
-                Output::Table => println!("{entries}"),
+                Output::Table => lb::outln!("{entries}"),
             }
             return Ok(());
         }

@@ -74,7 +74,7 @@ impl Row for ReportRow<'_> {
 
 /// What the drill did beside what was predicted.
 fn print_report(r: &DrillReport) {
-    println!("drill {} ({}): measured during the drill", r.id, r.fail);
+    lb::outln!("drill {} ({}): measured during the drill", r.id, r.fail);
     let rows: Vec<ReportRow> = r
         .vips
         .iter()
@@ -87,7 +87,7 @@ fn print_report(r: &DrillReport) {
         .collect();
     table::print(Output::Table, &rows);
     for v in r.vips.iter().filter(|v| v.new_flows == 0) {
-        println!(
+        lb::outln!(
             "  {}: no new flows during the drill: nothing measured",
             v.vip
         );
@@ -96,7 +96,7 @@ fn print_report(r: &DrillReport) {
 
 fn print_preview(preview: &[DrillPreview]) {
     for v in preview {
-        println!(
+        lb::outln!(
             "VIP {}{}",
             v.vip,
             if v.panic {
@@ -108,7 +108,7 @@ fn print_preview(preview: &[DrillPreview]) {
         let rows: Vec<ShareRow> = v.backends.iter().map(ShareRow).collect();
         table::print(Output::Table, &rows);
         for e in &v.events {
-            println!("  would log: {e}");
+            lb::outln!("  would log: {e}");
         }
     }
 }
@@ -126,9 +126,9 @@ pub async fn run(
         let v = agent.stop_drill().await?;
         match (ctx.output(), &v.stopped, &v.report) {
             (Output::Json, ..) => table::print_json(&v),
-            (_, None, _) => println!("no drill was running"),
+            (_, None, _) => lb::outln!("no drill was running"),
             (_, Some(d), report) => {
-                println!("drill {} ({}) stopped: reverted", d.id, d.fail);
+                lb::outln!("drill {} ({}) stopped: reverted", d.id, d.fail);
                 report.iter().for_each(print_report);
             }
         }
@@ -150,11 +150,11 @@ pub async fn run(
         table::print_json(&v);
     } else {
         match &v.drill {
-            Some(d) => println!(
+            Some(d) => lb::outln!(
                 "drill {}: failing {sel} for {secs}s; the agent reverts it by itself",
                 d.id
             ),
-            None => println!("preview: failing {sel} (nothing changes; add --apply to run it)"),
+            None => lb::outln!("preview: failing {sel} (nothing changes; add --apply to run it)"),
         }
         print_preview(&v.preview);
     }
@@ -169,10 +169,10 @@ pub async fn run(
             match (ctx.output(), d.last.filter(|r| r.id == run.id)) {
                 (Output::Json, Some(r)) => table::print_json(&r),
                 (_, Some(r)) => {
-                    println!("drill over: reverted");
+                    lb::outln!("drill over: reverted");
                     print_report(&r);
                 }
-                (_, None) => println!("drill over: reverted (stopped by someone else)"),
+                (_, None) => lb::outln!("drill over: reverted (stopped by someone else)"),
             }
             return Ok(());
         }

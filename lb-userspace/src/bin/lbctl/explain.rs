@@ -134,16 +134,16 @@ pub async fn run(
         table::print_json(&e);
         return Ok(());
     }
-    println!("flow      {} (arriving on {})", e.flow, e.interface);
+    lb::outln!("flow      {} (arriving on {})", e.flow, e.interface);
     if e.backend_id.is_none() {
-        println!(
+        lb::outln!(
             "decision  {action}: not steered to a backend (not a VIP, or dropped before a choice; see `lbctl stats` reasons)"
         );
         return Ok(());
     }
-    println!("vip       {}", e.vip.as_deref().unwrap_or("?"));
+    lb::outln!("vip       {}", e.vip.as_deref().unwrap_or("?"));
     if on_ring {
-        println!(
+        lb::outln!(
             "decided   by the Maglev ring: hash {} -> slot {} of {} (half {})",
             e.hash,
             answer.record.slot,
@@ -151,14 +151,14 @@ pub async fn run(
             answer.record.half
         );
     } else {
-        println!("decided   by the connection table (an established flow keeps its backend)");
+        lb::outln!("decided   by the connection table (an established flow keeps its backend)");
     }
-    println!(
+    lb::outln!(
         "backend   {} (id {}, {})",
         e.backend.map_or_else(|| "?".into(), |a| a.to_string()),
         answer.record.backend_id,
         or_dash(e.forwarding.map(|f| word(&f)))
     );
-    println!("sent      {action}, next hop {}", e.next_hop_mac);
+    lb::outln!("sent      {action}, next hop {}", e.next_hop_mac);
     Ok(())
 }

@@ -97,15 +97,15 @@ fn print(ctx: &Ctx<'_>, fleet: &Fleet) {
         .collect();
     table::print(Output::Table, &rows);
     if fleet.disagreements.is_empty() {
-        println!(
+        lb::outln!(
             "{} agents agree on every table and health view",
             fleet.agents.len()
         );
         return;
     }
-    println!("disagreements:");
+    lb::outln!("disagreements:");
     for d in &fleet.disagreements {
         let views: Vec<String> = d.views.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        println!("  {} {}: {}", d.vip, d.about, views.join(" "));
+        lb::outln!("  {} {}: {}", d.vip, d.about, views.join(" "));
     }
 }

@@ -125,7 +125,7 @@ fn main() -> ExitCode {
 async fn run(ctx: &Ctx<'_>) -> Result<(), Fail> {
     match &ctx.cli.command {
         Command::Completions { shell } => {
-            lb::cli::completions(Cli::command(), *shell, &mut std::io::stdout());
+            lb::cli::completions(Cli::command(), *shell);
             Ok(())
         }
         Command::Man { dir } => lb::cli::man_pages(Cli::command(), "1", dir)

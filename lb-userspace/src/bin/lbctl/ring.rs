@@ -84,7 +84,7 @@ pub async fn show(ctx: &Ctx<'_>, vip: &str) -> Result<(), Fail> {
         table::print_json(&ring);
         return Ok(());
     }
-    println!(
+    lb::outln!(
         "VIP {vip} (id {id}): ring size {}, digest {}{}",
         ring.ring_size,
         ring.digest,

@@ -192,12 +192,12 @@ pub async fn run(ctx: &Ctx<'_>, watch: bool, interval: f64) -> Result<(), Fail> 
             table::print_json(&stats);
         } else {
             if watch {
-                print!("\x1b[2J\x1b[H");
+                lb::out!("\x1b[2J\x1b[H");
             }
             table::print(Output::Table, &stats.vips);
-            println!();
+            lb::outln!();
             table::print(Output::Table, &stats.backends);
-            println!();
+            lb::outln!();
             table::print(Output::Table, &stats.reasons);
         }
         if !watch {

@@ -20,7 +20,7 @@ pub fn print<R: Row>(output: Output, rows: &[R]) {
 }
 
 pub fn print_json<T: Serialize + ?Sized>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+    lb::outln!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }
 
 /// Prints rows as aligned columns.
@@ -41,9 +41,9 @@ pub fn columns(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
             .join("  ")
     };
     let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
-    println!("{}", line(&header).trim_end());
+    lb::outln!("{}", line(&header).trim_end());
     for r in &rows {
-        println!("{}", line(r).trim_end());
+        lb::outln!("{}", line(r).trim_end());
     }
 }
 

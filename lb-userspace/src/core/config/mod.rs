@@ -11,6 +11,7 @@
 mod check;
 mod model;
 mod raw;
+pub mod reload;
 mod validate;
 
 use std::{fmt, path::Path, time::Duration};
