@@ -144,14 +144,14 @@ pub async fn run(
     );
     shared.seed_health(known);
     shared.restart_checks(&merged);
-    if let Some((run, baseline)) = saved.and_then(|s| s.drill) {
-        if run.ends_at > state::unix_now() {
-            tracing::info!(
-                drill = run.id,
-                "resuming the drill a previous agent started"
-            );
-            shared.resume_drill(run, baseline);
-        }
+    if let Some((run, baseline)) = saved.and_then(|s| s.drill)
+        && run.ends_at > state::unix_now()
+    {
+        tracing::info!(
+            drill = run.id,
+            "resuming the drill a previous agent started"
+        );
+        shared.resume_drill(run, baseline);
     }
     shared.save();
 
