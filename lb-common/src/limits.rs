@@ -34,6 +34,14 @@ pub const VIP_KEYS_PER_VIP: u32 = 2;
 
 /// Local addresses the decap program accepts tunnels for.
 pub const MAX_DECAP_ADDRS: u32 = 64;
+/// Source prefixes (the LB hosts) the decap program accepts tunnels from.
+pub const MAX_DECAP_SOURCES: u32 = 256;
+/// VIP addresses the decap program accepts as inner destinations.
+pub const MAX_DECAP_VIPS: u32 = 1024;
+
+/// Slots of the `STATS` outcome counters: more than there are reasons, so
+/// a release that adds one does not resize a pinned map.
+pub const REASON_SLOTS: u32 = 64;
 
 /// Interfaces the balancer may redirect to (devmap, keyed by ifindex).
 pub const MAX_TX_PORTS: u32 = 64;
@@ -50,7 +58,8 @@ pub const DEFAULT_UDP_IDLE_SECS: u32 = 30;
 /// Version of the pinned map layout. Bump on any change to a map's key or
 /// value type, type or meaning; the agent refuses a pinned state with another
 /// version instead of reusing it.
-pub const MAP_LAYOUT_VERSION: u32 = 1;
+/// 2: `STATS` has `REASON_SLOTS` entries.
+pub const MAP_LAYOUT_VERSION: u32 = 2;
 
 /// Sentinel in a ring slot: no backend (the VIP has no usable backend).
 pub const NO_BACKEND: u32 = u32::MAX;

@@ -203,6 +203,22 @@ pub struct DecapConfig {
 
 /// Accept tunnels to any destination (no `DECAP_ADDRS` check).
 pub const DECAP_F_ANY_DST: u16 = 1 << 0;
+/// Accept tunnels from any source (no `DECAP_SOURCES` check).
+pub const DECAP_F_ANY_SOURCE: u16 = 1 << 1;
+/// Accept any inner destination (no `DECAP_VIPS` check).
+pub const DECAP_F_ANY_VIP: u16 = 1 << 2;
+/// Drop refused tunnels instead of passing them untouched.
+pub const DECAP_F_DROP_REFUSED: u16 = 1 << 3;
+
+/// Data of a `DECAP_SOURCES` LPM-trie key (after its prefix length): the
+/// family word first, then the address in wire order, so a prefix length
+/// of `32 + n` matches the first `n` bits of an address of that family.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecapPrefix {
+    pub family: u32,
+    pub addr: [u32; 4],
+}
 
 /// XDP metadata of an `lbctl explain` probe: the balancer then decides as
 /// usual but records nothing (no connection-table entry, no counters) and
@@ -251,6 +267,7 @@ const _: () = {
     assert!(size_of::<FloodState>() == 16);
     assert!(size_of::<DecapAddr>() == 20);
     assert!(size_of::<DecapConfig>() == 4);
+    assert!(size_of::<DecapPrefix>() == 20);
     assert!(size_of::<ExplainMeta>() == 8);
     assert!(size_of::<Explain>() == 32);
 };
@@ -281,6 +298,8 @@ mod pod {
     unsafe impl aya::Pod for DecapAddr {}
     // SAFETY: as above.
     unsafe impl aya::Pod for DecapConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for DecapPrefix {}
     // SAFETY: as above.
     unsafe impl aya::Pod for ExplainMeta {}
     // SAFETY: as above.

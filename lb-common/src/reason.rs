@@ -105,12 +105,20 @@ reasons! {
     FwdL2Dsr = 32 => "fwd_l2_dsr",
     /// Forwarded inside a tunnel (subset of fwd_*).
     FwdEncap = 33 => "fwd_encap",
+    /// Decap: a tunnel from a source outside the LB prefixes: passed
+    /// untouched (or dropped, `--refused drop`).
+    DecapRefusedSource = 34 => "decap_refused_source",
+    /// Decap: a tunnel whose inner destination is not a local VIP address:
+    /// passed untouched (or dropped, `--refused drop`).
+    DecapRefusedInner = 35 => "decap_refused_inner",
 }
 
 impl Reason {
-    /// Number of counters (the `STATS` array size).
+    /// Number of reasons (the `STATS` array has `REASON_SLOTS`).
     pub const COUNT: u32 = Reason::ALL.len() as u32;
 }
+
+const _: () = assert!(Reason::COUNT <= crate::limits::REASON_SLOTS);
 
 #[cfg(test)]
 mod tests {

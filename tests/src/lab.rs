@@ -209,8 +209,15 @@ impl Lab {
                 (v4, v6)
             };
             // The project's decap program: tunnels to this backend are
-            // unwrapped in XDP, no kernel tunnel drivers needed.
+            // unwrapped in XDP, no kernel tunnel drivers needed; only
+            // tunnels from the LB's encapsulation sources (the default
+            // `dataplane.encap_source_*`) and for the VIPs.
             let pin = lab.decap_pins.join(name);
+            let vips: Vec<String> = VIPS_V4
+                .iter()
+                .map(ToString::to_string)
+                .chain([VIP_V6.to_string()])
+                .collect();
             let out = Command::new("nsenter")
                 .arg(format!("--net=/var/run/netns/{}", ns.name()))
                 .arg(bin("lbd")?)
@@ -222,6 +229,10 @@ impl Lab {
                     &v4.to_string(),
                     "--address",
                     &v6.to_string(),
+                    "--lb-source",
+                    "172.16.0.0/16,fd00:4c42::/32",
+                    "--vip",
+                    &vips.join(","),
                     "--pin-path",
                 ])
                 .arg(&pin)

@@ -437,7 +437,8 @@ fn api_push_reaches_the_wire(lab: &Lab, agent: &Lbd) -> Result<()> {
 }
 
 /// The tunnelled backends stripped the scenarios' packets themselves:
-/// `lbctl decap` on them shows the program, what it accepts, its counters.
+/// `lbctl decap` on them shows the program, what it accepts (the LB's
+/// sources, the VIPs), its counters.
 fn decap_counters(lab: &Lab) -> Result<()> {
     for (name, gue) in [("b1", false), ("c1", true)] {
         let s = lab.decap_status(name)?;
@@ -454,6 +455,25 @@ fn decap_counters(lab: &Lab) -> Result<()> {
             "{name} decapsulated nothing: {s}"
         );
         ensure!(d["decap_drop_malformed"] == 0, "{name}: {s}");
+        // Restricted to the LB's sources and the VIPs, and no real tunnel
+        // of the scenarios was refused.
+        let has = |field: &str, want: &str| {
+            d[field]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == want))
+        };
+        ensure!(
+            has("lb_sources", "172.16.0.0/16") && has("vips", "10.100.0.1"),
+            "{name}: {s}"
+        );
+        ensure!(
+            d["any_source"] == false && d["any_vip"] == false,
+            "{name}: {s}"
+        );
+        ensure!(
+            d["decap_refused_source"] == 0 && d["decap_refused_inner"] == 0,
+            "{name} refused real tunnels: {s}"
+        );
         if gue {
             ensure!(d["gue_port"] == 6080, "{name}: {s}");
         }

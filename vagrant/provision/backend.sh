@@ -27,6 +27,9 @@ ip route replace 192.168.60.0/24 via "${net}254" dev "$nic"
 ip route replace 192.168.50.0/24 via "${net}254" dev "$nic"
 sysctl -qw net.ipv4.conf.all.rp_filter=2 "net.ipv4.conf.$nic.rp_filter=2"
 
-echo "LB_DECAP_ARGS=\"--address $addr\"" > "/etc/lb/decap-$nic.env"
+# Tunnels come from the LB hosts' encapsulation sources (the default
+# dataplane.encap_source_v4) and carry packets for the VIP; nothing else is
+# unwrapped.
+echo "LB_DECAP_ARGS=\"--address $addr --lb-source 172.16.0.0/16 --vip $VIP\"" > "/etc/lb/decap-$nic.env"
 systemctl enable "lb-decap@$nic"
 systemctl restart "lb-decap@$nic"

@@ -5,8 +5,13 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use lb::{
     core::config,
+    core::prefix::Prefix,
     daemon::{agent, etcd},
-    kernel::{DataplaneError, decap::Decap, host, pins},
+    kernel::{
+        DataplaneError,
+        decap::{Checks, Decap},
+        host, pins,
+    },
 };
 
 /// The lb agent: loads the XDP data path, keeps its tables in step with the
@@ -48,6 +53,57 @@ enum DecapMode {
     Generic,
 }
 
+#[derive(clap::Args)]
+struct DecapArgs {
+    /// Interface the tunnels arrive on.
+    #[arg(long)]
+    iface: String,
+    /// This host's address(es) the tunnels are sent to.
+    #[arg(long = "address", value_delimiter = ',', required_unless_present_any = ["any_destination", "detach"])]
+    addresses: Vec<std::net::IpAddr>,
+    /// Accept tunnels to any destination address.
+    #[arg(long)]
+    any_destination: bool,
+    /// Source prefix the LB hosts send tunnels from (e.g. 10.20.0.0/24;
+    /// repeat or comma-separate).
+    #[arg(long = "lb-source", value_delimiter = ',', required_unless_present_any = ["any_source", "detach"])]
+    lb_sources: Vec<Prefix>,
+    /// Accept tunnels from anywhere (an open tunnel endpoint if this host
+    /// is reachable from the Internet).
+    #[arg(long)]
+    any_source: bool,
+    /// VIP address this backend serves: only packets for these are
+    /// unwrapped (repeat or comma-separate).
+    #[arg(long = "vip", value_delimiter = ',', required_unless_present_any = ["any_vip", "detach"])]
+    vips: Vec<std::net::IpAddr>,
+    /// Unwrap packets for any inner destination.
+    #[arg(long)]
+    any_vip: bool,
+    /// What happens to a refused tunnel: passed untouched (the stack has
+    /// no tunnel driver and discards it), or dropped in XDP. Counted
+    /// either way.
+    #[arg(long, value_enum, default_value_t = Refused::Pass)]
+    refused: Refused,
+    /// GUE port (0 disables GUE).
+    #[arg(long, default_value_t = lb_common::limits::DEFAULT_GUE_PORT)]
+    gue_port: u16,
+    /// XDP mode.
+    #[arg(long, value_enum, default_value_t = DecapMode::Driver)]
+    mode: DecapMode,
+    /// bpffs directory for the pinned link.
+    #[arg(long, default_value = "/sys/fs/bpf/lb-decap")]
+    pin_path: PathBuf,
+    /// Remove the decap program from the interface instead.
+    #[arg(long)]
+    detach: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Refused {
+    Pass,
+    Drop,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -60,31 +116,10 @@ enum Command {
     Run,
     /// On a backend: attach the decap program, which strips lb's tunnels
     /// (IPIP, IPv6-in-IPv6, IPv4-in-IPv6, GUE) from packets to ADDRESS, so
-    /// the backend needs no tunnel drivers. The program stays attached
-    /// (pinned) after this command exits.
-    Decap {
-        /// Interface the tunnels arrive on.
-        #[arg(long)]
-        iface: String,
-        /// This host's address(es) the tunnels are sent to.
-        #[arg(long = "address", required_unless_present_any = ["any_destination", "detach"])]
-        addresses: Vec<std::net::IpAddr>,
-        /// Accept tunnels to any destination address.
-        #[arg(long)]
-        any_destination: bool,
-        /// GUE port (0 disables GUE).
-        #[arg(long, default_value_t = lb_common::limits::DEFAULT_GUE_PORT)]
-        gue_port: u16,
-        /// XDP mode.
-        #[arg(long, value_enum, default_value_t = DecapMode::Driver)]
-        mode: DecapMode,
-        /// bpffs directory for the pinned link.
-        #[arg(long, default_value = "/sys/fs/bpf/lb-decap")]
-        pin_path: PathBuf,
-        /// Remove the decap program from the interface instead.
-        #[arg(long)]
-        detach: bool,
-    },
+    /// the backend needs no tunnel drivers. Only tunnels from an LB source
+    /// prefix whose inner packet is for one of the VIPs are unwrapped. The
+    /// program stays attached (pinned) after this command exits.
+    Decap(DecapArgs),
     /// Validate the configuration and print the plan; loads nothing.
     Check {
         /// Print the validated configuration as JSON.
@@ -111,23 +146,7 @@ fn main() -> ExitCode {
     init_logging(cli.run.log_format);
     match cli.command.unwrap_or(Command::Run) {
         Command::Check { json } => check(&cli.run.config, json),
-        Command::Decap {
-            iface,
-            addresses,
-            any_destination,
-            gue_port,
-            mode,
-            pin_path,
-            detach,
-        } => decap(
-            &iface,
-            &addresses,
-            any_destination,
-            gue_port,
-            mode,
-            &pin_path,
-            detach,
-        ),
+        Command::Decap(args) => decap(&args),
         Command::Run => run(cli.run),
         Command::Unload => unload(&cli.run.config),
         Command::Completions { shell } => {
@@ -215,17 +234,16 @@ fn check(path: &std::path::Path, json: bool) -> ExitCode {
     }
 }
 
-fn decap(
-    iface: &str,
-    addresses: &[std::net::IpAddr],
-    any_destination: bool,
-    gue_port: u16,
-    mode: DecapMode,
-    pin_path: &std::path::Path,
-    detach: bool,
-) -> ExitCode {
+fn decap(args: &DecapArgs) -> ExitCode {
+    let DecapArgs {
+        iface,
+        addresses,
+        gue_port,
+        pin_path,
+        ..
+    } = args;
     let link = pin_path.join(iface);
-    if detach {
+    if args.detach {
         return match std::fs::remove_file(&link) {
             Ok(()) => {
                 lb::outln!("decap detached from {iface}");
@@ -250,25 +268,58 @@ fn decap(
     }
     let result = (|| -> Result<(), DataplaneError> {
         let mut d = Decap::load()?;
-        let flags = if any_destination {
-            lb_common::maps::DECAP_F_ANY_DST
-        } else {
-            0
-        };
-        d.configure(gue_port, flags)?;
+        d.configure(
+            *gue_port,
+            Checks {
+                any_destination: args.any_destination,
+                any_source: args.any_source,
+                any_vip: args.any_vip,
+                drop_refused: args.refused == Refused::Drop,
+            },
+        )?;
         for a in addresses {
             d.add_local_address(*a)?;
         }
-        let mode = match mode {
+        for p in &args.lb_sources {
+            d.add_lb_source(*p)?;
+        }
+        for v in &args.vips {
+            d.add_vip(*v)?;
+        }
+        let mode = match args.mode {
             DecapMode::Driver => aya::programs::XdpMode::Driver,
             DecapMode::Generic => aya::programs::XdpMode::Skb,
         };
         d.attach_pinned(iface, mode, &link)
     })();
+    let list = |all: bool, items: Vec<String>| {
+        if all {
+            "any".to_string()
+        } else {
+            items.join(",")
+        }
+    };
     match result {
         Ok(()) => {
             lb::outln!(
-                "decap attached to {iface} for {addresses:?} (GUE port {gue_port}); pinned at {}",
+                "decap attached to {iface} for {} from {} to VIPs {} (GUE port {gue_port}, refused tunnels {}); pinned at {}",
+                list(
+                    args.any_destination,
+                    addresses.iter().map(ToString::to_string).collect()
+                ),
+                list(
+                    args.any_source,
+                    args.lb_sources.iter().map(ToString::to_string).collect()
+                ),
+                list(
+                    args.any_vip,
+                    args.vips.iter().map(ToString::to_string).collect()
+                ),
+                if args.refused == Refused::Drop {
+                    "dropped"
+                } else {
+                    "passed"
+                },
                 link.display()
             );
             ExitCode::SUCCESS

@@ -9,5 +9,6 @@ pub mod config;
 pub mod events;
 pub mod maglev;
 pub mod policy;
+pub mod prefix;
 pub mod sources;
 pub mod tables;

@@ -6,11 +6,13 @@
 
 use aya::maps::MapType;
 use lb_common::{
-    Reason,
-    limits::{MAX_DECAP_ADDRS, MAX_TX_PORTS, VIP_KEYS_PER_VIP},
+    limits::{
+        MAX_DECAP_ADDRS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS, MAX_TX_PORTS, REASON_SLOTS,
+        VIP_KEYS_PER_VIP,
+    },
     maps::{
-        Backend, ConnEntry, DecapAddr, DecapConfig, Explain, FloodState, FlowKey, LbConfig,
-        TrafficStats, VipKey, VipMeta,
+        Backend, ConnEntry, DecapAddr, DecapConfig, DecapPrefix, Explain, FloodState, FlowKey,
+        LbConfig, TrafficStats, VipKey, VipMeta,
     },
 };
 
@@ -121,7 +123,7 @@ pub const TX_PORTS: MapSpec = spec::<u32, [u32; 2]>(
 pub const STATS: MapSpec = spec::<u32, u64>(
     "STATS",
     MapType::PerCpuArray,
-    Entries::Object(Reason::COUNT),
+    Entries::Object(REASON_SLOTS),
     true,
 );
 pub const VIP_STATS: MapSpec = spec::<u32, TrafficStats>(
@@ -187,6 +189,19 @@ pub const DECAP_ADDRS: MapSpec = spec::<DecapAddr, u32>(
     "DECAP_ADDRS",
     MapType::Hash,
     Entries::Object(MAX_DECAP_ADDRS),
+    false,
+);
+/// LPM-trie keys are the prefix length, then the data.
+pub const DECAP_SOURCES: MapSpec = spec::<(u32, DecapPrefix), u32>(
+    "DECAP_SOURCES",
+    MapType::LpmTrie,
+    Entries::Object(MAX_DECAP_SOURCES),
+    false,
+);
+pub const DECAP_VIPS: MapSpec = spec::<DecapAddr, u32>(
+    "DECAP_VIPS",
+    MapType::Hash,
+    Entries::Object(MAX_DECAP_VIPS),
     false,
 );
 pub const DECAP_CONFIG: MapSpec =

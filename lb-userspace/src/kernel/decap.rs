@@ -6,7 +6,7 @@ use std::{net::IpAddr, path::Path};
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, Map, MapData, MapInfo, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo, PerCpuArray, lpm_trie::Key},
     programs::{
         Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -14,9 +14,14 @@ use aya::{
 };
 use lb_common::{
     Reason,
-    maps::{DECAP_F_ANY_DST, DecapAddr, DecapConfig},
+    maps::{
+        DECAP_F_ANY_DST, DECAP_F_ANY_SOURCE, DECAP_F_ANY_VIP, DECAP_F_DROP_REFUSED, DecapAddr,
+        DecapConfig, DecapPrefix,
+    },
 };
 use serde::{Deserialize, Serialize};
+
+use crate::core::prefix::Prefix;
 
 use super::{
     DataplaneError, catalog, codec,
@@ -30,8 +35,73 @@ pub const PROGRAM: &str = "lb_decap";
 pub struct Decap {
     ebpf: Ebpf,
     addrs: HashMap<MapData, DecapAddr, u32>,
+    sources: LpmTrie<MapData, DecapPrefix, u32>,
+    vips: HashMap<MapData, DecapAddr, u32>,
     config: Array<MapData, DecapConfig>,
     stats: PerCpuArray<MapData, u64>,
+}
+
+/// Which checks a tunnel must pass, and what happens to one that fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checks {
+    /// Accept tunnels to any outer destination, not only this host's.
+    pub any_destination: bool,
+    /// Accept tunnels from anywhere, not only the LB source prefixes.
+    pub any_source: bool,
+    /// Unwrap packets for any inner destination, not only the VIPs.
+    pub any_vip: bool,
+    /// Drop refused tunnels (otherwise passed untouched).
+    pub drop_refused: bool,
+}
+
+impl Checks {
+    fn flags(self) -> u16 {
+        [
+            (self.any_destination, DECAP_F_ANY_DST),
+            (self.any_source, DECAP_F_ANY_SOURCE),
+            (self.any_vip, DECAP_F_ANY_VIP),
+            (self.drop_refused, DECAP_F_DROP_REFUSED),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |f, (_, bit)| f | bit)
+    }
+
+    fn from_flags(f: u16) -> Self {
+        Self {
+            any_destination: f & DECAP_F_ANY_DST != 0,
+            any_source: f & DECAP_F_ANY_SOURCE != 0,
+            any_vip: f & DECAP_F_ANY_VIP != 0,
+            drop_refused: f & DECAP_F_DROP_REFUSED != 0,
+        }
+    }
+}
+
+fn addr_key(addr: IpAddr) -> DecapAddr {
+    let (words, family) = codec::addr_words(addr);
+    DecapAddr {
+        addr: words,
+        family: family as u32,
+    }
+}
+
+fn prefix_key(p: Prefix) -> Key<DecapPrefix> {
+    let (addr, family) = codec::addr_words(p.addr());
+    Key::new(
+        32 + u32::from(p.len()),
+        DecapPrefix {
+            family: u32::from(family),
+            addr,
+        },
+    )
+}
+
+fn key_prefix(k: &Key<DecapPrefix>) -> Option<Prefix> {
+    let d = k.data();
+    let a = codec::words_addr(d.addr, d.family as u8)?;
+    format!("{a}/{}", k.prefix_len().checked_sub(32)?)
+        .parse()
+        .ok()
 }
 
 impl Decap {
@@ -39,6 +109,8 @@ impl Decap {
         let mut ebpf = Ebpf::load(objects::DECAP).map_err(DataplaneError::Load)?;
         let mut d = Self {
             addrs: take(&mut ebpf, &catalog::DECAP_ADDRS)?,
+            sources: take(&mut ebpf, &catalog::DECAP_SOURCES)?,
+            vips: take(&mut ebpf, &catalog::DECAP_VIPS)?,
             config: take(&mut ebpf, &catalog::DECAP_CONFIG)?,
             stats: take(&mut ebpf, &catalog::DECAP_STATS)?,
             ebpf,
@@ -62,21 +134,30 @@ impl Decap {
 
     /// Accept tunnels addressed to `addr`.
     pub fn add_local_address(&mut self, addr: IpAddr) -> Result<(), DataplaneError> {
-        let (words, family) = codec::addr_words(addr);
-        let key = DecapAddr {
-            addr: words,
-            family: family as u32,
-        };
         self.addrs
-            .insert(key, 1, 0)
+            .insert(addr_key(addr), 1, 0)
             .map_err(map_err(catalog::DECAP_ADDRS.name))
     }
 
-    /// GUE port (host order; 0 disables GUE) and `DECAP_F_*` flags.
-    pub fn configure(&mut self, gue_port: u16, flags: u16) -> Result<(), DataplaneError> {
+    /// Accept tunnels from `p` (an LB host or the LB fleet's prefix).
+    pub fn add_lb_source(&mut self, p: Prefix) -> Result<(), DataplaneError> {
+        self.sources
+            .insert(&prefix_key(p), 1, 0)
+            .map_err(map_err(catalog::DECAP_SOURCES.name))
+    }
+
+    /// Unwrap packets whose inner destination is the VIP address `addr`.
+    pub fn add_vip(&mut self, addr: IpAddr) -> Result<(), DataplaneError> {
+        self.vips
+            .insert(addr_key(addr), 1, 0)
+            .map_err(map_err(catalog::DECAP_VIPS.name))
+    }
+
+    /// GUE port (host order; 0 disables GUE) and the checks.
+    pub fn configure(&mut self, gue_port: u16, checks: Checks) -> Result<(), DataplaneError> {
         let cfg = DecapConfig {
             gue_port: gue_port.to_be(),
-            flags,
+            flags: checks.flags(),
         };
         self.config
             .set(0, cfg, 0)
@@ -120,13 +201,19 @@ pub struct AttachedDecap {
     pub program_id: u32,
     /// GUE port accepted (host order); 0 when GUE is off.
     pub gue_port: u16,
-    pub any_destination: bool,
+    #[serde(flatten)]
+    pub checks: Checks,
     pub addresses: Vec<IpAddr>,
+    pub lb_sources: Vec<Prefix>,
+    pub vips: Vec<IpAddr>,
     /// Packets, summed over CPUs: tunnels stripped, packets passed
-    /// untouched (not a tunnel to this host), malformed tunnels dropped.
+    /// untouched (not a tunnel to this host), malformed tunnels dropped,
+    /// tunnels refused for their source or their inner destination.
     pub decap_ok: u64,
     pub decap_pass: u64,
     pub decap_drop_malformed: u64,
+    pub decap_refused_source: u64,
+    pub decap_refused_inner: u64,
 }
 
 /// Every decap program pinned under `pin_dir` (one link per interface).
@@ -170,11 +257,15 @@ pub fn attached(pin_dir: &Path) -> Result<Vec<AttachedDecap>, DataplaneError> {
             iface,
             program_id,
             gue_port: 0,
-            any_destination: false,
+            checks: Checks::default(),
             addresses: vec![],
+            lb_sources: vec![],
+            vips: vec![],
             decap_ok: 0,
             decap_pass: 0,
             decap_drop_malformed: 0,
+            decap_refused_source: 0,
+            decap_refused_inner: 0,
         };
         for id in map_ids {
             let name = MapInfo::from_id(id)
@@ -187,15 +278,24 @@ pub fn attached(pin_dir: &Path) -> Result<Vec<AttachedDecap>, DataplaneError> {
                 let a: Array<MapData, DecapConfig> = Array::try_from(map).map_err(e())?;
                 let c = a.get(&0, 0).map_err(e())?;
                 status.gue_port = u16::from_be(c.gue_port);
-                status.any_destination = c.flags & DECAP_F_ANY_DST != 0;
-            } else if name == catalog::DECAP_ADDRS.name {
+                status.checks = Checks::from_flags(c.flags);
+            } else if name == catalog::DECAP_ADDRS.name || name == catalog::DECAP_VIPS.name {
                 let h: HashMap<MapData, DecapAddr, u32> = HashMap::try_from(map).map_err(e())?;
-                status.addresses = h
+                let mut addrs: Vec<IpAddr> = h
                     .keys()
                     .flatten()
                     .filter_map(|k| codec::words_addr(k.addr, k.family as u8))
                     .collect();
-                status.addresses.sort();
+                addrs.sort();
+                if name == catalog::DECAP_VIPS.name {
+                    status.vips = addrs;
+                } else {
+                    status.addresses = addrs;
+                }
+            } else if name == catalog::DECAP_SOURCES.name {
+                let t: LpmTrie<MapData, DecapPrefix, u32> = LpmTrie::try_from(map).map_err(e())?;
+                status.lb_sources = t.keys().flatten().filter_map(|k| key_prefix(&k)).collect();
+                status.lb_sources.sort();
             } else if name == catalog::DECAP_STATS.name {
                 let s: PerCpuArray<MapData, u64> = PerCpuArray::try_from(map).map_err(e())?;
                 let totals = reason_totals(&s).map_err(e())?;
@@ -203,6 +303,8 @@ pub fn attached(pin_dir: &Path) -> Result<Vec<AttachedDecap>, DataplaneError> {
                 status.decap_ok = count(Reason::DecapOk);
                 status.decap_pass = count(Reason::DecapPass);
                 status.decap_drop_malformed = count(Reason::DecapDropMalformed);
+                status.decap_refused_source = count(Reason::DecapRefusedSource);
+                status.decap_refused_inner = count(Reason::DecapRefusedInner);
             }
         }
         out.push(status);

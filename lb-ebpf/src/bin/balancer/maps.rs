@@ -9,10 +9,9 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use lb_common::{
-    Reason,
     limits::{
         DEFAULT_CONNTRACK_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_RING_SIZE,
-        MAX_TX_PORTS, VIP_KEYS_PER_VIP,
+        MAX_TX_PORTS, REASON_SLOTS, VIP_KEYS_PER_VIP,
     },
     maps::{
         Backend, ConnEntry, Explain, FloodState, FlowKey, LbConfig, TrafficStats, VipKey, VipMeta,
@@ -73,7 +72,7 @@ pub static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_TX_PORTS, 0);
 
 /// Outcome counters, index = `Reason`.
 #[map]
-pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Reason::COUNT, 0);
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_SLOTS, 0);
 
 /// Per-VIP traffic counters, index = VIP id.
 #[map]

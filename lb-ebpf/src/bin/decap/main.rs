@@ -2,6 +2,12 @@
 //! IPv6-in-IPv6, IPv4-in-IPv6, IPv6-in-IPv4, GUE) from packets addressed to
 //! this host and passes the inner packet up the stack, so backends need no
 //! tunnel drivers. Everything else passes untouched.
+//!
+//! A backend reachable from the Internet must not be an open tunnel
+//! endpoint: a tunnel is unwrapped only when it comes from an LB source
+//! prefix (`DECAP_SOURCES`) and its inner packet is for a VIP address this
+//! backend serves (`DECAP_VIPS`). Refused tunnels are counted and passed
+//! untouched (the stack has no tunnel driver to unwrap them) or dropped.
 #![no_std]
 #![no_main]
 // Map keys and values are passed by reference on purpose: by value they
@@ -13,13 +19,16 @@ use core::mem::MaybeUninit;
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::XdpContext,
 };
 use lb_common::{
     Reason,
-    limits::MAX_DECAP_ADDRS,
-    maps::{DECAP_F_ANY_DST, DecapAddr, DecapConfig},
+    limits::{MAX_DECAP_ADDRS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS, REASON_SLOTS},
+    maps::{
+        DECAP_F_ANY_DST, DECAP_F_ANY_SOURCE, DECAP_F_ANY_VIP, DECAP_F_DROP_REFUSED, DecapAddr,
+        DecapConfig, DecapPrefix, FAMILY_V4, FAMILY_V6,
+    },
     wire::{ETH_P_IP, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP, UDP_HLEN},
 };
 use lb_ebpf::{
@@ -32,13 +41,21 @@ use lb_ebpf::{
 #[map]
 static DECAP_ADDRS: HashMap<DecapAddr, u32> = HashMap::with_max_entries(MAX_DECAP_ADDRS, 0);
 
+/// Source prefixes tunnels are accepted from (the LB hosts).
+#[map]
+static DECAP_SOURCES: LpmTrie<DecapPrefix, u32> = LpmTrie::with_max_entries(MAX_DECAP_SOURCES, 0);
+
+/// VIP addresses an unwrapped packet may be for.
+#[map]
+static DECAP_VIPS: HashMap<DecapAddr, u32> = HashMap::with_max_entries(MAX_DECAP_VIPS, 0);
+
 /// GUE port and flags (one entry).
 #[map]
 static DECAP_CONFIG: Array<DecapConfig> = Array::with_max_entries(1, 0);
 
 /// Outcome counters, index = `Reason`.
 #[map]
-static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Reason::COUNT, 0);
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_SLOTS, 0);
 
 #[xdp]
 pub fn lb_decap(ctx: XdpContext) -> u32 {
@@ -100,16 +117,45 @@ fn try_decap(ctx: &XdpContext) -> Result<Reason, Reason> {
             return Ok(Reason::DecapPass);
         }
     }
+    // A tunnel for this host from here on: refusals are counted as such.
+    let refuse = |reason: Reason| {
+        if cfg.flags & DECAP_F_DROP_REFUSED != 0 {
+            Err(reason)
+        } else {
+            Ok(reason)
+        }
+    };
+    if cfg.flags & DECAP_F_ANY_SOURCE == 0 {
+        let bits = if ip.family == FAMILY_V4 { 32 } else { 128 };
+        let key = Key::new(
+            32 + bits,
+            DecapPrefix {
+                family: ip.family as u32,
+                addr: ip.src,
+            },
+        );
+        if DECAP_SOURCES.get(&key).is_none() {
+            return refuse(Reason::DecapRefusedSource);
+        }
+    }
     // The inner header must at least be there (the stack validates the rest).
+    let inner = ip.l3_off + outer_len;
     let inner_min = if inner_proto == IPPROTO_IPIP { 20 } else { 40 };
-    let first = read::<u8>(ctx, ip.l3_off + outer_len).ok_or(Reason::DecapDropMalformed)?;
+    let first = read::<u8>(ctx, inner).ok_or(Reason::DecapDropMalformed)?;
     let version_ok = if inner_proto == IPPROTO_IPIP {
         first >> 4 == 4
     } else {
         first >> 4 == 6
     };
-    if !version_ok || read::<[u8; 1]>(ctx, ip.l3_off + outer_len + inner_min - 1).is_none() {
+    if !version_ok || read::<[u8; 1]>(ctx, inner + inner_min - 1).is_none() {
         return Err(Reason::DecapDropMalformed);
+    }
+    if cfg.flags & DECAP_F_ANY_VIP == 0 {
+        let key = inner_destination(ctx, inner, inner_proto).ok_or(Reason::DecapDropMalformed)?;
+        // SAFETY: only checks presence; the value is not read.
+        if unsafe { DECAP_VIPS.get(&key) }.is_none() {
+            return refuse(Reason::DecapRefusedInner);
+        }
     }
     let ether_type = if inner_proto == IPPROTO_IPIP {
         ETH_P_IP
@@ -118,6 +164,26 @@ fn try_decap(ctx: &XdpContext) -> Result<Reason, Reason> {
     };
     pop_front(ctx, ip.l3_off, outer_len, ether_type).map_err(|_| Reason::DecapDropMalformed)?;
     Ok(Reason::DecapOk)
+}
+
+/// The inner packet's destination, as a `DECAP_VIPS` key.
+#[inline(always)]
+fn inner_destination(ctx: &XdpContext, inner: usize, inner_proto: u8) -> Option<DecapAddr> {
+    let word = |off: usize| read::<[u8; 4]>(ctx, off).map(u32::from_ne_bytes);
+    let mut addr = [0u32; 4];
+    let family = if inner_proto == IPPROTO_IPIP {
+        addr[0] = word(inner + 16)?;
+        FAMILY_V4
+    } else {
+        for (i, w) in addr.iter_mut().enumerate() {
+            *w = word(inner + 24 + 4 * i)?;
+        }
+        FAMILY_V6
+    };
+    Some(DecapAddr {
+        addr,
+        family: family as u32,
+    })
 }
 
 #[cfg(not(test))]

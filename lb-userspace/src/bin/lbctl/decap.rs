@@ -19,29 +19,56 @@ impl Row for DecapRow {
         "IFACE",
         "PROG",
         "ACCEPTS",
+        "FROM",
+        "VIPS",
+        "REFUSED",
         "GUE PORT",
         "DECAP_OK",
         "DECAP_PASS",
         "DECAP_DROP_MALFORMED",
+        "DECAP_REFUSED_SOURCE",
+        "DECAP_REFUSED_INNER",
     ];
     fn cells(&self) -> Vec<String> {
         let d = &self.0;
-        let accepts = if d.any_destination {
-            "any".to_string()
-        } else {
-            d.addresses
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
+        let c = &d.checks;
+        let list = |any: bool, items: Vec<String>| {
+            if any {
+                "any".to_string()
+            } else if items.is_empty() {
+                "none".to_string()
+            } else {
+                items.join(",")
+            }
         };
+        let strings = |v: &[std::net::IpAddr]| v.iter().map(ToString::to_string).collect();
         let gue = if d.gue_port == 0 {
             "off".into()
         } else {
             d.gue_port.to_string()
         };
-        let mut row = vec![d.iface.clone(), d.program_id.to_string(), accepts, gue];
-        row.extend([d.decap_ok, d.decap_pass, d.decap_drop_malformed].map(|n| n.to_string()));
+        let mut row = vec![
+            d.iface.clone(),
+            d.program_id.to_string(),
+            list(c.any_destination, strings(&d.addresses)),
+            list(
+                c.any_source,
+                d.lb_sources.iter().map(ToString::to_string).collect(),
+            ),
+            list(c.any_vip, strings(&d.vips)),
+            if c.drop_refused { "drop" } else { "pass" }.to_string(),
+            gue,
+        ];
+        row.extend(
+            [
+                d.decap_ok,
+                d.decap_pass,
+                d.decap_drop_malformed,
+                d.decap_refused_source,
+                d.decap_refused_inner,
+            ]
+            .map(|n| n.to_string()),
+        );
         row
     }
 }
@@ -57,7 +84,7 @@ pub fn show(ctx: &Ctx<'_>, pin_path: &Path) -> Result<(), Fail> {
         return Err(fail(
             6,
             format!(
-                "no decap program pinned under {}: run `lbd decap --iface IFACE --address ADDR` (or systemctl start lb-decap@IFACE); tunnelled packets are dropped until then",
+                "no decap program pinned under {}: run `lbd decap --iface IFACE --address ADDR --lb-source PREFIX --vip VIP` (or systemctl start lb-decap@IFACE); tunnelled packets are dropped until then",
                 pin_path.display()
             ),
         ));
