@@ -218,4 +218,6 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

@@ -415,4 +415,6 @@ pub async fn serve<T: Tables + Send + 'static>(
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
