@@ -67,6 +67,15 @@ pub struct Ip {
     pub len: u16,
 }
 
+impl Ip {
+    /// Whether `n` bytes at `offset` lie inside the packet as its IP
+    /// header measures it (bytes past that are padding, not packet).
+    #[inline(always)]
+    pub fn holds(&self, offset: usize, n: usize) -> bool {
+        offset + n <= self.l3_off + self.len as usize
+    }
+}
+
 /// Parses L2 and L3 into `ip`: `Verdict::proceed()` when it wrote `ip`,
 /// `done(XDP_PASS, PassNotIp)` for other frames, a drop for malformed ones.
 /// Out of line so its temporaries never share a stack frame with the
@@ -210,12 +219,20 @@ pub struct L4 {
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_ACK: u8 = 0x10;
 
-/// The first header bytes of TCP (20) or UDP (8); `None` when truncated.
+/// The first header bytes of TCP (20) or UDP (8); `None` when the header
+/// is truncated or disagrees with the IP length (a TCP data offset below 5
+/// or past the packet, a UDP length below 8 or past the packet): such a
+/// packet is malformed and must not be forwarded.
 #[inline(always)]
 pub fn parse_l4(ctx: &XdpContext, ip: &Ip) -> Option<L4> {
+    let room = (ip.l3_off + ip.len as usize).checked_sub(ip.l4_off)?;
     match ip.proto {
         PROTO_TCP => {
             let h = read::<[u8; 20]>(ctx, ip.l4_off)?;
+            let header = (h[12] >> 4) as usize * 4;
+            if header < 20 || header > room {
+                return None;
+            }
             Some(L4 {
                 sport: u16::from_ne_bytes([h[0], h[1]]),
                 dport: u16::from_ne_bytes([h[2], h[3]]),
@@ -224,6 +241,10 @@ pub fn parse_l4(ctx: &XdpContext, ip: &Ip) -> Option<L4> {
         }
         PROTO_UDP => {
             let h = read::<[u8; 8]>(ctx, ip.l4_off)?;
+            let length = u16::from_be_bytes([h[4], h[5]]) as usize;
+            if length < 8 || length > room {
+                return None;
+            }
             Some(L4 {
                 sport: u16::from_ne_bytes([h[0], h[1]]),
                 dport: u16::from_ne_bytes([h[2], h[3]]),

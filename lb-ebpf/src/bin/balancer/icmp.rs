@@ -48,6 +48,9 @@ fn try_handle(
     marker_flags: u32,
     quoted: &mut FlowKey,
 ) -> Result<Verdict, Reason> {
+    if !ip.holds(ip.l4_off, ICMP_HLEN) {
+        return Err(Reason::DropMalformedIcmp);
+    }
     let hdr = read::<[u8; ICMP_HLEN]>(ctx, ip.l4_off).ok_or(Reason::DropMalformedIcmp)?;
     let v4 = ip.family == FAMILY_V4;
     let echo = if v4 {
@@ -247,7 +250,7 @@ fn quoted_flow(ctx: &XdpContext, ip: &Ip) -> Option<FlowKey> {
             inner + IPV6_HLEN,
         )
     };
-    if proto != PROTO_TCP && proto != PROTO_UDP {
+    if proto != PROTO_TCP && proto != PROTO_UDP || !ip.holds(l4, 4) {
         return None;
     }
     let ports = read::<[u8; 4]>(ctx, l4)?;
