@@ -139,10 +139,69 @@ pub fn parse_backends(text: &str, source_name: &str) -> Result<Vec<BackendCfg>, 
     }
 }
 
+/// Flow collections (`[`, `{`) nested deeper than this are refused before
+/// the YAML parser sees them: it takes quadratic time in the depth (100000
+/// levels: a minute), and a configuration needs fewer than ten.
+const MAX_NESTING: usize = 64;
+
+/// How deep `[`/`{` nest outside quoted scalars and comments (an upper
+/// bound: a bracket inside a plain scalar counts too). A quote opens a
+/// scalar only where YAML lets one start, so `it's` hides nothing.
+fn flow_nesting(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let (mut escaped, mut comment, mut closed_single) = (false, false, false);
+    let mut prev = '\n';
+    for c in text.chars() {
+        let reopened = std::mem::take(&mut closed_single) && c == '\'';
+        if comment {
+            comment = c != '\n';
+        } else if reopened {
+            // `''` inside a single-quoted scalar is a quote, not its end.
+            quote = Some('\'');
+        } else if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if q == '"' && c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+                closed_single = q == '\'';
+            }
+        } else {
+            let token_start = prev.is_whitespace() || "[{,:".contains(prev);
+            match c {
+                '"' | '\'' if token_start => quote = Some(c),
+                '#' if prev.is_whitespace() => comment = true,
+                '[' | '{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        prev = c;
+    }
+    max
+}
+
 fn deserialize<T: serde::de::DeserializeOwned>(
     text: &str,
     source_name: &str,
 ) -> Result<T, ConfigError> {
+    let depth = flow_nesting(text);
+    if depth > MAX_NESTING {
+        return Err(ConfigError::new(
+            source_name,
+            vec![FieldError {
+                path: String::new(),
+                message: format!(
+                    "brackets nested {depth} levels deep; a configuration needs at most {MAX_NESTING}"
+                ),
+            }],
+        ));
+    }
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

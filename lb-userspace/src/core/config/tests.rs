@@ -489,3 +489,15 @@ fn durations_and_primes() {
     );
     assert!(is_prime(65537) && is_prime(655373) && !is_prime(65536) && !is_prime(1));
 }
+
+#[test]
+fn bracket_depth_ignores_quotes_and_comments_but_not_apostrophes() {
+    assert_eq!(flow_nesting("a: [[1], {b: [2]}]"), 3);
+    assert_eq!(flow_nesting("a: \"[[[[\" # {{{{\nb: '[[' \n"), 0);
+    assert_eq!(flow_nesting("a: 'it''s [' \nb: [1]"), 1);
+    assert_eq!(flow_nesting("reason: it's down\nvips: [[[[x]]]]"), 4);
+    assert_eq!(flow_nesting("a: \"esc\\\" [\" \nb: {}"), 1);
+    let deep = format!("vips: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let e = parse(&deep, "deep.yaml").unwrap_err();
+    assert!(e.to_string().contains("100000 levels deep"), "{e}");
+}
