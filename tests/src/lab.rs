@@ -32,6 +32,24 @@ use crate::{
     procs::{Lbd, bin, json_output},
 };
 
+/// The lab's configuration, `examples/lab.yaml`, as shipped.
+pub fn lab_config() -> Result<String> {
+    Ok(std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/lab.yaml"
+    ))?)
+}
+
+/// Every backend of the lab's VIPs (v4).
+pub const LAB_BACKENDS: [&str; 6] = [
+    "10.20.0.11",
+    "10.20.0.12",
+    "10.32.1.2",
+    "10.32.2.2",
+    "10.33.1.2",
+    "10.33.2.2",
+];
+
 /// VIP addresses every backend serves (on `lo`).
 pub const VIPS_V4: &[&str] = &[
     "10.100.0.1",
@@ -252,9 +270,7 @@ impl Lab {
                 server: None,
             });
         }
-        for b in 0..lab.backends.len() {
-            lab.start_server_at(b)?;
-        }
+        lab.start_all_servers()?;
         Ok(lab)
     }
 
@@ -308,6 +324,14 @@ impl Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// (Re)starts every backend's server that is not running.
+    pub fn start_all_servers(&mut self) -> Result<()> {
+        for b in 0..self.backends.len() {
+            self.start_server_at(b)?;
+        }
+        Ok(())
     }
 
     /// Starts lbd in the LB namespace.

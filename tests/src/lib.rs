@@ -1,8 +1,9 @@
-//! Test harness: network namespaces, packet builders, the fixture runner and
-//! pcap output.
+//! Test harness: network namespaces, packet builders, the fixture runner,
+//! the scenario runner and pcap output.
 pub mod bench;
 pub mod demo;
 pub mod fixture;
+pub mod harness;
 pub mod json;
 pub mod lab;
 pub mod netns;

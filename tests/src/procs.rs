@@ -316,6 +316,39 @@ impl Lbd {
             .with_context(|| format!("lbctl {args:?}: {}", String::from_utf8_lossy(&out.stdout)))
     }
 
+    /// Whether the agent counts `backend` of `vip` healthy now.
+    pub fn healthy(&self, vip: &str, backend: &str) -> Result<bool> {
+        let s = self.api_get("/v1/state")?;
+        let v = crate::json::find(&s["vips"], "name", vip)?;
+        Ok(v["backends"]
+            .as_array()
+            .context("backends")?
+            .iter()
+            .any(|b| b["address"] == backend && b["healthy"] == true))
+    }
+
+    /// Waits until `backend` of `vip` is healthy (`want`) or not; returns
+    /// how long that took.
+    pub fn wait_healthy(
+        &self,
+        vip: &str,
+        backend: &str,
+        want: bool,
+        timeout: Duration,
+    ) -> Result<Duration> {
+        let t0 = Instant::now();
+        while t0.elapsed() < timeout {
+            if self.healthy(vip, backend)? == want {
+                return Ok(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "{vip}/{backend} not {} within {timeout:?}",
+            if want { "healthy" } else { "down" },
+        )
+    }
+
     /// Polls `f` until it returns true or `timeout` passes.
     pub fn wait_for(
         &self,

@@ -11,16 +11,9 @@ use std::{
 
 use anyhow::{Context as _, Result, ensure};
 use lb_tests::{
-    lab::{Lab, Talkers, client_v4, request},
+    lab::{LAB_BACKENDS, Lab, Talkers, client_v4, lab_config, request},
     procs::Lbd,
 };
-
-fn lab_config() -> Result<String> {
-    Ok(std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/lab.yaml"
-    ))?)
-}
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("socket address literal")
@@ -44,29 +37,8 @@ fn served_by(lab: &Lab, vip: &str, n: usize, cloud: &str, what: &str) -> Result<
     Ok(())
 }
 
-fn healthy(agent: &Lbd, vip: &str, backend: &str) -> Result<bool> {
-    let s = agent.api_get("/v1/state")?;
-    let v = lb_tests::json::find(&s["vips"], "name", vip)?;
-    Ok(v["backends"]
-        .as_array()
-        .context("backends")?
-        .iter()
-        .any(|b| b["address"] == backend && b["healthy"] == true))
-}
-
 fn wait_healthy(agent: &Lbd, vip: &str, backend: &str, want: bool) -> Result<Duration> {
-    let t0 = Instant::now();
-    while t0.elapsed() < BOUND * 2 {
-        if healthy(agent, vip, backend)? == want {
-            return Ok(t0.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    anyhow::bail!(
-        "{vip}/{backend} not {} within {:?}",
-        if want { "healthy" } else { "down" },
-        BOUND * 2
-    )
+    agent.wait_healthy(vip, backend, want, BOUND * 2)
 }
 
 fn share(counts: &BTreeMap<String, usize>, pred: impl Fn(&str) -> bool) -> f64 {
@@ -106,14 +78,7 @@ fn lab_end_to_end() -> Result<()> {
     let mut lab = Lab::build()?;
     let agent = lab.start_lbd(&lab_config()?, &[])?;
     // Every backend healthy before starting.
-    for b in [
-        "10.20.0.11",
-        "10.20.0.12",
-        "10.32.1.2",
-        "10.32.2.2",
-        "10.33.1.2",
-        "10.33.2.2",
-    ] {
+    for b in LAB_BACKENDS {
         wait_healthy(&agent, "web", b, true)?;
     }
     distribution(&lab, &agent)?;
@@ -230,7 +195,7 @@ fn active_active_and_active_passive(lab: &mut Lab, agent: &Lbd) -> Result<()> {
     lab.start_server("b2")?;
     // The tier regains capacity with its first healthy backend.
     let started = Instant::now();
-    while !healthy(agent, "orders", "10.32.1.2")? && !healthy(agent, "orders", "10.32.2.2")? {
+    while !agent.healthy("orders", "10.32.1.2")? && !agent.healthy("orders", "10.32.2.2")? {
         ensure!(started.elapsed() < BOUND, "gcp never came back");
         std::thread::sleep(Duration::from_millis(10));
     }
