@@ -140,6 +140,8 @@ pub struct Lbd {
     pub keep_pins: bool,
     /// The binary to run (an "upgrade" swaps it).
     pub binary: PathBuf,
+    /// What `start` put before the caller's YAML (pins, state, API).
+    header: String,
 }
 
 impl Lbd {
@@ -161,13 +163,13 @@ impl Lbd {
         let socket = dir.0.join("lbd.sock");
         let config = dir.0.join("lb.yaml");
         let sep = if api_extra.is_empty() { "" } else { ", " };
-        let full = format!(
-            "pin_path: {}\nstate_dir: {}\napi: {{socket: {}{sep}{api_extra}}}\n{config_yaml}",
+        let header = format!(
+            "pin_path: {}\nstate_dir: {}\napi: {{socket: {}{sep}{api_extra}}}\n",
             pin_path.display(),
             dir.0.join("state").display(),
             socket.display()
         );
-        fs::write(&config, full)?;
+        fs::write(&config, format!("{header}{config_yaml}"))?;
         let mut lbd = Self {
             child: None,
             netns: ns.name().to_string(),
@@ -178,6 +180,7 @@ impl Lbd {
             socket,
             keep_pins: false,
             binary: bin("lbd")?,
+            header,
         };
         lbd.spawn(extra_args)?;
         Ok(lbd)
@@ -224,6 +227,27 @@ impl Lbd {
             "lbd did not answer within {timeout:?}:\n{}",
             self.log_text()
         )
+    }
+
+    /// Rewrites the configuration file: the header `start` wrote, then
+    /// `config_yaml` (nothing else, for a file cut short on purpose).
+    pub fn write_config(&self, config_yaml: &str) -> Result<()> {
+        Ok(fs::write(
+            &self.config,
+            format!("{}{config_yaml}", self.header),
+        )?)
+    }
+
+    /// The state directory (`state_dir`) of this agent.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.0.join("state")
+    }
+
+    /// Whether the process has exited (and how).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     pub fn pid(&self) -> Option<u32> {

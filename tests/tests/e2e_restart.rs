@@ -39,14 +39,7 @@ fn established_flows_survive_restart_and_upgrade() -> Result<()> {
         "{address: 10.20.0.12, forwarding: l2-dsr, weight: 900,",
     );
     ensure!(heavier != config, "the weight edit must apply");
-    std::fs::write(
-        &agent.config,
-        format!(
-            "pin_path: {}\napi: {{socket: {}}}\n{heavier}",
-            agent.pin_path.display(),
-            agent.socket.display()
-        ),
-    )?;
+    agent.write_config(&heavier)?;
     agent.binary = upgraded;
     agent.spawn(&[])?;
     std::thread::sleep(Duration::from_secs(1));

@@ -7,7 +7,9 @@
 //! Scenarios that need the lab share one, built on first use; each leaves
 //! it as it found it (all servers up, its own lbd stopped).
 
+mod datapath;
 mod input;
+mod reload;
 
 use std::process::ExitCode;
 
@@ -47,6 +49,14 @@ const SCENARIOS: &[Scenario<Env>] = scenarios![
     input::output_into_a_closed_pipe_ends_quietly,
     input::a_million_mutated_frames_never_abort_and_only_vip_packets_are_forwarded,
     input::mutated_tunnels_never_abort_decap_and_only_lb_tunnels_to_vips_are_unwrapped,
+    reload::sighup_applies_a_good_file,
+    reload::a_file_change_applies_without_a_signal,
+    reload::a_bad_file_keeps_the_running_state_and_names_the_field,
+    reload::an_empty_or_truncated_file_is_refused_on_reload,
+    reload::a_reload_removing_every_vip_needs_allow_no_vips,
+    reload::restart_only_fields_are_reported_as_waiting_not_applied,
+    datapath::xdp_auto_falls_back_to_generic_where_the_driver_refuses,
+    datapath::decap_refuses_tunnels_from_outside_the_lb_prefixes_on_a_live_backend,
 ];
 
 fn main() -> ExitCode {
