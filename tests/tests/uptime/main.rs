@@ -10,6 +10,7 @@
 mod datapath;
 mod input;
 mod reload;
+mod restart;
 
 use std::process::ExitCode;
 
@@ -57,6 +58,10 @@ const SCENARIOS: &[Scenario<Env>] = scenarios![
     reload::restart_only_fields_are_reported_as_waiting_not_applied,
     datapath::xdp_auto_falls_back_to_generic_where_the_driver_refuses,
     datapath::decap_refuses_tunnels_from_outside_the_lb_prefixes_on_a_live_backend,
+    restart::restart_with_a_backend_down_sends_it_no_new_connections,
+    restart::drains_and_weight_overrides_survive_a_restart,
+    restart::a_running_drill_survives_a_restart,
+    restart::a_corrupt_state_file_is_set_aside_and_lbd_starts,
 ];
 
 fn main() -> ExitCode {
