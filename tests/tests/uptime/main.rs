@@ -9,6 +9,7 @@
 
 mod datapath;
 mod input;
+mod policy;
 mod reload;
 mod restart;
 
@@ -62,6 +63,10 @@ const SCENARIOS: &[Scenario<Env>] = scenarios![
     restart::drains_and_weight_overrides_survive_a_restart,
     restart::a_running_drill_survives_a_restart,
     restart::a_corrupt_state_file_is_set_aside_and_lbd_starts,
+    policy::losing_the_local_cloud_fails_over_with_the_default_panic_threshold,
+    policy::losing_the_active_tier_moves_to_the_next_with_the_default_panic_threshold,
+    policy::a_drill_reports_measured_new_flows_beside_its_prediction,
+    policy::a_drill_matching_nothing_is_refused,
 ];
 
 fn main() -> ExitCode {
