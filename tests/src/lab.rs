@@ -496,3 +496,50 @@ impl Talkers {
             .collect()
     }
 }
+
+/// New connections, one every `every`, from the client namespace to a
+/// VIP while something else happens: who answered, and every failure.
+pub struct Prober {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Result<ProbeTally>>,
+}
+
+#[derive(Debug, Default)]
+pub struct ProbeTally {
+    pub answered: BTreeMap<String, usize>,
+    pub failures: Vec<String>,
+}
+
+impl Prober {
+    pub fn start(lab: &Lab, dst: SocketAddr, every: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, ns) = (stop.clone(), lab.client.name().to_string());
+        let thread = std::thread::spawn(move || {
+            let _in = crate::netns::enter_named(&ns)?;
+            let t0 = std::time::Instant::now();
+            let mut tally = ProbeTally::default();
+            while !flag.load(Ordering::Relaxed) {
+                let answer = TcpStream::connect_timeout(&dst, Duration::from_secs(1))
+                    .map_err(anyhow::Error::from)
+                    .and_then(|mut s| {
+                        s.set_read_timeout(Some(Duration::from_secs(1)))?;
+                        request(&mut s, "probe")
+                    });
+                match answer {
+                    Ok(who) => *tally.answered.entry(who).or_default() += 1,
+                    Err(e) => tally.failures.push(format!("{:.1?}: {e:#}", t0.elapsed())),
+                }
+                std::thread::sleep(every);
+            }
+            Ok(tally)
+        });
+        Self { stop, thread }
+    }
+
+    pub fn finish(self) -> Result<ProbeTally> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("prober thread panicked"))?
+    }
+}

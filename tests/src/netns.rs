@@ -58,11 +58,7 @@ impl Netns {
     /// Use for in-process work that must see the namespace's interfaces
     /// (attaching XDP, BPF_PROG_TEST_RUN with FIB lookups).
     pub fn enter(&self) -> Result<NetnsEntered> {
-        let here = File::open("/proc/thread-self/ns/net").context("open own netns")?;
-        let target = File::open(format!("/var/run/netns/{}", self.name))
-            .with_context(|| format!("open netns {}", self.name))?;
-        setns(&target).with_context(|| format!("enter netns {}", self.name))?;
-        Ok(NetnsEntered { previous: here })
+        enter_named(&self.name)
     }
 
     /// Interface index of `ifname` inside the namespace.
@@ -94,6 +90,16 @@ impl Drop for Netns {
             eprintln!("warning: could not delete netns {}: {e:#}", self.name);
         }
     }
+}
+
+/// [`Netns::enter`] by name, for a thread that cannot borrow the
+/// [`Netns`] (the namespace must outlive the guard).
+pub fn enter_named(name: &str) -> Result<NetnsEntered> {
+    let here = File::open("/proc/thread-self/ns/net").context("open own netns")?;
+    let target = File::open(format!("/var/run/netns/{name}"))
+        .with_context(|| format!("open netns {name}"))?;
+    setns(&target).with_context(|| format!("enter netns {name}"))?;
+    Ok(NetnsEntered { previous: here })
 }
 
 /// Returns the thread to its previous namespace on drop.

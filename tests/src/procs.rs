@@ -482,6 +482,36 @@ impl Etcd {
         }
     }
 
+    fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child's pid (nsenter exec'd etcd).
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
+    /// Freezes etcd (SIGSTOP): connections stay open and go silent, the
+    /// half-open case a watch must detect.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Puts every (key, value) in one transaction: one revision.
+    pub fn put_all(&self, kvs: &[(&str, &str)]) -> Result<()> {
+        use base64::Engine as _;
+        let b = base64::engine::general_purpose::STANDARD;
+        let success: Vec<serde_json::Value> = kvs
+            .iter()
+            .map(|(k, v)| serde_json::json!({"request_put": {"key": b.encode(k), "value": b.encode(v)}}))
+            .collect();
+        let r = self.call("/v3/kv/txn", serde_json::json!({"success": success}))?;
+        anyhow::ensure!(r["succeeded"] == true, "txn: {r}");
+        Ok(())
+    }
+
     /// `curl` against the v3 gateway inside the namespace.
     fn call(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value> {
         let url = format!("{}{path}", self.url());

@@ -8,6 +8,7 @@
 //! it as it found it (all servers up, its own lbd stopped).
 
 mod datapath;
+mod feed;
 mod input;
 mod policy;
 mod reload;
@@ -67,6 +68,11 @@ const SCENARIOS: &[Scenario<Env>] = scenarios![
     policy::losing_the_active_tier_moves_to_the_next_with_the_default_panic_threshold,
     policy::a_drill_reports_measured_new_flows_beside_its_prediction,
     policy::a_drill_matching_nothing_is_refused,
+    feed::etcd_vips_keep_serving_through_an_etcd_outage_and_an_lbd_restart,
+    feed::a_half_open_etcd_watch_is_detected_and_reconnected,
+    feed::one_etcd_revision_applies_whole_or_not_at_all,
+    feed::a_bad_etcd_value_is_refused_with_its_key_and_the_feed_stays_up,
+    feed::lbctl_fleet_lists_agents_with_equal_digests_and_no_disagreements,
 ];
 
 fn main() -> ExitCode {

@@ -52,10 +52,15 @@ pub fn losing_the_local_cloud_fails_over_with_the_default_panic_threshold(
     fail(lab, &a, "web", &["a1", "a2"])?;
     let counts = lab.spread("10.100.0.1:80".parse()?, 60);
     ensure!(
-        counts.keys().all(|k| matches!(lab.cloud_of(k), Some("gcp" | "azure"))),
+        counts
+            .keys()
+            .all(|k| matches!(lab.cloud_of(k), Some("gcp" | "azure"))),
         "new connections went to the dead cloud: {counts:?}"
     );
-    ensure!(!vip_panics(&a, "web")?, "web panicked instead of failing over");
+    ensure!(
+        !vip_panics(&a, "web")?,
+        "web panicked instead of failing over"
+    );
     Ok(())
 }
 
@@ -72,7 +77,10 @@ pub fn losing_the_active_tier_moves_to_the_next_with_the_default_panic_threshold
     );
     let s = a.api_get("/v1/state")?;
     let orders = find(&s["vips"], "name", "orders")?;
-    ensure!(orders["active_tier"] == 1 && orders["panic"] == false, "{orders}");
+    ensure!(
+        orders["active_tier"] == 1 && orders["panic"] == false,
+        "{orders}"
+    );
     Ok(())
 }
 
@@ -102,7 +110,10 @@ pub fn a_drill_reports_measured_new_flows_beside_its_prediction(env: &mut Env) -
         std::thread::sleep(Duration::from_millis(100));
     };
     let web = find(&report["vips"], "vip", "web")?;
-    ensure!(web["new_flows"].as_u64() >= Some(60), "new flows not measured: {web}");
+    ensure!(
+        web["new_flows"].as_u64() >= Some(60),
+        "new flows not measured: {web}"
+    );
     for b in web["backends"].as_array().into_iter().flatten() {
         let addr = b["address"].as_str().unwrap_or_default();
         let (predicted, measured) = (
@@ -110,9 +121,15 @@ pub fn a_drill_reports_measured_new_flows_beside_its_prediction(env: &mut Env) -
             b["measured_share"].as_f64().unwrap_or(-1.0),
         );
         let diff = b["difference"].as_f64().unwrap_or(f64::NAN);
-        ensure!((measured - predicted - diff).abs() < 1e-9, "difference is not measured - predicted: {b}");
+        ensure!(
+            (measured - predicted - diff).abs() < 1e-9,
+            "difference is not measured - predicted: {b}"
+        );
         if addr.starts_with("10.20.") {
-            ensure!(predicted == 0.0 && b["new_flows"] == 0, "a drilled backend took new flows: {b}");
+            ensure!(
+                predicted == 0.0 && b["new_flows"] == 0,
+                "a drilled backend took new flows: {b}"
+            );
         }
     }
     Ok(())
@@ -123,9 +140,13 @@ pub fn a_drill_matching_nothing_is_refused(env: &mut Env) -> Result<()> {
     let a = healthy_agent(lab)?;
     let r = a.api("POST", "/v1/drill", Some(r#"{"fail": "cloud=nowhere"}"#))?;
     ensure!(
-        r["errors"][0]["path"] == "fail" && r["error"].as_str().is_some_and(|e| e.contains("nowhere")),
+        r["errors"][0]["path"] == "fail"
+            && r["error"].as_str().is_some_and(|e| e.contains("nowhere")),
         "not refused with the field named: {r}"
     );
-    ensure!(a.api_get("/v1/drill")?["drill"].is_null(), "a drill started anyway");
+    ensure!(
+        a.api_get("/v1/drill")?["drill"].is_null(),
+        "a drill started anyway"
+    );
     Ok(())
 }

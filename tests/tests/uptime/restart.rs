@@ -67,23 +67,47 @@ pub fn drains_and_weight_overrides_survive_a_restart(env: &mut Env) -> Result<()
     let lab = env.lab()?;
     let mut a = healthy_agent(lab)?;
     a.api("POST", "/v1/vips/web/backends/10.20.0.12/drain", None)?;
-    a.api("PUT", "/v1/vips/web/backends/10.32.1.2/weight", Some(r#"{"weight": 7}"#))?;
-    a.api("POST", "/v1/vips/orders/backends/10.33.2.2/maintenance", None)?;
+    a.api(
+        "PUT",
+        "/v1/vips/web/backends/10.32.1.2/weight",
+        Some(r#"{"weight": 7}"#),
+    )?;
+    a.api(
+        "POST",
+        "/v1/vips/orders/backends/10.33.2.2/maintenance",
+        None,
+    )?;
     restart(&mut a)?;
     let s = a.api_get("/v1/state")?;
-    ensure!(backend(&s, "web", "10.20.0.12")?["state"] == "draining", "drain lost: {s}");
-    ensure!(backend(&s, "web", "10.32.1.2")?["weight"] == 7, "weight override lost: {s}");
-    ensure!(backend(&s, "orders", "10.33.2.2")?["state"] == "maintenance", "maintenance lost: {s}");
+    ensure!(
+        backend(&s, "web", "10.20.0.12")?["state"] == "draining",
+        "drain lost: {s}"
+    );
+    ensure!(
+        backend(&s, "web", "10.32.1.2")?["weight"] == 7,
+        "weight override lost: {s}"
+    );
+    ensure!(
+        backend(&s, "orders", "10.33.2.2")?["state"] == "maintenance",
+        "maintenance lost: {s}"
+    );
     // And new connections still avoid the drained backend.
     let counts = lab.spread(WEB.parse()?, 40);
-    ensure!(!counts.contains_key("a2"), "new flows to a draining backend: {counts:?}");
+    ensure!(
+        !counts.contains_key("a2"),
+        "new flows to a draining backend: {counts:?}"
+    );
     Ok(())
 }
 
 pub fn a_running_drill_survives_a_restart(env: &mut Env) -> Result<()> {
     let lab = env.lab()?;
     let mut a = healthy_agent(lab)?;
-    let started = a.api("POST", "/v1/drill", Some(r#"{"fail": "cloud=aws", "duration_secs": 120}"#))?;
+    let started = a.api(
+        "POST",
+        "/v1/drill",
+        Some(r#"{"fail": "cloud=aws", "duration_secs": 120}"#),
+    )?;
     let id = started["drill"]["id"].clone();
     ensure!(id.is_u64(), "no drill started: {started}");
     restart(&mut a)?;
@@ -116,7 +140,10 @@ pub fn a_corrupt_state_file_is_set_aside_and_lbd_starts(env: &mut Env) -> Result
         "the damaged file was not set aside"
     );
     let log = a.log_text();
-    ensure!(log.contains("state.json.bad"), "the agent did not say so:\n{log}");
+    ensure!(
+        log.contains("state.json.bad"),
+        "the agent did not say so:\n{log}"
+    );
     // It serves (health starts over from the checks).
     a.wait_healthy("web", "10.20.0.11", true, WAIT)
         .context("serving after a damaged state file")?;
