@@ -55,9 +55,11 @@ fn run_bounded(
     }
 }
 
-/// Hostile configuration files: (name, content, a field the rejection
-/// must name).
-fn hostile_configs() -> Result<Vec<(&'static str, Vec<u8>, Option<&'static str>)>> {
+/// A hostile configuration file: what it is, its bytes, and a field the
+/// rejection must name (if it must be rejected).
+type Hostile = (&'static str, Vec<u8>, Option<&'static str>);
+
+fn hostile_configs() -> Result<Vec<Hostile>> {
     let lab = lab_config()?;
     let deep = |open: &str, close: &str, n: usize| {
         format!(

@@ -305,17 +305,7 @@ vips:
 /// healthy.
 #[test]
 fn panic_is_a_last_resort() {
-    let c = cfg(r#"
-node: {cloud: aws}
-vips:
-  - address: 10.100.0.1
-    port: 80
-    policy: {mode: local-first, locality: cloud}
-    backends:
-      - {address: 10.0.1.1, labels: {cloud: aws}}
-      - {address: 10.0.1.2, labels: {cloud: aws}}
-      - {address: 10.0.1.3, labels: {cloud: aws}}
-"#);
+    let c = cfg(THREE_LOCAL);
     let mut st = PolicyState::default();
     let now = Instant::now();
     let dead = Seen {
@@ -350,16 +340,15 @@ vips:
     assert_eq!(ev[0].kind, EventKind::PanicExit);
     // A remote domain with capacity: fail over, no panic.
     let two = cfg(&format!(
-        "{}      - {{address: 10.1.1.1, labels: {{cloud: gcp}}}}\n",
-        c_text()
+        "{THREE_LOCAL}      - {{address: 10.1.1.1, labels: {{cloud: gcp}}}}\n"
     ));
     let mut st = PolicyState::default();
     let (d, _) = run_seen(&two, &[Seen::UP, dead, dead, Seen::UP], &mut st, now);
     assert!(!d.panic);
 }
 
-fn c_text() -> &'static str {
-    r#"
+/// Three local backends and nothing else.
+const THREE_LOCAL: &str = r#"
 node: {cloud: aws}
 vips:
   - address: 10.100.0.1
@@ -369,8 +358,7 @@ vips:
       - {address: 10.0.1.1, labels: {cloud: aws}}
       - {address: 10.0.1.2, labels: {cloud: aws}}
       - {address: 10.0.1.3, labels: {cloud: aws}}
-"#
-}
+"#;
 
 #[test]
 fn drain_timeout() {

@@ -3,8 +3,6 @@
 //! agree. Bodies are valid requests with one value replaced, random JSON
 //! over the API's field names, and bytes that are not JSON at all.
 
-use std::time::Instant;
-
 use axum::{
     body::Body,
     http::{Method, Request, header},
@@ -13,20 +11,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use tower::ServiceExt as _;
 
-use super::*;
-use crate::core::{balancer::Balancer, sources::Sources, tables::MemoryTables};
-
-const CFG: &str = r#"
-node: {cloud: aws, region: r1}
-limits: {max_vips: 4, max_backends: 16, ring_size: 251}
-vips:
-  - name: web
-    address: 10.100.0.1
-    port: 80
-    backends:
-      - {address: 10.0.1.1, labels: {cloud: aws, region: r1}}
-      - {address: 10.0.1.2, labels: {cloud: gcp, region: r2}}
-"#;
+use super::{tests::shared, *};
 
 /// (method, path template, a valid body).
 fn routes() -> Vec<(Method, &'static str, Value)> {
@@ -187,9 +172,7 @@ proptest! {
         reqs in prop::collection::vec(request(), 1..8)
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let c = config::parse(CFG, "t").unwrap();
-        let b = Balancer::new(MemoryTables::new(c.limits), c.clone(), Instant::now()).unwrap();
-        let shared = Arc::new(Shared::new(b, Sources::new(c), None, None));
+        let shared = shared();
         let app = router(shared.clone(), None);
         rt.block_on(async {
             for (route, vip, backend, kind) in &reqs {

@@ -12,7 +12,7 @@ use tower::ServiceExt as _;
 use super::*;
 use crate::core::{balancer::Balancer, sources::Sources, tables::MemoryTables};
 
-const CFG: &str = r#"
+pub(super) const CFG: &str = r#"
 node: {cloud: aws, region: r1}
 limits: {max_vips: 4, max_backends: 16, ring_size: 251}
 vips:
@@ -24,7 +24,8 @@ vips:
       - {address: 10.0.1.2, labels: {cloud: gcp, region: r2}}
 "#;
 
-fn shared() -> Arc<Shared<MemoryTables>> {
+/// An agent's shared state over in-memory tables, for router tests.
+pub(super) fn shared() -> Arc<Shared<MemoryTables>> {
     let c = config::parse(CFG, "t").unwrap();
     let b = Balancer::new(MemoryTables::new(c.limits), c.clone(), Instant::now()).unwrap();
     Arc::new(Shared::new(b, Sources::new(c), None, None))

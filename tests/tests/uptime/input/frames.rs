@@ -13,6 +13,7 @@ use std::{
 };
 
 use anyhow::{Result, ensure};
+use aya::programs::Xdp;
 use etherparse::{LaxNetSlice, LaxSlicedPacket, NetSlice, SlicedPacket};
 use lb::{
     core::{balancer::Balancer, config, prefix::Prefix},
@@ -366,6 +367,43 @@ fn fuzz_netns() -> Result<Netns> {
     Ok(ns)
 }
 
+/// Runs `n` frames (seeded `seed`) through `prog`; `check` judges each
+/// (frame, action, output). `XDP_ABORTED` fails the run whatever `check`
+/// says.
+fn fuzz(
+    prog: &Xdp,
+    ingress: u32,
+    seeds: &[Vec<u8>],
+    (n, seed): (usize, u64),
+    mut check: impl FnMut(&[u8], u32, &[u8]) -> Result<()>,
+) -> Result<Tally> {
+    let mut rng = Rng(seed);
+    let mut out = vec![0u8; 2200];
+    let mut t = Tally::new();
+    for i in 0..n {
+        let f = next_frame(&mut rng, seeds, i);
+        t.runs += 1;
+        let Ok(r) = test_run(prog, ingress, &f, &mut out) else {
+            t.refused_by_kernel += 1;
+            continue;
+        };
+        let action = r.return_value;
+        ensure!(
+            action != XDP_ABORTED && action <= 4,
+            "{} on {}",
+            action_name(action),
+            hex(&f)
+        );
+        t.by_action[action as usize] += 1;
+        check(&f, action, &out[..r.data_size_out as usize])?;
+    }
+    Ok(t)
+}
+
+fn vip_set() -> BTreeSet<IpAddr> {
+    VIPS.iter().map(|v| v.parse().expect("literal")).collect()
+}
+
 pub fn a_million_mutated_frames_never_abort_and_only_vip_packets_are_forwarded(
     _: &mut Env,
 ) -> Result<()> {
@@ -374,34 +412,26 @@ pub fn a_million_mutated_frames_never_abort_and_only_vip_packets_are_forwarded(
     let c = config::parse(CONFIG, "fuzz").map_err(|e| anyhow::anyhow!("{e}"))?;
     let dp = Dataplane::load(c.limits, None)?;
     let b = Balancer::new(dp, c, Instant::now()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let prog = b.tables().program()?;
-    let ingress = ns.ifindex("lb0")?;
-    let vips: BTreeSet<IpAddr> = VIPS.iter().map(|v| v.parse().expect("literal")).collect();
-    let seeds = balancer_seeds();
-    let mut rng = Rng(0x6c62_2d66_757a_7a31);
-    let mut out = vec![0u8; 2200];
-    let mut t = Tally::new();
+    let vips = vip_set();
     let t0 = Instant::now();
-    for i in 0..BALANCER_FRAMES {
-        let f = next_frame(&mut rng, &seeds, i);
-        t.runs += 1;
-        let Ok(r) = test_run(prog, ingress, &f, &mut out) else {
-            t.refused_by_kernel += 1;
-            continue;
-        };
-        let action = r.return_value;
-        ensure!(action != XDP_ABORTED, "XDP_ABORTED on {}", hex(&f));
-        ensure!(action <= 4, "unknown action {action} on {}", hex(&f));
-        t.by_action[action as usize] += 1;
-        if action != XDP_DROP && action != XDP_PASS {
+    let run = (BALANCER_FRAMES, 0x6c62_2d66_757a_7a31);
+    let t = fuzz(
+        b.tables().program()?,
+        ns.ifindex("lb0")?,
+        &balancer_seeds(),
+        run,
+        |f, action, _| {
             ensure!(
-                valid_destination(&f).is_some_and(|d| vips.contains(&d)),
+                action == XDP_DROP
+                    || action == XDP_PASS
+                    || valid_destination(f).is_some_and(|d| vips.contains(&d)),
                 "{} of a frame that is not a valid VIP packet: {}",
                 action_name(action),
-                hex(&f)
+                hex(f)
             );
-        }
-    }
+            Ok(())
+        },
+    )?;
     ensure!(
         t.by_action[3] + t.by_action[4] > 10_000,
         "too little forwarded to mean anything: {}",
@@ -425,45 +455,38 @@ pub fn mutated_tunnels_never_abort_decap_and_only_lb_tunnels_to_vips_are_unwrapp
     for p in &sources {
         d.add_lb_source(*p)?;
     }
-    let vips: BTreeSet<IpAddr> = VIPS.iter().map(|v| v.parse().expect("literal")).collect();
+    let vips = vip_set();
     for v in &vips {
         d.add_vip(*v)?;
     }
     for l in LOCAL {
         d.add_local_address(l.parse()?)?;
     }
-    let prog = d.program()?;
-    let ingress = ns.ifindex("lb0")?;
-    let seeds = decap_seeds();
-    let mut rng = Rng(0x6c62_2d64_6563_6170);
-    let mut out = vec![0u8; 2200];
-    let mut t = Tally::new();
     let mut unwrapped = 0;
-    for i in 0..DECAP_FRAMES {
-        let f = next_frame(&mut rng, &seeds, i);
-        t.runs += 1;
-        let Ok(r) = test_run(prog, ingress, &f, &mut out) else {
-            t.refused_by_kernel += 1;
-            continue;
-        };
-        let action = r.return_value;
-        ensure!(
-            action == XDP_DROP || action == XDP_PASS,
-            "{} from decap on {}",
-            action_name(action),
-            hex(&f)
-        );
-        t.by_action[action as usize] += 1;
-        let output = &out[..r.data_size_out as usize];
-        if action == XDP_PASS && output != f.as_slice() {
-            unwrapped += 1;
+    let run = (DECAP_FRAMES, 0x6c62_2d64_6563_6170);
+    let t = fuzz(
+        d.program()?,
+        ns.ifindex("lb0")?,
+        &decap_seeds(),
+        run,
+        |f, action, out| {
             ensure!(
-                acceptable_tunnel(&f, &sources, &vips),
-                "unwrapped a tunnel it must refuse: {}",
-                hex(&f)
+                action == XDP_DROP || action == XDP_PASS,
+                "{} from decap on {}",
+                action_name(action),
+                hex(f)
             );
-        }
-    }
+            if action == XDP_PASS && out != f {
+                unwrapped += 1;
+                ensure!(
+                    acceptable_tunnel(f, &sources, &vips),
+                    "unwrapped a tunnel it must refuse: {}",
+                    hex(f)
+                );
+            }
+            Ok(())
+        },
+    )?;
     ensure!(
         unwrapped > 1000,
         "too few tunnels unwrapped to mean anything ({unwrapped})"
