@@ -66,6 +66,7 @@ const SCENARIOS: &[Scenario<Env>] = scenarios![
     restart::a_corrupt_state_file_is_set_aside_and_lbd_starts,
     policy::losing_the_local_cloud_fails_over_with_the_default_panic_threshold,
     policy::losing_the_active_tier_moves_to_the_next_with_the_default_panic_threshold,
+    policy::a_blue_green_cutover_moves_to_green_with_the_default_panic_threshold,
     policy::a_drill_reports_measured_new_flows_beside_its_prediction,
     policy::a_drill_matching_nothing_is_refused,
     feed::etcd_vips_keep_serving_through_an_etcd_outage_and_an_lbd_restart,

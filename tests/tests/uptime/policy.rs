@@ -84,6 +84,48 @@ pub fn losing_the_active_tier_moves_to_the_next_with_the_default_panic_threshold
     Ok(())
 }
 
+/// Blue (4 of 6 backends, two thirds of the weight) is stopped for a
+/// cutover; green takes everything, nothing is spread over the stopped blue.
+const BLUE_GREEN: &str = r#"
+  - name: shop
+    address: 10.100.0.5
+    port: 80
+    policy: {mode: active-passive, tiers: [{zone: blue}, {zone: green}]}
+    health_check: {type: tcp, interval: 300ms, timeout: 200ms, rise: 2, fall: 2}
+    backends:
+      - {address: 10.20.0.11, forwarding: l2-dsr, labels: {zone: blue}}
+      - {address: 10.20.0.12, forwarding: l2-dsr, labels: {zone: blue}}
+      - {address: 10.32.1.2, forwarding: ipip, labels: {zone: blue}}
+      - {address: 10.32.2.2, forwarding: ipip, labels: {zone: blue}}
+      - {address: 10.33.1.2, forwarding: gue, labels: {zone: green}}
+      - {address: 10.33.2.2, forwarding: gue, labels: {zone: green}}
+"#;
+
+pub fn a_blue_green_cutover_moves_to_green_with_the_default_panic_threshold(
+    env: &mut Env,
+) -> Result<()> {
+    let lab = env.lab()?;
+    let a = lab.start_lbd(&format!("{}{BLUE_GREEN}", lab_config()?), &[])?;
+    for b in LAB_BACKENDS {
+        a.wait_healthy("shop", b, true, WAIT)?;
+    }
+    let before = lab.spread("10.100.0.5:80".parse()?, 40);
+    ensure!(
+        before
+            .keys()
+            .all(|k| ["a1", "a2", "b1", "b2"].contains(&k.as_str())),
+        "blue does not serve before the cutover: {before:?}"
+    );
+    fail(lab, &a, "shop", &["a1", "a2", "b1", "b2"])?;
+    let after = lab.spread("10.100.0.5:80".parse()?, 60);
+    ensure!(
+        after.keys().all(|k| lab.cloud_of(k) == Some("azure")),
+        "the cutover did not land on green alone: {after:?}"
+    );
+    ensure!(!vip_panics(&a, "shop")?, "the cutover panicked");
+    Ok(())
+}
+
 pub fn a_drill_reports_measured_new_flows_beside_its_prediction(env: &mut Env) -> Result<()> {
     let lab = env.lab()?;
     let a = healthy_agent(lab)?;

@@ -161,7 +161,11 @@ pub async fn run(
     let (Some(run), false) = (&v.drill, detach) else {
         return Ok(());
     };
-    let until = Instant::now() + Duration::from_secs_f64(secs + 5.0);
+    // The agent accepted at most a day; never trust arithmetic on it to fit.
+    let wait = Duration::try_from_secs_f64(secs + 5.0).unwrap_or(Duration::from_secs(86_405));
+    let until = Instant::now()
+        .checked_add(wait)
+        .unwrap_or_else(Instant::now);
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let d = agent.drill().await?;
