@@ -18,6 +18,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "bpftool",     // inspecting programs and maps, permission probe
     "ethtool",     // veth offload settings in the lab
     "etcd-server", // the etcd feed's tests run a real etcd
+    "bird2",       // BGP speaker of every LB host and the lab's router
     "util-linux",  // nsenter: lbd in a test namespace without remounting /sys
     "curl",        // the end-to-end tests talk to the API socket with it
     "systemd",     // systemd-analyze verify checks the packaged unit
