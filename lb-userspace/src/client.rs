@@ -10,7 +10,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::{
     core::{balancer::VipState, events::Event},
     daemon::api::wire::{
-        AgentState, Drill, DrillRequest, DrillStarted, DrillStopped, ErrorBody, WeightRequest,
+        AgentState, Drill, DrillRequest, DrillStarted, DrillStopped, ErrorBody, HoldRequest,
+        NodeState, WeightRequest,
     },
     http::{self, Call, HttpError, Target},
 };
@@ -156,5 +157,33 @@ impl Agent {
 
     pub async fn stop_drill(&self) -> Result<DrillStopped, ClientError> {
         self.call(Method::DELETE, "/v1/drill", None::<&()>).await
+    }
+
+    pub async fn node(&self) -> Result<NodeState, ClientError> {
+        self.call(Method::GET, "/v1/node", None::<&()>).await
+    }
+
+    /// `drained`: withdraw every VIP (true) or announce again (false).
+    pub async fn drain_node(&self, drained: bool) -> Result<NodeState, ClientError> {
+        let path = if drained {
+            "/v1/node/drain"
+        } else {
+            "/v1/node/undrain"
+        };
+        self.call(Method::POST, path, None::<&()>).await
+    }
+
+    /// Keeps the routes through an exit in the next `secs` (`None`: end it).
+    pub async fn hold(&self, secs: Option<f64>) -> Result<NodeState, ClientError> {
+        match secs {
+            Some(secs) => {
+                self.call(Method::PUT, "/v1/node/hold", Some(&HoldRequest { secs }))
+                    .await
+            }
+            None => {
+                self.call(Method::DELETE, "/v1/node/hold", None::<&()>)
+                    .await
+            }
+        }
     }
 }

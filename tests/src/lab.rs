@@ -72,7 +72,10 @@ pub struct Backend {
 pub struct Lab {
     pub client: Netns,
     pub router: Netns,
+    /// The first LB host (10.20.0.2).
     pub lb: Netns,
+    /// The other LB hosts of a fleet lab (10.20.0.3, …).
+    pub more_lbs: Vec<Netns>,
     pub backends: Vec<Backend>,
     /// bpffs directory of the backends' pinned decap links.
     decap_pins: PathBuf,
@@ -102,13 +105,59 @@ fn sysctl(ns: &Netns, kv: &str) -> Result<()> {
     ns.exec("sysctl", &["-qw", kv]).map(|_| ())
 }
 
+/// How many LB hosts the lab has and how the router reaches the VIPs.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// LB hosts on the LB segment: `lb` (10.20.0.2), then `more_lbs`
+    /// (10.20.0.3, .4, …).
+    pub lb_hosts: usize,
+    /// A static route from the router to the VIPs through the first LB
+    /// host; without it the routes come from BGP (the fleet).
+    pub static_vip_route: bool,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Self {
+            lb_hosts: 1,
+            static_vip_route: true,
+        }
+    }
+}
+
+/// The address of LB host `i` (0-based) on the LB segment.
+pub fn lb_host_v4(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 20, 0, 2 + i as u8)
+}
+
+/// The router's port towards LB host `i`.
+pub fn lb_host_port(i: usize) -> String {
+    if i == 0 {
+        "p-lb".into()
+    } else {
+        format!("p-lb{}", i + 1)
+    }
+}
+
 impl Lab {
     pub fn build() -> Result<Self> {
+        Self::build_with(Shape::default())
+    }
+
+    pub fn build_with(shape: Shape) -> Result<Self> {
         crate::netns::require_root()?;
         let client = Netns::new("client")?;
         let router = Netns::new("router")?;
-        let lb = Netns::new("lb")?;
-        for ns in [&client, &router, &lb] {
+        let lbs: Vec<Netns> = (0..shape.lb_hosts.max(1))
+            .map(|i| {
+                Netns::new(&if i == 0 {
+                    "lb".into()
+                } else {
+                    format!("lb{}", i + 1)
+                })
+            })
+            .collect::<Result<_>>()?;
+        for ns in [&client, &router].into_iter().chain(&lbs) {
             sysctl(ns, "net.ipv6.conf.all.accept_dad=0")?;
             sysctl(ns, "net.ipv6.conf.default.accept_dad=0")?;
         }
@@ -116,6 +165,9 @@ impl Lab {
         sysctl(&router, "net.ipv6.conf.all.forwarding=1")?;
         sysctl(&router, "net.ipv4.conf.all.rp_filter=0")?;
         sysctl(&router, "net.ipv4.conf.default.rp_filter=0")?;
+        // ECMP over the LB hosts by the flow's 5-tuple, as routers in
+        // front of L4 balancers are set up.
+        sysctl(&router, "net.ipv4.fib_multipath_hash_policy=1")?;
 
         // Client side.
         veth(&client, "c0", &router, "r-client")?;
@@ -131,16 +183,23 @@ impl Lab {
         sh(&client, "route add default via 10.10.0.1")?;
         sh(&client, "-6 route add default via fd10::1")?;
 
-        // The LB segment: a bridge in the router with the LB and the aws
-        // backends on it.
+        // The LB segment: a bridge in the router with the LB hosts and the
+        // aws backends on it.
         sh(&router, "link add br-lb type bridge")?;
         sh(&router, "link set br-lb up")?;
         sh(&router, "addr add 10.20.0.1/24 dev br-lb")?;
         sh(&router, "addr add fd20::1/64 dev br-lb nodad")?;
-        veth(&lb, "lb0", &router, "p-lb")?;
-        sh(&router, "link set p-lb master br-lb")?;
+        for (i, ns) in lbs.iter().enumerate() {
+            let port = lb_host_port(i);
+            veth(ns, "lb0", &router, &port)?;
+            sh(&router, &format!("link set {port} master br-lb"))?;
+            sh(ns, &format!("addr add {}/24 dev lb0", lb_host_v4(i)))?;
+            sh(ns, &format!("addr add fd20::{}/64 dev lb0 nodad", 2 + i))?;
+            sh(ns, "route add default via 10.20.0.1")?;
+            sh(ns, "-6 route add default via fd20::1")?;
+        }
         // veth delivers XDP_TX'd frames only to a peer running XDP: a
-        // trivial XDP_PASS program on the router's side of the LB link.
+        // trivial XDP_PASS program on the router's side of each LB link.
         let xdp_pass = {
             let _in = router.enter()?;
             let mut tools = aya::EbpfLoader::new().load(lb::kernel::objects::TOOLS)?;
@@ -149,7 +208,9 @@ impl Lab {
                 .context("xdp_pass")?
                 .try_into()?;
             p.load()?;
-            p.attach("p-lb", aya::programs::XdpMode::Driver)?;
+            for i in 0..lbs.len() {
+                p.attach(&lb_host_port(i), aya::programs::XdpMode::Driver)?;
+            }
             tools
         };
         // A veth hands its checksum work to the receiver (CHECKSUM_PARTIAL);
@@ -157,17 +218,19 @@ impl Lab {
         // unfinished TCP checksum. A real NIC always delivers finished
         // checksums, so the client computes them in software.
         client.exec("ethtool", &["-K", "c0", "tx", "off"])?;
-        sh(&lb, "addr add 10.20.0.2/24 dev lb0")?;
-        sh(&lb, "addr add fd20::2/64 dev lb0 nodad")?;
-        sh(&lb, "route add default via 10.20.0.1")?;
-        sh(&lb, "-6 route add default via fd20::1")?;
-        sh(&router, "route add 10.100.0.0/24 via 10.20.0.2")?;
+        if shape.static_vip_route {
+            sh(&router, "route add 10.100.0.0/24 via 10.20.0.2")?;
+        }
+        // IPv6 VIPs stay on the first LB host (the fleet announces IPv4).
         sh(&router, "-6 route add fd00:100::/64 via fd20::2")?;
+        let mut lbs = lbs.into_iter();
+        let lb = lbs.next().expect("at least one LB host");
 
         let mut lab = Self {
             client,
             router,
             lb,
+            more_lbs: lbs.collect(),
             backends: vec![],
             decap_pins: PathBuf::new(),
             _xdp_pass: xdp_pass,
@@ -457,6 +520,11 @@ pub struct Talkers {
 
 impl Talkers {
     pub fn start(lab: &Lab, dst: SocketAddr, n: usize) -> Result<Self> {
+        Self::start_every(lab, dst, n, Duration::from_millis(20))
+    }
+
+    /// `n` connections, each sending a message every `every`.
+    pub fn start_every(lab: &Lab, dst: SocketAddr, n: usize, every: Duration) -> Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = vec![];
         for i in 0..n {
@@ -479,7 +547,7 @@ impl Talkers {
                             return (first, sent, Some(format!("{e:#} after {sent} messages")));
                         }
                     }
-                    std::thread::sleep(Duration::from_millis(20));
+                    std::thread::sleep(every);
                 }
                 (first, sent, None)
             }));

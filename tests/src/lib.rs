@@ -1,8 +1,10 @@
 //! Test harness: network namespaces, packet builders, the fixture runner,
 //! the scenario runner and pcap output.
 pub mod bench;
+pub mod bird;
 pub mod demo;
 pub mod fixture;
+pub mod fleet;
 pub mod harness;
 pub mod json;
 pub mod lab;

@@ -303,6 +303,14 @@ impl Lbd {
         Ok(())
     }
 
+    /// SIGKILL: the agent dies without a word (pins and routes stay).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Sends SIGHUP (reload).
     pub fn hup(&self) {
         if let Some(c) = &self.child {

@@ -131,6 +131,11 @@ enum Command {
     /// is running. Only needed to take lb off a host for good: stopping or
     /// upgrading the agent leaves the data path forwarding on purpose.
     Unload,
+    /// Withdraw every VIP this host announces through BIRD (the include
+    /// file emptied, BIRD told), without an agent: what the unit runs when
+    /// the agent exits in failure, so a dead agent does not keep
+    /// attracting traffic.
+    Withdraw,
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -149,6 +154,7 @@ fn main() -> ExitCode {
         Command::Decap(args) => decap(&args),
         Command::Run => run(cli.run),
         Command::Unload => unload(&cli.run.config),
+        Command::Withdraw => withdraw(&cli.run.config),
         Command::Completions { shell } => {
             lb::cli::completions(Cli::command(), shell);
             ExitCode::SUCCESS
@@ -165,6 +171,39 @@ fn main() -> ExitCode {
 
 /// `lbd unload`: the pin directory comes from the configuration when it
 /// parses, else the default.
+fn withdraw(config_path: &std::path::Path) -> ExitCode {
+    let c = match config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(a) = c.announce else {
+        lb::outln!(
+            "no announce: section in {}: nothing to withdraw",
+            config_path.display()
+        );
+        return ExitCode::SUCCESS;
+    };
+    let Some(rt) = lb::cli::runtime(None) else {
+        return ExitCode::FAILURE;
+    };
+    match rt.block_on(lb::daemon::announce::withdraw_now(&a)) {
+        Ok(()) => {
+            lb::outln!(
+                "every VIP withdrawn ({} emptied, BIRD reconfigured)",
+                a.include_file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn unload(config_path: &std::path::Path) -> ExitCode {
     let (pin_path, socket) = match config::load(config_path) {
         Ok(c) => (c.pin_path, c.api.socket),

@@ -37,6 +37,12 @@ pub enum EventKind {
     /// A kernel table write failed; the tables were re-read and the last
     /// good state written back.
     TablesResynced,
+    /// A VIP address is announced to the routers (BIRD), or withdrawn.
+    RouteAnnounce,
+    RouteWithdraw,
+    /// `lbctl node drain` / `undrain`.
+    NodeDrain,
+    NodeUndrain,
 }
 
 impl EventKind {
@@ -58,6 +64,10 @@ impl EventKind {
         EventKind::DrillStart,
         EventKind::DrillEnd,
         EventKind::TablesResynced,
+        EventKind::RouteAnnounce,
+        EventKind::RouteWithdraw,
+        EventKind::NodeDrain,
+        EventKind::NodeUndrain,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +89,10 @@ impl EventKind {
             EventKind::DrillStart => "drill_start",
             EventKind::DrillEnd => "drill_end",
             EventKind::TablesResynced => "tables_resynced",
+            EventKind::RouteAnnounce => "route_announce",
+            EventKind::RouteWithdraw => "route_withdraw",
+            EventKind::NodeDrain => "node_drain",
+            EventKind::NodeUndrain => "node_undrain",
         }
     }
 }
@@ -120,6 +134,7 @@ impl EventLog {
                 | EventKind::ConfigRejected
                 | EventKind::ConfigNeedsRestart
                 | EventKind::TablesResynced
+                | EventKind::RouteWithdraw
         );
         if loud {
             tracing::warn!(event = kind.name(), vip = vip.unwrap_or(""), backend = backend.unwrap_or(""), %reason, "decision");

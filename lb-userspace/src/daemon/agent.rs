@@ -16,7 +16,7 @@ use aya::programs::XdpMode;
 use tokio::sync::mpsc;
 
 use super::{
-    SetupError, api,
+    SetupError, announce, api,
     etcd::{self, Snapshot},
     health::TrackerKey,
     shared::Shared,
@@ -144,6 +144,10 @@ pub async fn run(
     );
     shared.seed_health(known);
     shared.restart_checks(&merged);
+    if let Some(s) = &saved {
+        // A drain outlives restarts; a restart hold is spent by this one.
+        shared.node.lock().expect("not poisoned").drained = s.node.drained;
+    }
     if let Some((run, baseline)) = saved.and_then(|s| s.drill)
         && run.ends_at > state::unix_now()
     {
@@ -162,6 +166,10 @@ pub async fn run(
     if let Some(mut etcd) = opts.etcd.clone() {
         etcd.state_dir = Some(config.state_dir.clone());
         etcd::spawn_feed(shared.clone(), etcd, snapshot);
+    }
+    // Routes last: only an agent that serves its configuration announces.
+    if let Some(a) = &config.announce {
+        announce::spawn(shared.clone(), a.clone());
     }
 
     let signal = |kind: tokio::signal::unix::SignalKind, name: &str| {
@@ -197,6 +205,9 @@ pub async fn run(
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
+    }
+    if let Some(a) = &config.announce {
+        announce::on_exit(&shared, a).await;
     }
     shared.save();
     tracing::info!("exiting; the data path stays attached and pinned for the next lbd");

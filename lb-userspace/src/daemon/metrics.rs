@@ -23,6 +23,8 @@ pub struct Snapshot<'a> {
     pub reloads: &'a [(&'a str, u64)],
     /// Extra gauges (name, help, value), e.g. from the etcd feed.
     pub extra: &'a [(&'a str, &'a str, f64)],
+    /// Managed VIP addresses and whether each is announced (route control).
+    pub announced: &'a [(std::net::IpAddr, bool)],
 }
 
 fn escape(v: &str) -> String {
@@ -240,7 +242,34 @@ pub fn render(s: &Snapshot<'_>) -> String {
         header(&mut o, name, "gauge", help);
         let _ = writeln!(o, "{name} {value}");
     }
+    if !s.announced.is_empty() {
+        header(
+            &mut o,
+            "lb_vip_announced",
+            "gauge",
+            "1 while this host announces the VIP address to its routers (BIRD).",
+        );
+        for (address, on) in s.announced {
+            let _ = writeln!(o, "lb_vip_announced{{address=\"{address}\"}} {}", *on as u8);
+        }
+    }
     o
+}
+
+/// Gauges of the route control.
+pub fn announce_gauges(bird_up: bool, drained: bool) -> Vec<(&'static str, &'static str, f64)> {
+    vec![
+        (
+            "lb_bird_up",
+            "1 while BIRD accepts the VIP routes (its control socket answers).",
+            bird_up as u8 as f64,
+        ),
+        (
+            "lb_node_drained",
+            "1 while the node is drained (every VIP withdrawn on purpose).",
+            drained as u8 as f64,
+        ),
+    ]
 }
 
 #[cfg(test)]
@@ -276,6 +305,7 @@ mod tests {
             events: b.events.counts(),
             reloads: &[("applied", 2), ("rejected", 1)],
             extra: &[],
+            announced: &[("10.0.0.1".parse().unwrap(), true)],
         });
         for needle in [
             "lb_packets_by_reason_total{reason=\"fwd_tx\"} 3",
@@ -286,6 +316,7 @@ mod tests {
             "lb_vip_panic{vip=\"a\\\"b\"} 0",
             "lb_events_total{kind=\"backend_down\"} 0",
             "lb_config_reloads_total{result=\"rejected\"} 1",
+            "lb_vip_announced{address=\"10.0.0.1\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle}:\n{text}");
         }

@@ -1,10 +1,13 @@
 //! The daemon `lbd`: the [`agent`] main loop and what it runs around one
 //! [`shared::Shared`] state — the HTTP [`api`], the [`etcd`] feed, the
-//! [`health`] checks, the [`metrics`] exposition. Modules that need the
+//! [`health`] checks, the [`metrics`] exposition, the route control
+//! ([`announce`] through [`bird`]). Modules that need the
 //! agent's state take the `Shared` handle; none imports the agent.
 
 pub mod agent;
+pub mod announce;
 pub mod api;
+pub mod bird;
 pub mod drill;
 pub mod etcd;
 pub mod health;

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::{
+    announce::{AnnounceStatus, NodeControl},
     drill::{self, Baseline, DrillReport, DrillRun},
     health::{self, Checker, TrackerKey, Verdict},
     metrics,
@@ -110,6 +111,12 @@ pub struct Shared<T: Tables> {
     unsaved: AtomicBool,
     /// Health a previous agent saw, for the first health checks started.
     known_health: Mutex<BTreeMap<TrackerKey, bool>>,
+    /// The operator's decisions for this node (drained, restart hold).
+    pub node: Mutex<NodeControl>,
+    /// The route control's state, when routes are announced.
+    pub announce: Mutex<Option<AnnounceStatus>>,
+    /// Wakes the route control: something it decides from changed.
+    pub route_wake: tokio::sync::Notify,
 }
 
 use state::unix_now;
@@ -138,6 +145,9 @@ impl<T: Tables + Send + 'static> Shared<T> {
             saved_at: Mutex::new(None),
             unsaved: AtomicBool::new(false),
             known_health: Mutex::new(BTreeMap::new()),
+            node: Mutex::new(NodeControl::default()),
+            announce: Mutex::new(None),
+            route_wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -155,6 +165,7 @@ impl<T: Tables + Send + 'static> Shared<T> {
     /// Something worth keeping changed: save now, or at the next tick if
     /// the last save was moments ago (a burst of health verdicts).
     pub fn changed(&self) {
+        self.route_wake.notify_one();
         self.unsaved.store(true, Ordering::Relaxed);
         let recent = self
             .saved_at
@@ -181,7 +192,9 @@ impl<T: Tables + Send + 'static> Shared<T> {
         let memory = self.balancer().memory();
         let saved = {
             let sources = self.sources.lock().expect("not poisoned");
-            Saved::of(&memory, &sources, drill, Instant::now())
+            let mut s = Saved::of(&memory, &sources, drill, Instant::now());
+            s.node = self.node.lock().expect("not poisoned").clone();
+            s
         };
         *self.saved_at.lock().expect("not poisoned") = Some(Instant::now());
         if let Err(e) = state::save(dir, &saved) {
@@ -332,6 +345,41 @@ impl<T: Tables + Send + 'static> Shared<T> {
         }
     }
 
+    /// `lbctl node drain` (`true`) or `undrain`: withdraw every VIP and
+    /// keep forwarding, or announce again what should be.
+    pub fn set_drained(&self, drained: bool) {
+        let was = std::mem::replace(
+            &mut self.node.lock().expect("not poisoned").drained,
+            drained,
+        );
+        if was != drained {
+            let (kind, what) = if drained {
+                (
+                    EventKind::NodeDrain,
+                    "node drained: every VIP withdrawn, forwarding continues",
+                )
+            } else {
+                (
+                    EventKind::NodeUndrain,
+                    "node undrained: VIPs announced again where they should be",
+                )
+            };
+            self.record(kind, what);
+        }
+        self.changed();
+    }
+
+    /// Keeps the routes through an exit within `for_`: a restart follows.
+    /// `None` ends a hold.
+    pub fn hold(&self, for_: Option<Duration>) -> NodeControl {
+        let mut n = self.node.lock().expect("not poisoned");
+        n.hold_until = for_.map(|d| unix_now() + d.as_secs_f64());
+        let out = n.clone();
+        drop(n);
+        self.changed();
+        out
+    }
+
     pub fn drill(&self) -> Option<DrillRun> {
         self.drill
             .lock()
@@ -474,6 +522,22 @@ impl<T: Tables + Send + 'static> Shared<T> {
     /// Prometheus text for `/metrics`.
     pub fn metrics(&self) -> String {
         let feed = self.etcd_status.lock().expect("not poisoned").clone();
+        let mut extra = feed.map_or_else(Vec::new, |f| {
+            metrics::etcd_gauges(f.connected, f.revision, f.rejected_keys.len())
+        });
+        let routes = self.announce.lock().expect("not poisoned").clone();
+        let announced: Vec<_> = routes
+            .iter()
+            .flat_map(|r| {
+                r.routes
+                    .iter()
+                    .map(|x| (x.address, r.announced.contains(&x.address)))
+            })
+            .collect();
+        if let Some(r) = &routes {
+            let drained = self.node.lock().expect("not poisoned").drained;
+            extra.extend(metrics::announce_gauges(r.bird_up, drained));
+        }
         let b = self.balancer();
         let state = b.state();
         let dp = b.tables();
@@ -485,9 +549,8 @@ impl<T: Tables + Send + 'static> Shared<T> {
             backend_traffic: &|id| dp.backend_traffic(id).unwrap_or_default(),
             events: b.events.counts(),
             reloads: &self.reloads().by_result(),
-            extra: &feed.map_or_else(Vec::new, |f| {
-                metrics::etcd_gauges(f.connected, f.revision, f.rejected_keys.len())
-            }),
+            extra: &extra,
+            announced: &announced,
         })
     }
 }

@@ -16,7 +16,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::drill::{Baseline, DrillRun};
+use super::{
+    announce::NodeControl,
+    drill::{Baseline, DrillRun},
+};
 use crate::core::{
     balancer::{Health, Memory},
     config::BackendCfg,
@@ -42,6 +45,9 @@ pub struct Saved {
     pub overrides: Vec<SavedOverride>,
     pub pushed: BTreeMap<String, Vec<BackendCfg>>,
     pub drill: Option<(DrillRun, Baseline)>,
+    /// Drained, restart hold.
+    #[serde(default)]
+    pub node: NodeControl,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -109,6 +115,7 @@ impl Saved {
                 .collect(),
             pushed: sources.pushed.clone(),
             drill,
+            node: NodeControl::default(),
         }
     }
 

@@ -126,6 +126,12 @@ pub enum Command {
         #[arg(long, default_value = "/lb")]
         etcd_prefix: String,
     },
+    /// This LB host's route control: which VIP addresses it announces to
+    /// its routers and why; drain, undrain, restart hold.
+    Node {
+        #[command(subcommand)]
+        cmd: NodeCmd,
+    },
     /// On a backend: the decap programs `lbd decap` attached, the addresses
     /// and GUE port they accept, and what they did with packets.
     Decap {
@@ -180,4 +186,23 @@ pub enum ConntrackCmd {
     },
     /// Number of entries.
     Count,
+}
+
+#[derive(Subcommand)]
+pub enum NodeCmd {
+    /// Announced VIP addresses and why, drained, restart hold, BIRD.
+    Status,
+    /// Withdraw every VIP from the routers and keep forwarding: the
+    /// routers move the flows to the other LB hosts. Kept across restarts.
+    Drain,
+    /// Announce again what should be announced.
+    Undrain,
+    /// Keep the routes through the agent's next exit within --for (a
+    /// restart or upgrade follows); --release ends the hold.
+    Hold {
+        #[arg(long = "for", default_value = "60s")]
+        duration: String,
+        #[arg(long, conflicts_with = "duration")]
+        release: bool,
+    },
 }

@@ -17,6 +17,7 @@ mod events;
 mod explain;
 mod fleet;
 mod join;
+mod node;
 mod ring;
 mod stats;
 mod table;
@@ -168,6 +169,7 @@ async fn run(ctx: &Ctx<'_>) -> Result<(), Fail> {
         } => drill::run(ctx, sel.as_deref(), *apply, duration, *detach, *stop).await,
         Command::Events => events::list(ctx).await,
         Command::Fleet { etcd, etcd_prefix } => fleet::show(ctx, etcd, etcd_prefix).await,
+        Command::Node { cmd } => node::run(ctx, cmd).await,
         Command::Decap { decap_pin_path } => decap::show(ctx, decap_pin_path),
     }
 }

@@ -35,6 +35,8 @@ pub struct Config {
     pub health: HealthGlobal,
     pub metrics_listen: Option<SocketAddr>,
     pub api: ApiCfg,
+    /// Route control through BIRD; `None`: lbd announces nothing.
+    pub announce: Option<AnnounceCfg>,
     /// A reload may leave the agent without any VIP (otherwise refused:
     /// an empty or cut file must not take every service down).
     pub allow_no_vips: bool,
@@ -53,6 +55,7 @@ impl Default for Config {
             health: HealthGlobal::default(),
             metrics_listen: None,
             api: ApiCfg::default(),
+            announce: None,
             allow_no_vips: false,
             vips: vec![],
         }
@@ -170,14 +173,59 @@ impl Default for DataplaneCfg {
 pub struct HealthGlobal {
     /// Probes in flight at once, across all backends.
     pub max_concurrent_checks: usize,
+    /// Use the fleet's agreed health view (published in etcd by every
+    /// agent) instead of this host's probes alone, so LB hosts do not
+    /// build different tables while a backend fails. Needs `--etcd`.
+    pub fleet_view: bool,
 }
 
 impl Default for HealthGlobal {
     fn default() -> Self {
         Self {
             max_concurrent_checks: 64,
+            fleet_view: false,
         }
     }
+}
+
+/// Route control: the VIP addresses this host announces through its BIRD.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AnnounceCfg {
+    /// BIRD's control socket (`birdc -s`).
+    pub bird_socket: PathBuf,
+    /// The file lbd writes its static protocols into; BIRD's configuration
+    /// `include`s it.
+    pub include_file: PathBuf,
+    /// Name prefix of those protocols (`<protocol>4`, `<protocol>6`), for
+    /// the BGP export filter.
+    pub protocol: String,
+    /// On stop: withdraw, then keep forwarding this long for the flows
+    /// routers still send, then exit.
+    pub drain_time: Duration,
+}
+
+impl Default for AnnounceCfg {
+    fn default() -> Self {
+        Self {
+            bird_socket: "/run/bird/bird.ctl".into(),
+            include_file: "/etc/bird/lb-vips.conf".into(),
+            protocol: "lb_vips".into(),
+            drain_time: Duration::from_secs(5),
+        }
+    }
+}
+
+/// When a VIP's address is announced (`vips[].announce`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnnounceMode {
+    /// While the VIP has healthy capacity (the policy's view).
+    #[default]
+    WhenHealthy,
+    /// Whenever the agent runs with its configuration applied.
+    Always,
+    /// Never (announced by other means, or not at all).
+    Never,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -503,6 +551,8 @@ pub struct Vip {
     pub forwarding: Forwarding,
     pub flows_on_backend_down: FlowsOnDown,
     pub icmp_echo: bool,
+    /// When its address is announced (with `announce:` configured).
+    pub announce: AnnounceMode,
     pub policy: Policy,
     pub health_check: HealthCheck,
     pub backends: Vec<BackendCfg>,
@@ -521,6 +571,7 @@ impl Vip {
             forwarding: Forwarding::default(),
             flows_on_backend_down: FlowsOnDown::default(),
             icmp_echo: true,
+            announce: AnnounceMode::default(),
             policy: Policy::default(),
             health_check: HealthCheck::default(),
             backends: vec![],

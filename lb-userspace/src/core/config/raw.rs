@@ -11,8 +11,8 @@ use serde::{
 };
 
 use super::model::{
-    AdminState, FlowsOnDown, Forwarding, HashMode, InitialState, Locality, PolicyKind, ProbeKind,
-    Protocol, XdpModeCfg,
+    AdminState, AnnounceMode, FlowsOnDown, Forwarding, HashMode, InitialState, Locality,
+    PolicyKind, ProbeKind, Protocol, XdpModeCfg,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -35,8 +35,18 @@ pub(super) struct RawConfig {
     pub metrics: RawMetrics,
     #[serde(default)]
     pub api: RawApi,
+    pub announce: Option<RawAnnounce>,
     #[serde(default)]
     pub vips: Vec<RawVip>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAnnounce {
+    pub bird_socket: Option<String>,
+    pub include_file: Option<String>,
+    pub protocol: Option<String>,
+    pub drain_time: Option<RawDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +92,7 @@ pub(super) struct RawDataplane {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHealthGlobal {
     pub max_concurrent_checks: Option<i64>,
+    pub fleet_view: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +136,7 @@ pub(super) struct RawVip {
     pub forwarding: Option<Choice<Forwarding>>,
     pub flows_on_backend_down: Option<Choice<FlowsOnDown>>,
     pub icmp_echo: Option<bool>,
+    pub announce: Option<Choice<AnnounceMode>>,
     #[serde(default)]
     pub policy: RawPolicy,
     #[serde(default)]

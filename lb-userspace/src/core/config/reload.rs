@@ -1,7 +1,7 @@
 //! What a reload may change. The maps are sized by `limits` and pinned at
 //! `pin_path`, the program is attached to `interfaces`, the API and
-//! metrics sockets are bound and the state directory opened once, at
-//! start-up: a reload keeps their running values and says which ones wait
+//! metrics sockets are bound, the state directory opened and the route
+//! control (`announce`) started once, at start-up: a reload keeps their running values and says which ones wait
 //! for a restart, so an operator is never told a change applied that did
 //! not.
 
@@ -59,6 +59,9 @@ pub fn plan(
     }
     if keep("state_dir", next.state_dir != running.state_dir) {
         next.state_dir = running.state_dir.clone();
+    }
+    if keep("announce", next.announce != running.announce) {
+        next.announce = running.announce.clone();
     }
     Ok(Reload {
         config: next,

@@ -19,7 +19,8 @@ use axum::{
     routing::{get, post, put},
 };
 use wire::{
-    AgentState, Drill, DrillRequest, DrillStarted, DrillStopped, ErrorBody, Health, WeightRequest,
+    AgentState, Drill, DrillRequest, DrillStarted, DrillStopped, ErrorBody, Health, HoldRequest,
+    NodeState, WeightRequest,
 };
 
 use super::{
@@ -48,6 +49,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/drill"),
     ("POST", "/v1/drill"),
     ("DELETE", "/v1/drill"),
+    ("GET", "/v1/node"),
+    ("POST", "/v1/node/drain"),
+    ("POST", "/v1/node/undrain"),
+    ("PUT", "/v1/node/hold"),
+    ("DELETE", "/v1/node/hold"),
 ];
 
 /// An error answer: `{"error": ..., "errors": [{"path", "message"}]}`.
@@ -151,6 +157,28 @@ pub fn router<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, token: Option<
                 .post(drill_start::<T>)
                 .delete(drill_stop::<T>),
         )
+        .route("/v1/node", get(node::<T>))
+        .route(
+            "/v1/node/drain",
+            post(|State(s): State<Arc<Shared<T>>>| async move {
+                s.set_drained(true);
+                Json(node_state(&s))
+            }),
+        )
+        .route(
+            "/v1/node/undrain",
+            post(|State(s): State<Arc<Shared<T>>>| async move {
+                s.set_drained(false);
+                Json(node_state(&s))
+            }),
+        )
+        .route(
+            "/v1/node/hold",
+            put(hold::<T>).delete(|State(s): State<Arc<Shared<T>>>| async move {
+                s.hold(None);
+                Json(node_state(&s))
+            }),
+        )
         .fallback(|| async { ApiError::not_found("no such route (see docs/openapi.yaml)") })
         .with_state(shared);
     if let Some(token) = token {
@@ -190,7 +218,37 @@ async fn state<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) -> J
         drill: s.drill(),
         etcd,
         reloads: s.reloads(),
+        node: node_state(&s),
     })
+}
+
+fn node_state<T: Tables + Send + 'static>(s: &Shared<T>) -> NodeState {
+    let control = s.node.lock().expect("not poisoned").clone();
+    NodeState {
+        holding: control.holding(),
+        control,
+        announce: s.announce.lock().expect("not poisoned").clone(),
+    }
+}
+
+async fn node<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) -> Json<NodeState> {
+    Json(node_state(&s))
+}
+
+async fn hold<T: Tables + Send + 'static>(
+    State(s): State<Arc<Shared<T>>>,
+    body: Bytes,
+) -> ApiResult<NodeState> {
+    let h: HoldRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::field("", format!("expected {{\"secs\": N}}: {e}")))?;
+    if !(1.0..=3600.0).contains(&h.secs) {
+        return Err(ApiError::field(
+            "secs",
+            format!("must be between 1 and 3600, got {}", h.secs),
+        ));
+    }
+    s.hold(Some(Duration::from_secs_f64(h.secs)));
+    Ok(Json(node_state(&s)))
 }
 
 async fn events<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) -> Json<Vec<Event>> {

@@ -52,6 +52,11 @@ fn routes() -> Vec<(Method, &'static str, Value)> {
             json!({"fail": "cloud=gcp", "duration_secs": 30, "dry_run": false}),
         ),
         (Method::DELETE, "/v1/drill", Value::Null),
+        (Method::GET, "/v1/node", Value::Null),
+        (Method::POST, "/v1/node/drain", Value::Null),
+        (Method::POST, "/v1/node/undrain", Value::Null),
+        (Method::PUT, "/v1/node/hold", json!({"secs": 30})),
+        (Method::DELETE, "/v1/node/hold", Value::Null),
     ]
 }
 

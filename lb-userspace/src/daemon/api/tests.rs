@@ -106,6 +106,7 @@ async fn every_documented_route_is_served() {
             .replace("{backend}", "10.0.1.1");
         let body = match (method.as_str(), path.as_str()) {
             ("PUT", p) if p.ends_with("/weight") => r#"{"weight": 5}"#,
+            ("PUT", "/v1/node/hold") => r#"{"secs": 30}"#,
             ("PUT", _) => "[{address: 10.0.1.1}]",
             ("POST", "/v1/drill") => r#"{"fail": "cloud=aws", "dry_run": true}"#,
             _ => "",
@@ -315,5 +316,33 @@ async fn tcp_requests_need_the_token() {
     assert_eq!(
         app.oneshot(req).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_drain_withdraws_and_a_hold_is_bounded() {
+    let s = shared();
+    let app = router(s.clone(), None);
+    let (status, json) = post(&app, "/v1/node/drain", "").await;
+    assert!(status.is_success() && json["drained"] == true, "{json}");
+    assert!(s.node.lock().unwrap().drained);
+    let (status, json) = put(&app, "/v1/node/hold", r#"{"secs": 7200}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["errors"][0]["path"], "secs");
+    let (_, json) = put(&app, "/v1/node/hold", r#"{"secs": 60}"#).await;
+    assert_eq!(json["holding"], true, "{json}");
+    let (_, json) = delete(&app, "/v1/node/hold").await;
+    assert_eq!(json["holding"], false, "{json}");
+    let (_, json) = post(&app, "/v1/node/undrain", "").await;
+    assert_eq!(json["drained"], false, "{json}");
+    let kinds: Vec<_> = s
+        .balancer()
+        .events
+        .recent()
+        .map(|e| e.kind.name())
+        .collect();
+    assert!(
+        kinds.contains(&"node_drain") && kinds.contains(&"node_undrain"),
+        "{kinds:?}"
     );
 }

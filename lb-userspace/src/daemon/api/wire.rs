@@ -9,6 +9,7 @@ use crate::{
         config::FieldError,
     },
     daemon::{
+        announce::{AnnounceStatus, NodeControl},
         drill::{DrillReport, DrillRun},
         shared::{FeedStatus, Reloads},
     },
@@ -28,6 +29,27 @@ pub struct AgentState {
     pub drill: Option<DrillRun>,
     pub etcd: Option<FeedStatus>,
     pub reloads: Reloads,
+    #[serde(default)]
+    pub node: NodeState,
+}
+
+/// `GET /v1/node`: what the operator decided for this LB host and which
+/// VIP addresses it announces, and why.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NodeState {
+    #[serde(flatten)]
+    pub control: NodeControl,
+    /// An exit now keeps the routes (a restart hold is in force).
+    pub holding: bool,
+    /// `None`: no route control configured (`announce:` absent).
+    pub announce: Option<AnnounceStatus>,
+}
+
+/// `PUT /v1/node/hold`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    pub secs: f64,
 }
 
 /// `PUT .../weight`.

@@ -58,6 +58,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
         10_000,
         defaults.health.max_concurrent_checks as i64,
     ) as usize;
+    let fleet_view = raw.health.fleet_view.unwrap_or(defaults.health.fleet_view);
+    let announce = raw.announce.as_ref().map(|a| v.announce(a));
     let metrics_listen = v.socket_addr("metrics.listen", &raw.metrics.listen, "127.0.0.1:9100");
     let tcp_listen = v.socket_addr("api.tcp_listen", &raw.api.tcp_listen, "127.0.0.1:9180");
     if tcp_listen.is_some() && raw.api.token_file.is_none() {
@@ -95,14 +97,52 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
         dataplane,
         health: HealthGlobal {
             max_concurrent_checks,
+            fleet_view,
         },
         metrics_listen,
         api,
+        announce,
         vips,
     })
 }
 
 impl Validator {
+    fn announce(&mut self, raw: &RawAnnounce) -> AnnounceCfg {
+        let d = AnnounceCfg::default();
+        let protocol = raw.protocol.clone().unwrap_or(d.protocol.clone());
+        // A BIRD symbol: it becomes `protocol static <name>4`.
+        if protocol.is_empty()
+            || protocol.len() > 60
+            || !protocol.starts_with(|c: char| c.is_ascii_alphabetic())
+            || !protocol
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            self.err(
+                "announce.protocol",
+                format!("must be a BIRD name (letters, digits, _; starting with a letter), got {protocol:?}"),
+            );
+        }
+        AnnounceCfg {
+            bird_socket: raw
+                .bird_socket
+                .as_ref()
+                .map_or(d.bird_socket, PathBuf::from),
+            include_file: raw
+                .include_file
+                .as_ref()
+                .map_or(d.include_file, PathBuf::from),
+            protocol,
+            drain_time: self.duration(
+                "announce.drain_time",
+                &raw.drain_time,
+                Duration::ZERO,
+                secs(600),
+                d.drain_time,
+            ),
+        }
+    }
+
     pub fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError {
             path: path.into(),

@@ -36,6 +36,11 @@ impl Validator {
         };
         let protocol = self.choice(&join(path, "protocol"), &raw.protocol, Protocol::default());
         let hash = self.choice(&join(path, "hash"), &raw.hash, HashMode::default());
+        let announce = self.choice(
+            &join(path, "announce"),
+            &raw.announce,
+            AnnounceMode::default(),
+        );
         let forwarding = self.choice(
             &join(path, "forwarding"),
             &raw.forwarding,
@@ -82,6 +87,7 @@ impl Validator {
         vip.forwarding = forwarding;
         vip.flows_on_backend_down = flows_on_backend_down;
         vip.icmp_echo = raw.icmp_echo.unwrap_or(vip.icmp_echo);
+        vip.announce = announce;
         vip.policy = policy;
         vip.health_check = health_check;
         vip.backends = backends;
