@@ -8,6 +8,7 @@ pub mod announce;
 pub mod balancer;
 pub mod config;
 pub mod events;
+pub mod fleet;
 pub mod maglev;
 pub mod policy;
 pub mod prefix;

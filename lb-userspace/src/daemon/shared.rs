@@ -8,6 +8,7 @@
 
 use std::{
     collections::BTreeMap,
+    net::IpAddr,
     path::PathBuf,
     sync::{
         Arc, Mutex, MutexGuard,
@@ -117,7 +118,25 @@ pub struct Shared<T: Tables> {
     pub announce: Mutex<Option<AnnounceStatus>>,
     /// Wakes the route control: something it decides from changed.
     pub route_wake: tokio::sync::Notify,
+    /// This agent's own probe verdicts, by (VIP name, backend).
+    local_health: Mutex<BTreeMap<(String, IpAddr), Health>>,
+    /// The other agents' probe verdicts, from etcd (the fleet view).
+    peers: Mutex<BTreeMap<String, Peer>>,
+    /// Wakes the fleet publisher: a local verdict changed.
+    pub publish_wake: tokio::sync::Notify,
 }
+
+/// Another agent's own probe verdicts, as it published them.
+#[derive(Clone, Debug, Default)]
+pub struct Peer {
+    /// Seconds since the Unix epoch.
+    pub time: f64,
+    pub probes: BTreeMap<(String, IpAddr), bool>,
+}
+
+/// A peer's view older than this does not vote (its agent is gone or cut
+/// off; the lease would remove it a few seconds later).
+const PEER_FRESH_SECS: f64 = 10.0;
 
 use state::unix_now;
 
@@ -148,6 +167,9 @@ impl<T: Tables + Send + 'static> Shared<T> {
             node: Mutex::new(NodeControl::default()),
             announce: Mutex::new(None),
             route_wake: tokio::sync::Notify::new(),
+            local_health: Mutex::new(BTreeMap::new()),
+            peers: Mutex::new(BTreeMap::new()),
+            publish_wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -330,18 +352,122 @@ impl<T: Tables + Send + 'static> Shared<T> {
 
     /// Feeds a health verdict and rewrites what changed.
     pub fn on_verdict(&self, v: &Verdict) {
-        let mut b = self.balancer();
-        let health = Health {
+        let local = Health {
             up: v.up,
             reachable: v.reachable,
             reason: v.reason.clone(),
         };
-        if b.set_health(&v.vip, v.backend, health) {
+        let Some(name) = self.balancer().vip_name(&v.vip) else {
+            return;
+        };
+        self.local_health
+            .lock()
+            .expect("not poisoned")
+            .insert((name.clone(), v.backend), local.clone());
+        self.publish_wake.notify_one();
+        let effective = self.effective(&name, v.backend, &local);
+        let mut b = self.balancer();
+        if b.set_health(&v.vip, v.backend, effective) {
             if let Err(e) = b.reconcile(Instant::now()) {
                 tracing::error!(error = %e, "writing the tables after a health change failed");
             }
             drop(b);
             self.changed();
+        }
+    }
+
+    /// The verdict to steer by: the fleet's majority with
+    /// `health.fleet_view`, this agent's own otherwise (or when no live
+    /// peer has a verdict).
+    fn effective(&self, vip: &str, backend: IpAddr, local: &Health) -> Health {
+        if !self.balancer().config().health.fleet_view {
+            return local.clone();
+        }
+        let now = unix_now();
+        let key = (vip.to_string(), backend);
+        let votes: Vec<bool> = self
+            .peers
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .filter(|p| now - p.time < PEER_FRESH_SECS)
+            .filter_map(|p| p.probes.get(&key).copied())
+            .collect();
+        if votes.is_empty() {
+            return local.clone();
+        }
+        let (up, why) = crate::core::fleet::agree(local.up, &votes);
+        Health {
+            up,
+            // Down by the fleet's word but answering here: panic may use it.
+            reachable: up || local.reachable,
+            reason: format!("{why} (here: {})", local.reason),
+        }
+    }
+
+    /// The other agents' views arrived (the etcd fleet watch; `None`: etcd
+    /// did not answer, and the views age): with the fleet view on,
+    /// re-judge every backend and rewrite what changed.
+    pub fn set_peers(&self, peers: Option<BTreeMap<String, Peer>>) {
+        if let Some(p) = peers {
+            *self.peers.lock().expect("not poisoned") = p;
+        }
+        // Every backend, judged from its last local verdict (or, before the
+        // first, the state its checks start in).
+        let backends: Vec<(String, IpAddr, bool)> = {
+            let b = self.balancer();
+            b.config()
+                .vips
+                .iter()
+                .flat_map(|v| {
+                    v.backends
+                        .iter()
+                        .map(|be| (v.name.clone(), be.address, v.health_check.initially_up))
+                })
+                .collect()
+        };
+        let local = self.local_health.lock().expect("not poisoned").clone();
+        let mut changed = false;
+        for (vip, backend, initially_up) in backends {
+            let own = local
+                .get(&(vip.clone(), backend))
+                .cloned()
+                .unwrap_or(Health {
+                    up: initially_up,
+                    reachable: initially_up,
+                    reason: "no check result yet".into(),
+                });
+            let effective = self.effective(&vip, backend, &own);
+            let mut b = self.balancer();
+            if let Some(ident) = b.vip_by_name(&vip) {
+                changed |= b.set_health(&ident, backend, effective);
+            }
+        }
+        if changed {
+            if let Err(e) = self.balancer().reconcile(Instant::now()) {
+                tracing::error!(error = %e, "writing the tables after a fleet health change failed");
+            }
+            self.changed();
+        }
+    }
+
+    /// What the fleet publisher adds to this agent's state.
+    pub fn fleet_extras(&self) -> super::etcd::fleet::Extras {
+        super::etcd::fleet::Extras {
+            drained: self.node.lock().expect("not poisoned").drained,
+            probes: self
+                .local_health
+                .lock()
+                .expect("not poisoned")
+                .iter()
+                .map(|(k, h)| (k.clone(), h.up))
+                .collect(),
+            announced: self
+                .announce
+                .lock()
+                .expect("not poisoned")
+                .as_ref()
+                .map(|a| a.announced.clone()),
         }
     }
 

@@ -31,10 +31,19 @@ struct VipRow {
     digest: String,
     healthy: String,
     panic: bool,
+    announced: String,
 }
 
 impl Row for VipRow {
-    const HEADERS: &'static [&'static str] = &["NODE", "AGE", "VIP", "DIGEST", "HEALTHY", "PANIC"];
+    const HEADERS: &'static [&'static str] = &[
+        "NODE",
+        "AGE",
+        "VIP",
+        "DIGEST",
+        "HEALTHY",
+        "PANIC",
+        "ANNOUNCED",
+    ];
     fn cells(&self) -> Vec<String> {
         vec![
             self.node.clone(),
@@ -43,6 +52,7 @@ impl Row for VipRow {
             self.digest.clone(),
             self.healthy.clone(),
             if self.panic { "PANIC" } else { "-" }.into(),
+            self.announced.clone(),
         ]
     }
 }
@@ -92,13 +102,19 @@ fn print(ctx: &Ctx<'_>, fleet: &Fleet) {
                     v.healthy.len()
                 ),
                 panic: v.panic,
+                announced: match (v.announced, a.drained) {
+                    (_, true) => "drained".into(),
+                    (Some(true), _) => "yes".into(),
+                    (Some(false), _) => "no".into(),
+                    (None, _) => "-".into(),
+                },
             })
         })
         .collect();
     table::print(Output::Table, &rows);
     if fleet.disagreements.is_empty() {
         lb::outln!(
-            "{} agents agree on every table and health view",
+            "{} agents agree on every table, health view and announcement",
             fleet.agents.len()
         );
         return;

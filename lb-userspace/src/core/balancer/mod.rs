@@ -623,6 +623,11 @@ impl<T: Tables> Balancer<T> {
             .map(|(k, _)| *k)
     }
 
+    /// The name of a VIP by its identity (health verdicts carry identities).
+    pub fn vip_name(&self, ident: &VipIdent) -> Option<String> {
+        self.vips.get(ident).map(|rt| rt.cfg.name.clone())
+    }
+
     pub fn vip_id(&self, ident: &VipIdent) -> Option<u32> {
         self.vips.get(ident).map(|rt| rt.id)
     }

@@ -1,7 +1,10 @@
 //! The API over in-memory tables: every documented route exists, every
 //! route is documented, writes validate and apply atomically.
 
-use std::{collections::BTreeSet, time::Instant};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Instant,
+};
 
 use axum::{
     body::Body,
@@ -345,4 +348,51 @@ async fn a_drain_withdraws_and_a_hold_is_bounded() {
         kinds.contains(&"node_drain") && kinds.contains(&"node_undrain"),
         "{kinds:?}"
     );
+}
+
+/// With the fleet view, the majority of the live agents' probes decides;
+/// without peers (etcd away, views aged out) the local verdict does.
+#[test]
+fn the_fleet_view_follows_the_majority_and_falls_back_to_the_local_verdict() {
+    use crate::daemon::{health::Verdict, shared::Peer, state::unix_now};
+    let text = format!("health: {{fleet_view: true}}\n{CFG}");
+    let c = config::parse(&text, "t").unwrap();
+    let b = Balancer::new(MemoryTables::new(c.limits), c.clone(), Instant::now()).unwrap();
+    let s = Shared::new(b, Sources::new(c), None, None);
+    let web = s.balancer().vip_by_name("web").unwrap();
+    let backend: std::net::IpAddr = "10.0.1.1".parse().unwrap();
+    let healthy = |s: &Shared<MemoryTables>| {
+        s.balancer().state().vip_by_name("web").unwrap().backends[0].healthy
+    };
+    s.on_verdict(&Verdict {
+        vip: web,
+        backend,
+        up: true,
+        reachable: true,
+        reason: "ok".into(),
+    });
+    assert!(healthy(&s));
+    let peer = |up: bool, time: f64| Peer {
+        time,
+        probes: [(("web".to_string(), backend), up)].into_iter().collect(),
+    };
+    let two_down: BTreeMap<String, Peer> = [
+        ("b".into(), peer(false, unix_now())),
+        ("c".into(), peer(false, unix_now())),
+    ]
+    .into();
+    s.set_peers(Some(two_down));
+    assert!(!healthy(&s), "two of three see it down");
+    let reason = s.balancer().state().vip_by_name("web").unwrap().backends[0]
+        .health_reason
+        .clone();
+    assert!(reason.contains("2 of 3 agents"), "{reason}");
+    // The peers' views age out: the local verdict again.
+    let stale: BTreeMap<String, Peer> = [
+        ("b".into(), peer(false, unix_now() - 60.0)),
+        ("c".into(), peer(false, unix_now() - 60.0)),
+    ]
+    .into();
+    s.set_peers(Some(stale));
+    assert!(healthy(&s));
 }

@@ -38,7 +38,7 @@ pub use client::{Change, Client, EtcdError, Kv};
 pub use snapshot::Snapshot;
 
 use super::{
-    shared::{FeedStatus, Shared},
+    shared::{FeedStatus, Peer, Shared},
     state::unix_now,
 };
 use crate::core::{config, events::EventKind, tables::Tables};
@@ -343,6 +343,7 @@ pub fn spawn_feed<T: Tables + Send + 'static>(
     };
     feed.publish();
     tokio::spawn(feed.run());
+    tokio::spawn(watch_peers(shared.clone(), opts.clone()));
     tokio::spawn(publish_view(shared, opts));
 }
 
@@ -353,7 +354,8 @@ async fn publish_view<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, opts: 
     let mut i = 0;
     loop {
         let client = Client::new(&opts.endpoints[i % opts.endpoints.len()]);
-        let view = fleet::AgentView::of(&shared.balancer().state(), unix_now());
+        let extras = shared.fleet_extras();
+        let view = fleet::AgentView::of(&shared.balancer().state(), unix_now(), &extras);
         let body = serde_json::to_vec(&view).unwrap_or_default();
         let ok = async {
             let l = match lease {
@@ -369,6 +371,62 @@ async fn publish_view<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, opts: 
             lease = None;
             i += 1;
         }
-        tokio::time::sleep(jittered(Duration::from_secs(2))).await;
+        // Every 2 s (jittered), and at once when a local verdict changes:
+        // the fleet view votes with what is published here.
+        tokio::select! {
+            _ = tokio::time::sleep(jittered(Duration::from_secs(2))) => {}
+            _ = shared.publish_wake.notified() => {}
+        }
+    }
+}
+
+/// How often the other agents' views are read for the fleet health view.
+const PEERS_EVERY: Duration = Duration::from_millis(250);
+
+/// Reads the other agents' published probe verdicts and hands them to the
+/// fleet view (which ignores them unless `health.fleet_view` is on).
+async fn watch_peers<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, opts: EtcdOptions) {
+    let node = shared.balancer().config().node.name.clone();
+    let prefix = format!("{}/agents/", opts.prefix.trim_end_matches('/'));
+    let mut i = 0;
+    loop {
+        tokio::time::sleep(PEERS_EVERY).await;
+        if !shared.balancer().config().health.fleet_view {
+            continue;
+        }
+        let client = Client::new(&opts.endpoints[i % opts.endpoints.len()]);
+        match client.range_prefix(&prefix).await {
+            Ok((_, kvs)) => {
+                let peers = kvs
+                    .iter()
+                    .filter_map(|kv| serde_json::from_slice::<fleet::AgentView>(&kv.value).ok())
+                    .filter(|v| v.node != node)
+                    .map(|v| {
+                        let probes = v
+                            .vips
+                            .iter()
+                            .flat_map(|vip| {
+                                vip.probes.iter().filter_map(|(addr, up)| {
+                                    Some(((vip.name.clone(), addr.parse().ok()?), *up))
+                                })
+                            })
+                            .collect();
+                        (
+                            v.node.clone(),
+                            Peer {
+                                time: v.time,
+                                probes,
+                            },
+                        )
+                    })
+                    .collect();
+                shared.set_peers(Some(peers));
+            }
+            // etcd away: the views age out and each agent uses its own.
+            Err(_) => {
+                i += 1;
+                shared.set_peers(None);
+            }
+        }
     }
 }
