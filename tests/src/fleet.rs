@@ -15,12 +15,15 @@ use crate::{
     bird::{self, Bird},
     lab::{Lab, Shape, lb_host_port, lb_host_v4},
     netns::Netns,
-    procs::Lbd,
+    procs::{Etcd, Lbd},
 };
 
 pub struct Fleet {
     pub lab: Lab,
     pub router_bird: Bird,
+    /// The fleet's etcd, on the router (10.20.0.1:2379): every agent
+    /// publishes its view there and reads the others'.
+    pub etcd: Etcd,
     /// One per LB host, in host order.
     pub birds: Vec<Bird>,
     /// The agent of each host, when running.
@@ -35,6 +38,7 @@ impl Fleet {
         })?;
         let addrs: Vec<Ipv4Addr> = (0..hosts).map(lb_host_v4).collect();
         let router_bird = Bird::start(&lab.router, "bird-router", &bird::router_config(&addrs))?;
+        let etcd = Etcd::start_on(&lab.router, "10.20.0.1", 2379)?;
         let mut birds = vec![];
         for (i, a) in addrs.iter().enumerate() {
             let ns = host_ns(&lab, i);
@@ -47,6 +51,7 @@ impl Fleet {
         Ok(Self {
             lab,
             router_bird,
+            etcd,
             birds,
             agents: (0..hosts).map(|_| None).collect(),
         })
@@ -72,10 +77,29 @@ impl Fleet {
         )
     }
 
-    pub fn start_agent(&mut self, i: usize, base: &str, args: &[&str]) -> Result<()> {
-        let a = Lbd::start(self.host(i), &self.config_for(i, base), args)?;
+    /// The agents' arguments: the fleet's etcd.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--etcd".into(),
+            self.etcd.url(),
+            "--etcd-prefix".into(),
+            "/lb".into(),
+        ]
+    }
+
+    pub fn start_agent(&mut self, i: usize, base: &str) -> Result<()> {
+        let args = self.args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let a = Lbd::start(self.host(i), &self.config_for(i, base), &args)?;
         self.agents[i] = Some(a);
         Ok(())
+    }
+
+    /// (Re)starts host `i`'s agent with the files it had.
+    pub fn respawn_agent(&mut self, i: usize) -> Result<()> {
+        let args = self.args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.agent_mut(i).spawn(&args)
     }
 
     pub fn agent(&self, i: usize) -> &Lbd {
@@ -145,13 +169,13 @@ impl Fleet {
 
     /// Host `i` comes back: link up, BIRD and lbd started again (lbd
     /// adopts the pinned data path it left).
-    pub fn bring_back(&mut self, i: usize, args: &[&str]) -> Result<()> {
+    pub fn bring_back(&mut self, i: usize) -> Result<()> {
         self.lab
             .router
             .ip(&["link", "set", &lb_host_port(i), "up"])?;
         self.birds[i].spawn()?;
-        if let Some(a) = self.agents[i].as_mut() {
-            a.spawn(args)?;
+        if self.agents[i].is_some() {
+            self.respawn_agent(i)?;
         }
         Ok(())
     }

@@ -421,16 +421,25 @@ pub struct Etcd {
     child: Option<Child>,
     netns: String,
     pub dir: TempDir,
+    /// The address it listens on inside the namespace.
+    host: String,
     pub client_port: u16,
     peer_port: u16,
 }
 
 impl Etcd {
+    /// etcd on 127.0.0.1 inside `ns`.
     pub fn start(ns: &Netns, client_port: u16) -> Result<Self> {
+        Self::start_on(ns, "127.0.0.1", client_port)
+    }
+
+    /// etcd on `host` inside `ns` (an address other namespaces route to).
+    pub fn start_on(ns: &Netns, host: &str, client_port: u16) -> Result<Self> {
         let mut e = Self {
             child: None,
             netns: ns.name().into(),
             dir: TempDir::new("etcd")?,
+            host: host.into(),
             client_port,
             peer_port: client_port + 1,
         };
@@ -439,13 +448,13 @@ impl Etcd {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("http://{}:{}", self.host, self.client_port)
     }
 
     pub fn spawn(&mut self) -> Result<()> {
         let log = fs::File::create(self.dir.0.join("etcd.log"))?;
-        let c = format!("http://127.0.0.1:{}", self.client_port);
-        let p = format!("http://127.0.0.1:{}", self.peer_port);
+        let c = self.url();
+        let p = format!("http://{}:{}", self.host, self.peer_port);
         let child = Command::new("nsenter")
             .arg(format!("--net=/var/run/netns/{}", self.netns))
             .args(["etcd", "--name", "lbt", "--data-dir"])

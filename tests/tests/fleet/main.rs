@@ -63,11 +63,11 @@ impl Env {
             match &mut f.agents[i] {
                 Some(a) => {
                     if a.exited().is_some() || a.api_get("/v1/health").is_err() {
-                        a.spawn(&[])?;
+                        f.respawn_agent(i)?;
                     }
-                    a.api("POST", "/v1/node/undrain", None)?;
+                    f.agent(i).api("POST", "/v1/node/undrain", None)?;
                 }
-                None => f.start_agent(i, &base, &[])?,
+                None => f.start_agent(i, &base)?,
             }
         }
         for i in 0..HOSTS {
@@ -95,6 +95,7 @@ const SCENARIOS: &[Scenario<Env>] = scenarios![
     a_backend_failing_while_an_lb_host_is_lost_breaks_only_its_connections,
     a_vip_without_healthy_backends_is_withdrawn_everywhere_and_returns,
     an_agent_restart_with_a_hold_keeps_the_announcement_and_every_connection,
+    lbctl_fleet_shows_every_host_announcing_with_equal_digests,
 ];
 
 fn main() -> ExitCode {

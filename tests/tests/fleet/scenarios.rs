@@ -95,7 +95,7 @@ pub fn a_returning_lb_host_takes_flows_back_without_breaking_any(env: &mut Env) 
         f.wait_nexthops(vip("10.100.0.1"), &rest, WAIT)?;
         std::thread::sleep(Duration::from_secs(1));
         let t0 = Instant::now();
-        f.bring_back(2, &[])?;
+        f.bring_back(2)?;
         let all = f.all();
         f.wait_nexthops(vip("10.100.0.1"), &all, WAIT)?;
         back = t0.elapsed();
@@ -249,9 +249,8 @@ pub fn an_agent_restart_with_a_hold_keeps_the_announcement_and_every_connection(
     };
     let results = under_load(f, |f| {
         f.agent(0).lbctl_json(&["node", "hold", "--for", "30s"])?;
-        let a = f.agent_mut(0);
-        a.stop()?;
-        a.spawn(&[])?;
+        f.agent_mut(0).stop()?;
+        f.respawn_agent(0)?;
         Ok(())
     });
     watching.store(false, Ordering::Relaxed);
@@ -262,4 +261,64 @@ pub fn an_agent_restart_with_a_hold_keeps_the_announcement_and_every_connection(
     watched?;
     ensure!(f.nexthops(vip("10.100.0.1"))? == all);
     none_broken(&results, "restart under a hold")
+}
+
+pub fn lbctl_fleet_shows_every_host_announcing_with_equal_digests(env: &mut Env) -> Result<()> {
+    let f = env.fleet()?;
+    let url = f.etcd.url();
+    let t0 = Instant::now();
+    let fleet = loop {
+        let v = f.agent(0).lbctl_json(&["fleet", "--etcd", &url])?;
+        let agents = v["agents"].as_array().map_or(0, Vec::len);
+        let announced_everywhere = v["agents"].as_array().is_some_and(|a| {
+            a.iter().all(|a| {
+                a["vips"]
+                    .as_array()
+                    .is_some_and(|vs| vs.iter().all(|x| x["announced"] == true))
+            })
+        });
+        if agents == f.hosts()
+            && announced_everywhere
+            && v["disagreements"].as_array().is_some_and(Vec::is_empty)
+        {
+            break v;
+        }
+        if t0.elapsed() > WAIT {
+            bail!("the fleet never agreed: {v}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let digests: BTreeSet<String> = fleet["agents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a["vips"].as_array().cloned().unwrap_or_default())
+        .filter(|v| v["name"] == "web")
+        .map(|v| v["digest"].as_str().unwrap_or_default().to_string())
+        .collect();
+    ensure!(
+        digests.len() == 1,
+        "web's digests differ across hosts: {digests:?}"
+    );
+    // A drained host is not a disagreement; the fleet says it is drained.
+    f.agent(1).lbctl_json(&["node", "drain"])?;
+    let t0 = Instant::now();
+    loop {
+        let v = f.agent(0).lbctl_json(&["fleet", "--etcd", &url])?;
+        let drained = v["agents"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["drained"] == true));
+        if drained {
+            ensure!(
+                v["disagreements"].as_array().is_some_and(Vec::is_empty),
+                "{v}"
+            );
+            break;
+        }
+        if t0.elapsed() > WAIT {
+            bail!("the drain never showed: {v}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
 }
