@@ -103,40 +103,47 @@ pub async fn sync<T: Tables + Send + 'static>(shared: &Shared<T>, cfg: &Announce
         return;
     }
     let result = push(cfg, &want).await;
-    let mut st = shared.announce.lock().expect("not poisoned");
-    let st = st.get_or_insert_with(AnnounceStatus::default);
-    match result {
-        Ok(()) => {
-            for r in &routes {
-                let (kind, changed) = if r.announce {
-                    (EventKind::RouteAnnounce, !have.contains(&r.address))
-                } else {
-                    (EventKind::RouteWithdraw, have.contains(&r.address))
-                };
-                if changed {
-                    shared.record(kind, format!("{}: {}", r.address, r.reason));
+    let mut events = vec![];
+    {
+        let mut st = shared.announce.lock().expect("not poisoned");
+        let st = st.get_or_insert_with(AnnounceStatus::default);
+        match result {
+            Ok(()) => {
+                for r in &routes {
+                    let (kind, changed) = if r.announce {
+                        (EventKind::RouteAnnounce, !have.contains(&r.address))
+                    } else {
+                        (EventKind::RouteWithdraw, have.contains(&r.address))
+                    };
+                    if changed {
+                        events.push((kind, format!("{}: {}", r.address, r.reason)));
+                    }
                 }
+                for gone in have
+                    .iter()
+                    .filter(|a| !routes.iter().any(|r| r.address == **a))
+                {
+                    events.push((
+                        EventKind::RouteWithdraw,
+                        format!("{gone}: no VIP on it any more"),
+                    ));
+                }
+                st.announced = want;
+                st.bird_up = true;
+                st.last_error = None;
             }
-            for gone in have
-                .iter()
-                .filter(|a| !routes.iter().any(|r| r.address == **a))
-            {
-                shared.record(
-                    EventKind::RouteWithdraw,
-                    format!("{gone}: no VIP on it any more"),
-                );
+            Err(e) => {
+                if st.bird_up || st.last_error.is_none() {
+                    tracing::warn!(error = %e, "route control: BIRD did not take the VIP routes; retrying every second");
+                }
+                st.bird_up = false;
+                st.last_error = Some(e.to_string());
             }
-            st.announced = want;
-            st.bird_up = true;
-            st.last_error = None;
         }
-        Err(e) => {
-            if st.bird_up || st.last_error.is_none() {
-                tracing::warn!(error = %e, "route control: BIRD did not take the VIP routes; retrying every second");
-            }
-            st.bird_up = false;
-            st.last_error = Some(e.to_string());
-        }
+    }
+    // After the status lock: recording takes the balancer's.
+    for (kind, why) in events {
+        shared.record(kind, why);
     }
 }
 

@@ -213,8 +213,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn state<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) -> Json<AgentState> {
     let etcd = s.etcd_status.lock().expect("not poisoned").clone();
+    // Its own statement: a guard in the struct expression would be held
+    // while the other fields take their locks.
+    let state = s.balancer().state();
     Json(AgentState {
-        state: s.balancer().state(),
+        state,
         drill: s.drill(),
         etcd,
         reloads: s.reloads(),
