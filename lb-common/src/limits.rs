@@ -24,8 +24,8 @@ pub const DEFAULT_MAX_BACKENDS: u32 = 16_384;
 /// Hard upper bound on `max_backends`.
 pub const MAX_BACKENDS_LIMIT: u32 = 1 << 20;
 
-/// Connection-table entries (LRU). Load-time. Key 40 B + value 16 B plus
-/// about 64 B of kernel overhead per entry: 1 Mi entries ≈ 120 MiB.
+/// Connection-table entries (LRU). Load-time. Key 40 B + value 24 B plus
+/// about 64 B of kernel overhead per entry: 1 Mi entries ≈ 128 MiB.
 pub const DEFAULT_CONNTRACK_SIZE: u32 = 1 << 20;
 
 /// Entries in the VIP hash map per configured VIP (the VIP itself and its
@@ -58,7 +58,8 @@ pub const DEFAULT_UDP_IDLE_SECS: u32 = 30;
 /// Version of the pinned map layout. Bump on any change to a map's key or
 /// value type, type or meaning; the agent refuses a pinned state with another
 /// version instead of reusing it.
-/// 2: `STATS` has `REASON_SLOTS` entries.
+/// 2: `STATS` has `REASON_SLOTS` entries; `ConnEntry` carries the client's
+/// TCP sequence number.
 pub const MAP_LAYOUT_VERSION: u32 = 2;
 
 /// Sentinel in a ring slot: no backend (the VIP has no usable backend).

@@ -117,7 +117,17 @@ pub struct ConnEntry {
     /// `bpf_ktime_get_ns()` of the last packet (refreshed for UDP only, which
     /// is the only protocol that expires by idleness).
     pub last_seen_ns: u64,
+    /// TCP: the client's sequence number when recorded (refreshed as the
+    /// connection moves on). A packet far from it belongs to a later
+    /// connection of the same addresses and ports, which another LB host
+    /// steered: the entry is stale.
+    pub seq: u32,
+    /// `CONN_F_*`.
+    pub flags: u32,
 }
+
+/// `ConnEntry::seq` holds a TCP sequence number.
+pub const CONN_F_SEQ: u32 = 1 << 0;
 
 /// `gw_mac` holds a configured gateway MAC used when `bpf_fib_lookup` has
 /// no neighbour entry.
@@ -261,7 +271,7 @@ const _: () = {
     assert!(size_of::<VipMeta>() == 16);
     assert!(size_of::<Backend>() == 32);
     assert!(size_of::<FlowKey>() == 40);
-    assert!(size_of::<ConnEntry>() == 16);
+    assert!(size_of::<ConnEntry>() == 24);
     assert!(size_of::<LbConfig>() == 56);
     assert!(size_of::<TrafficStats>() == 24);
     assert!(size_of::<FloodState>() == 16);

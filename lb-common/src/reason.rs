@@ -111,6 +111,10 @@ reasons! {
     /// Decap: a tunnel whose inner destination is not a local VIP address:
     /// passed untouched (or dropped, `--refused drop`).
     DecapRefusedInner = 35 => "decap_refused_inner",
+    /// A TCP connection-table entry belonged to an earlier connection of
+    /// the same addresses and ports (its sequence number is far from this
+    /// packet's): re-steered by the ring.
+    ConntrackStale = 36 => "conntrack_stale",
 }
 
 impl Reason {

@@ -214,6 +214,8 @@ pub struct L4 {
     pub dport: u16,
     /// TCP flags (byte 13); 0 for UDP.
     pub tcp_flags: u8,
+    /// TCP sequence number (host order); 0 for UDP.
+    pub seq: u32,
 }
 
 pub const TCP_SYN: u8 = 0x02;
@@ -237,6 +239,7 @@ pub fn parse_l4(ctx: &XdpContext, ip: &Ip) -> Option<L4> {
                 sport: u16::from_ne_bytes([h[0], h[1]]),
                 dport: u16::from_ne_bytes([h[2], h[3]]),
                 tcp_flags: h[13],
+                seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
             })
         }
         PROTO_UDP => {
@@ -249,6 +252,7 @@ pub fn parse_l4(ctx: &XdpContext, ip: &Ip) -> Option<L4> {
                 sport: u16::from_ne_bytes([h[0], h[1]]),
                 dport: u16::from_ne_bytes([h[2], h[3]]),
                 tcp_flags: 0,
+                seq: 0,
             })
         }
         _ => None,

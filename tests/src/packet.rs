@@ -188,7 +188,20 @@ pub fn tcp(
     flags: Flags,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut h = TcpHeader::new(sport, dport, 1000, 64240);
+    tcp_seq(src, dst, sport, dport, flags, 1000, payload)
+}
+
+/// [`tcp`] with the sequence number `seq`.
+pub fn tcp_seq(
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    flags: Flags,
+    seq: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut h = TcpHeader::new(sport, dport, seq, 64240);
     h.syn = flags.syn;
     h.ack = flags.ack;
     h.fin = flags.fin;

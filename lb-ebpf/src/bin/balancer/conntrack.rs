@@ -6,7 +6,7 @@
 use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
 use lb_common::{
     Reason,
-    maps::{ConnEntry, FlowKey, LbConfig, PROTO_UDP},
+    maps::{CONN_F_SEQ, ConnEntry, FlowKey, LbConfig, PROTO_UDP},
 };
 
 use crate::{
@@ -62,7 +62,14 @@ pub fn lookup(flow: &FlowKey, cfg: &LbConfig, now: u64) -> Option<*mut ConnEntry
 /// inserting faster than the configured rate (then an attack's flood of new
 /// flows cannot flush the table; the flow is still forwarded by the ring).
 #[inline(always)]
-pub fn record(flow: &FlowKey, backend_id: u32, vip_id: u32, cfg: &LbConfig, now: u64) {
+pub fn record(
+    flow: &FlowKey,
+    backend_id: u32,
+    vip_id: u32,
+    cfg: &LbConfig,
+    now: u64,
+    seq: Option<u32>,
+) {
     if dry_run() {
         return;
     }
@@ -85,6 +92,8 @@ pub fn record(flow: &FlowKey, backend_id: u32, vip_id: u32, cfg: &LbConfig, now:
         backend_id,
         vip_id,
         last_seen_ns: now,
+        seq: seq.unwrap_or(0),
+        flags: if seq.is_some() { CONN_F_SEQ } else { 0 },
     };
     // An insert can only fail for lack of memory; the flow is still
     // forwarded and the next packet retries.

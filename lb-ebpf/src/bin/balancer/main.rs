@@ -121,6 +121,7 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
     let all_ports_vips = cfg.flags & CFG_F_NO_ALL_PORTS_VIPS == 0;
     let mut service = None;
     let mut is_syn = false;
+    let mut tcp_seq = None;
     let l4 = if ip.proto == PROTO_TCP || ip.proto == PROTO_UDP {
         parse_l4(ctx, ip)
     } else {
@@ -134,6 +135,9 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
         flow.dport = l4.dport;
         is_syn =
             ip.proto == PROTO_TCP && l4.tcp_flags & TCP_SYN != 0 && l4.tcp_flags & TCP_ACK == 0;
+        if ip.proto == PROTO_TCP {
+            tcp_seq = Some(l4.seq);
+        }
         service = vip::lookup(ip.family, ip.dst, l4.dport, ip.proto, all_ports_vips);
     }
 
@@ -179,6 +183,9 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
     let mut how = if is_syn { STEER_SYN } else { 0 };
     if !icmp_error {
         how |= STEER_RECORD;
+        if let Some(seq) = tcp_seq {
+            how |= steer::with_seq(seq);
+        }
     }
     let mut choice = MaybeUninit::<Choice>::uninit();
     let chosen = steer::choose(&flow, &vip, cfg, how, &mut choice);

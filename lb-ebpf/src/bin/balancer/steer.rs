@@ -8,8 +8,9 @@ use lb_common::{
     hash::flow_hash,
     limits::NO_BACKEND,
     maps::{
-        BACKEND_F_DOWN, BACKEND_F_VALID, Backend, CFG_F_NO_CONNTRACK, EXPLAIN_PATH_RING,
-        EXPLAIN_PATH_TABLE, FlowKey, LbConfig, VIP_F_MOVE_FLOWS_ON_DOWN, VipMeta,
+        BACKEND_F_DOWN, BACKEND_F_VALID, Backend, CFG_F_NO_CONNTRACK, CONN_F_SEQ, ConnEntry,
+        EXPLAIN_PATH_RING, EXPLAIN_PATH_TABLE, FlowKey, LbConfig, VIP_F_MOVE_FLOWS_ON_DOWN,
+        VipMeta,
     },
 };
 use lb_ebpf::verdict::Verdict;
@@ -87,10 +88,53 @@ fn explain(vip: &VipMeta, backend_id: u32, hash: u32, path: u32) {
 
 /// The packet is a TCP SYN: it always takes the ring's choice (a new
 /// connection must never inherit a stale entry) and re-records it.
-pub const STEER_SYN: u32 = 1 << 0;
+pub const STEER_SYN: u64 = 1 << 0;
 /// Record the choice in the connection table (not for ICMP errors, which
 /// follow their flow's entry but never create one).
-pub const STEER_RECORD: u32 = 1 << 1;
+pub const STEER_RECORD: u64 = 1 << 1;
+/// The high 32 bits of `how` hold the packet's TCP sequence number.
+pub const STEER_SEQ: u64 = 1 << 2;
+
+/// A TCP packet whose sequence number is further than this from its
+/// entry's is another connection of the same 5-tuple: an ECMP change
+/// brought it to this host, whose entry was left by an earlier one. 16 MiB:
+/// a live flow moves that far between two packets seen here only if it was
+/// away meanwhile, and then the ring (identical on every host) sends it to
+/// the same backend unless the ring changed too.
+const SEQ_WINDOW: u32 = 1 << 24;
+/// The entry follows a flow that moved on by this much (a quarter of the
+/// window: one write per 4 MiB of client data, not one per packet).
+const SEQ_REFRESH: i32 = 1 << 22;
+
+/// `how` bits carrying `seq` (BPF functions take five arguments at most:
+/// the sequence number rides in the flags word).
+#[inline(always)]
+pub const fn with_seq(seq: u32) -> u64 {
+    STEER_SEQ | ((seq as u64) << 32)
+}
+
+/// Whether the entry belongs to an earlier connection of the same 5-tuple;
+/// refreshes its sequence number when the flow has moved on. An explain
+/// probe's made-up sequence number says nothing: never stale for it.
+#[inline(always)]
+fn stale(entry: *mut ConnEntry, seq: Option<u32>) -> bool {
+    let Some(seq) = seq else { return false };
+    // SAFETY: map value pointer, valid for this run.
+    let (flags, stored) = unsafe { ((*entry).flags, (*entry).seq) };
+    if flags & CONN_F_SEQ == 0 || dry_run() {
+        return false;
+    }
+    let d = seq.wrapping_sub(stored) as i32;
+    if d.unsigned_abs() > SEQ_WINDOW {
+        count(Reason::ConntrackStale);
+        return true;
+    }
+    if d > SEQ_REFRESH {
+        // SAFETY: as above.
+        unsafe { (*entry).seq = seq };
+    }
+    false
+}
 
 /// Picks the backend for a packet of `flow` (`how`: `STEER_*` flags) into
 /// `out`; returns `Verdict::proceed()` or a drop. Out of line: its hashing
@@ -100,7 +144,7 @@ pub fn choose(
     flow: &FlowKey,
     vip: &VipMeta,
     cfg: &LbConfig,
-    how: u32,
+    how: u64,
     out: &mut MaybeUninit<Choice>,
 ) -> Verdict {
     match try_choose(flow, vip, cfg, how) {
@@ -113,15 +157,17 @@ pub fn choose(
 }
 
 #[inline(always)]
-fn try_choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u32) -> Result<Choice, Reason> {
+fn try_choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u64) -> Result<Choice, Reason> {
     let is_syn = how & STEER_SYN != 0;
     let record = how & STEER_RECORD != 0;
+    let seq = (how & STEER_SEQ != 0).then_some((how >> 32) as u32);
     let hash = flow_hash(flow, vip.hash_mode, cfg.hash_seed);
     let use_table = cfg.flags & CFG_F_NO_CONNTRACK == 0;
     let now = conntrack::now_ns();
     if use_table
         && !is_syn
         && let Some(entry) = conntrack::lookup(flow, cfg, now)
+        && !stale(entry, seq)
     {
         // SAFETY: map value pointer, valid for this run.
         let id = unsafe { (*entry).backend_id };
@@ -152,7 +198,7 @@ fn try_choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u32) -> Result
     explain(vip, id, hash, EXPLAIN_PATH_RING);
     let b = backend(id).ok_or(Reason::DropBadBackend)?;
     if use_table && record {
-        conntrack::record(flow, id, vip.id, cfg, now);
+        conntrack::record(flow, id, vip.id, cfg, now, seq);
     }
     Ok(Choice {
         backend_id: id,
