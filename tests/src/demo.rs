@@ -1,14 +1,44 @@
-//! `cargo xtask demo`: the load balancer on its built-in lab.
+//! `cargo xtask demo`: the uptime story on the built-in lab. Three LB hosts
+//! announce the VIPs by BGP (BIRD) to a router that spreads flows over
+//! them by ECMP; six backends in three clouds. Real clients keep long
+//! connections open while a backend, a cloud, an LB host and an agent
+//! fail or are taken out; each scenario says how many connections it had
+//! open, how many broke and how fast traffic moved, and
+//! `target/demo/summary.json` keeps the figures.
 
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Result, ensure};
+use serde::Serialize;
 
-use crate::{lab::Lab, netns::require_root, procs::Lbd};
+use crate::{
+    fleet::{Fleet, base_config},
+    lab::{Lab, Talkers, lb_host_v4},
+    netns::require_root,
+    procs::Lbd,
+};
+
+const WAIT: Duration = Duration::from_secs(15);
+const TALKERS: usize = 120;
+
+/// One row of `target/demo/summary.json`.
+#[derive(Serialize)]
+struct Outcome {
+    scenario: &'static str,
+    /// Long-lived connections open through the scenario.
+    connections: usize,
+    /// Of those, how many broke (only those on a failed backend may).
+    broken: usize,
+    /// How long the reaction took (see `measured`).
+    reaction_ms: u64,
+    /// What `reaction_ms` measures.
+    measured: &'static str,
+}
 
 fn step(n: usize, total: usize, what: &str) {
     println!("\n\x1b[1m[{n}/{total}] {what}\x1b[0m");
@@ -24,7 +54,7 @@ fn show(agent: &Lbd, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn summary(lab: &Lab, counts: &BTreeMap<String, usize>) -> String {
+fn by_backend(lab: &Lab, counts: &BTreeMap<String, usize>) -> String {
     let mut by_cloud: BTreeMap<&str, usize> = BTreeMap::new();
     for (k, v) in counts {
         *by_cloud
@@ -40,157 +70,238 @@ fn summary(lab: &Lab, counts: &BTreeMap<String, usize>) -> String {
     )
 }
 
+/// Runs `during` while `TALKERS` connections to web keep talking; returns
+/// (connections, broken, broken on `failed` backends only).
+fn with_talkers(
+    f: &mut Fleet,
+    failed: &[&str],
+    during: impl FnOnce(&mut Fleet) -> Result<Duration>,
+) -> Result<(usize, usize, Duration)> {
+    let web: SocketAddr = "10.100.0.1:80".parse()?;
+    let talkers = Talkers::start_every(&f.lab, web, TALKERS, Duration::from_millis(100))?;
+    std::thread::sleep(Duration::from_secs(1));
+    let reaction = during(f);
+    std::thread::sleep(Duration::from_secs(2));
+    let results = talkers.finish();
+    let reaction = reaction?;
+    let broken = results.iter().filter(|r| r.2.is_some()).count();
+    let unexpected: Vec<_> = results
+        .iter()
+        .filter(|r| r.2.is_some() && !failed.contains(&r.0.as_str()))
+        .collect();
+    ensure!(
+        unexpected.is_empty(),
+        "connections broke that were not on a failed backend: {unexpected:?}"
+    );
+    Ok((results.len(), broken, reaction))
+}
+
+fn report(o: &Outcome) {
+    println!(
+        "    {} connections open, {} broken; {}: {} ms",
+        o.connections, o.broken, o.measured, o.reaction_ms
+    );
+}
+
+/// Waits until every LB host has marked the backends at `addresses` down
+/// for web; returns when the last did. New connections then avoid them.
+fn until_down_everywhere(f: &Fleet, t0: Instant, addresses: &[&str]) -> Result<Duration> {
+    for i in 0..f.hosts() {
+        for a in addresses {
+            f.agent(i).wait_healthy("web", a, false, WAIT)?;
+        }
+    }
+    let took = t0.elapsed();
+    let web: SocketAddr = "10.100.0.1:80".parse()?;
+    let c = f.lab.spread(web, 40);
+    ensure!(
+        c.keys().all(|k| k != "error"),
+        "new connections failed after every host marked the backends down: {c:?}"
+    );
+    Ok(took)
+}
+
 pub fn run() -> Result<()> {
     require_root()?;
     let start = Instant::now();
-    let total = 8;
-    let web: SocketAddr = "10.100.0.1:80".parse()?;
-    let partners: SocketAddr = "10.100.0.4:80".parse()?;
-    let web6: SocketAddr = "[fd00:100::1]:80".parse()?;
+    let total = 9;
+    let mut outcomes = vec![];
 
     step(
         1,
         total,
-        "building the lab: a client, a router, the LB and six backends in three clouds (network namespaces)",
+        "building the lab: a client, a router, three LB hosts and six backends in three clouds",
     );
-    let mut lab = Lab::build()?;
-    println!("    aws (local): a1 10.20.0.11, a2 10.20.0.12 — same segment as the LB, L2 DSR");
-    println!("    gcp:         b1 10.32.1.2,  b2 10.32.2.2  — routed, IPIP");
-    println!("    azure:       c1 10.33.1.2,  c2 10.33.2.2  — routed, GUE");
-    println!("    every backend runs `lbd decap` (XDP) and a server that answers with its name");
+    let mut f = Fleet::build(3)?;
+    println!("    router: BIRD, BGP from each LB host, BFD (3 x 100 ms), ECMP by the 5-tuple");
+    println!("    LB hosts: lb1 10.20.0.2, lb2 10.20.0.3, lb3 10.20.0.4 — each lbd + BIRD");
+    println!(
+        "    aws (local): a1 10.20.0.11, a2 10.20.0.12 — L2 DSR;  gcp: b1, b2 — IPIP;  azure: c1, c2 — GUE"
+    );
 
     step(
         2,
         total,
-        "starting lbd with examples/lab.yaml (XDP in driver mode on lb0)",
+        "starting lbd on every LB host with examples/lab.yaml",
     );
-    let config =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lab.yaml"))
-            .context("examples/lab.yaml")?;
-    let agent = lab.start_lbd(&config, &[])?;
-    agent.wait_for("all backends healthy", Duration::from_secs(15), |s| {
-        s["vips"].as_array().is_some_and(|v| {
-            v.iter().all(|v| {
-                v["backends"]
-                    .as_array()
-                    .is_some_and(|b| b.iter().all(|b| b["healthy"] == true))
-            })
-        })
-    })?;
-    show(&agent, &["vip", "list"])?;
-    show(&agent, &["backend", "list", "--vip", "web"])?;
+    f.start_all(&base_config()?)?;
+    show(f.agent(0), &["node", "status"])?;
+    println!(
+        "    the router's route to web: {:?}",
+        f.nexthops("10.100.0.1".parse()?)?
+    );
+    let web: SocketAddr = "10.100.0.1:80".parse()?;
+    println!(
+        "    100 new connections to web: {}",
+        by_backend(&f.lab, &f.lab.spread(web, 100))
+    );
 
-    step(3, total, "real clients: 100 TCP connections to each VIP");
-    println!(
-        "    web 10.100.0.1:80 (local-first):    {}",
-        summary(&lab, &lab.spread(web, 100))
+    step(
+        3,
+        total,
+        "a backend dies (a2): only its own connections break, new ones avoid it",
     );
-    println!(
-        "    partners 10.100.0.4:80 (aws 70/gcp 30): {}",
-        summary(&lab, &lab.spread(partners, 100))
-    );
-    println!(
-        "    web6 [fd00:100::1]:80 (IPv6):       {}",
-        summary(&lab, &lab.spread(web6, 100))
-    );
-    let mut udp: BTreeMap<String, usize> = BTreeMap::new();
-    for i in 0..40u8 {
-        let sock = lab.udp(crate::lab::client_v4(i % 8).into())?;
-        sock.send_to(b"query", "10.100.0.2:53")?;
-        let mut buf = [0u8; 256];
-        let who = match sock.recv_from(&mut buf) {
-            Ok((n, _)) => String::from_utf8_lossy(&buf[..n])
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_string(),
-            Err(_) => "failed".into(),
-        };
-        *udp.entry(who).or_default() += 1;
-    }
-    println!(
-        "    dns 10.100.0.2:53 (UDP, 40 queries):   {}",
-        summary(&lab, &udp)
-    );
-    show(&agent, &["ring", "show", "--vip", "partners"])?;
+    let (connections, broken, reaction) = with_talkers(&mut f, &["a2"], |f| {
+        let t0 = Instant::now();
+        f.lab.kill_server("a2");
+        until_down_everywhere(f, t0, &["10.20.0.12"])
+    })?;
+    outcomes.push(Outcome {
+        scenario: "backend killed",
+        connections,
+        broken,
+        reaction_ms: reaction.as_millis() as u64,
+        measured: "kill to every LB host steering around it",
+    });
+    report(outcomes.last().expect("pushed"));
+    f.lab.start_server("a2")?;
+    f.wait_serving()?;
 
     step(
         4,
         total,
-        "asking the loaded program where a flow goes (no state is touched)",
+        "a cloud is lost (aws: a1, a2): traffic fails over to gcp and azure",
     );
-    show(
-        &agent,
-        &[
-            "explain",
-            "10.10.0.10:40000",
-            "10.100.0.4:80",
-            "tcp",
-            "--syn",
-        ],
-    )?;
+    let (connections, broken, reaction) = with_talkers(&mut f, &["a1", "a2"], |f| {
+        let t0 = Instant::now();
+        f.lab.kill_server("a1");
+        f.lab.kill_server("a2");
+        until_down_everywhere(f, t0, &["10.20.0.11", "10.20.0.12"])
+    })?;
+    outcomes.push(Outcome {
+        scenario: "cloud lost",
+        connections,
+        broken,
+        reaction_ms: reaction.as_millis() as u64,
+        measured: "loss to every LB host failing over",
+    });
+    report(outcomes.last().expect("pushed"));
+    println!(
+        "    web now: {}",
+        by_backend(&f.lab, &f.lab.spread(web, 60))
+    );
+    f.lab.start_all_servers()?;
+    f.wait_serving()?;
 
     step(
         5,
         total,
-        "failure: killing both aws backends (the local cloud)",
+        "an LB host dies (lb2: link cut, lbd and BIRD killed): no connection breaks",
     );
-    let t0 = Instant::now();
-    lab.kill_server("a1");
-    lab.kill_server("a2");
-    let moved = loop {
-        let c = lab.spread(web, 10);
-        if c.keys()
-            .all(|k| matches!(lab.cloud_of(k), Some("gcp" | "azure")))
-        {
-            break t0.elapsed();
-        }
-        anyhow::ensure!(
-            t0.elapsed() < Duration::from_secs(10),
-            "traffic did not move: {c:?}"
-        );
-    };
-    println!(
-        "    health checks took aws out; new connections went to other clouds after {:.2}s",
-        moved.as_secs_f64()
-    );
-    println!("    web now: {}", summary(&lab, &lab.spread(web, 100)));
-    show(&agent, &["backend", "list", "--vip", "web"])?;
+    let (connections, broken, reaction) = with_talkers(&mut f, &[], |f| {
+        let mut rest = f.all();
+        rest.remove(&lb_host_v4(1));
+        f.lose(1)?;
+        f.wait_nexthops("10.100.0.1".parse()?, &rest, WAIT)
+    })?;
+    outcomes.push(Outcome {
+        scenario: "LB host lost",
+        connections,
+        broken,
+        reaction_ms: reaction.as_millis() as u64,
+        measured: "host lost to the router routing around it (BFD)",
+    });
+    report(outcomes.last().expect("pushed"));
+    ensure!(broken == 0, "connections broke when an LB host was lost");
+    f.bring_back(1)?;
+    f.wait_serving()?;
 
-    step(6, total, "recovery: aws backends back");
-    lab.start_server("a1")?;
-    lab.start_server("a2")?;
-    let t1 = Instant::now();
-    let healthy = |s: &serde_json::Value| {
-        s["vips"].as_array().is_some_and(|v| {
-            v.iter().filter(|v| v["name"] == "web").all(|v| {
-                v["backends"]
-                    .as_array()
-                    .is_some_and(|b| b.iter().all(|b| b["healthy"] == true))
-            })
-        })
-    };
-    agent.wait_for("aws healthy again", Duration::from_secs(10), healthy)?;
-    println!(
-        "    both aws backends passed 2 checks in a row after {:.2}s",
-        t1.elapsed().as_secs_f64()
+    step(
+        6,
+        total,
+        "an LB host is drained for maintenance and returns (lbctl node drain / undrain)",
     );
-    println!("    web now: {}", summary(&lab, &lab.spread(web, 100)));
+    let (connections, broken, reaction) = with_talkers(&mut f, &[], |f| {
+        let mut rest = f.all();
+        rest.remove(&lb_host_v4(2));
+        let t0 = Instant::now();
+        f.agent(2).lbctl_json(&["node", "drain"])?;
+        f.wait_nexthops("10.100.0.1".parse()?, &rest, WAIT)?;
+        let withdrawn = t0.elapsed();
+        std::thread::sleep(Duration::from_secs(1));
+        f.agent(2).lbctl_json(&["node", "undrain"])?;
+        f.wait_nexthops("10.100.0.1".parse()?, &f.all(), WAIT)?;
+        Ok(withdrawn)
+    })?;
+    outcomes.push(Outcome {
+        scenario: "LB host drained and returned",
+        connections,
+        broken,
+        reaction_ms: reaction.as_millis() as u64,
+        measured: "drain to withdrawn from the router",
+    });
+    report(outcomes.last().expect("pushed"));
 
     step(
         7,
         total,
-        "what the agent decided, and the data path's counters",
+        "an agent is restarted (upgrade): the routes stay, the data path keeps forwarding",
     );
-    show(&agent, &["events"])?;
-    show(&agent, &["stats", "--interval", "0.5"])?;
+    let (connections, broken, reaction) = with_talkers(&mut f, &[], |f| {
+        f.agent(0).lbctl_json(&["node", "hold", "--for", "60s"])?;
+        let t0 = Instant::now();
+        f.agent_mut(0).stop()?;
+        f.respawn_agent(0)?;
+        Ok(t0.elapsed())
+    })?;
+    outcomes.push(Outcome {
+        scenario: "agent restarted",
+        connections,
+        broken,
+        reaction_ms: reaction.as_millis() as u64,
+        measured: "stop to the new agent serving its API",
+    });
+    report(outcomes.last().expect("pushed"));
 
-    step(8, total, "tearing the lab down");
-    drop(agent);
-    drop(lab);
+    step(
+        8,
+        total,
+        "what the agents decided, and the fleet's view of itself",
+    );
+    show(f.agent(0), &["events"])?;
+    show(f.agent(0), &["fleet", "--etcd", &f.etcd.url()])?;
+
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/demo");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&outcomes)?)?;
+
+    step(9, total, "tearing the lab down");
+    drop(f);
     println!(
-        "\ndone in {:.0}s. Try it yourself: docs/TESTING.md describes the lab, docs/OPERATIONS.md the agent.",
-        start.elapsed().as_secs_f64()
+        "\n{:<30} {:>11} {:>7} {:>9}",
+        "SCENARIO", "CONNECTIONS", "BROKEN", "REACTION"
+    );
+    for o in &outcomes {
+        println!(
+            "{:<30} {:>11} {:>7} {:>7} ms",
+            o.scenario, o.connections, o.broken, o.reaction_ms
+        );
+    }
+    println!(
+        "\ndone in {:.0}s; figures in {}. docs/TESTING.md describes the lab, docs/OPERATIONS.md the agent.",
+        start.elapsed().as_secs_f64(),
+        path.display()
     );
     Ok(())
 }

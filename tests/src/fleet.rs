@@ -18,6 +18,24 @@ use crate::{
     procs::{Etcd, Lbd},
 };
 
+/// The lab's configuration plus `shop`, a VIP on the aws backends alone,
+/// so all of one VIP's backends can fail while the others serve.
+pub fn base_config() -> Result<String> {
+    Ok(format!(
+        "{}{}",
+        crate::lab::lab_config()?,
+        r#"
+  - name: shop
+    address: 10.100.0.5
+    port: 80
+    health_check: {type: tcp, interval: 300ms, timeout: 200ms, rise: 2, fall: 2}
+    backends:
+      - {address: 10.20.0.11, forwarding: l2-dsr, labels: {cloud: aws, region: eu-west-1}}
+      - {address: 10.20.0.12, forwarding: l2-dsr, labels: {cloud: aws, region: eu-west-1}}
+"#
+    ))
+}
+
 pub struct Fleet {
     pub lab: Lab,
     pub router_bird: Bird,
@@ -108,6 +126,33 @@ impl Fleet {
 
     pub fn agent_mut(&mut self, i: usize) -> &mut Lbd {
         self.agents[i].as_mut().expect("agent running")
+    }
+
+    /// Starts every host's agent on `base` and waits until each sees every
+    /// backend healthy and the router has every host as a next hop.
+    pub fn start_all(&mut self, base: &str) -> Result<()> {
+        for i in 0..self.hosts() {
+            self.start_agent(i, base)?;
+        }
+        self.wait_serving()
+    }
+
+    /// Every agent sees every backend of web healthy; every host announces.
+    pub fn wait_serving(&self) -> Result<()> {
+        for i in 0..self.hosts() {
+            for b in crate::lab::LAB_BACKENDS {
+                let a = self.agent(i);
+                a.wait_healthy("web", b, true, Duration::from_secs(15))
+                    .map_err(|e| {
+                        let log = a.log_text();
+                        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                        let tail: Vec<&str> = tail.into_iter().rev().collect();
+                        e.context(format!("host {i}'s agent log ends:\n{}", tail.join("\n")))
+                    })?;
+            }
+        }
+        self.wait_nexthops("10.100.0.1".parse()?, &self.all(), Duration::from_secs(15))
+            .map(|_| ())
     }
 
     /// The next hops the router's kernel has for `vip` (its ECMP set).

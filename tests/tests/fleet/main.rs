@@ -11,31 +11,12 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use lb_tests::{
-    fleet::Fleet,
+    fleet::{Fleet, base_config},
     harness::{self, Scenario},
-    lab::{LAB_BACKENDS, lab_config},
     netns::require_root,
 };
 
 pub const HOSTS: usize = 3;
-
-/// The lab's configuration plus `shop`, a VIP on the aws backends alone,
-/// so all of one VIP's backends can fail while the others serve.
-pub fn base_config() -> Result<String> {
-    Ok(format!(
-        "{}{}",
-        lab_config()?,
-        r#"
-  - name: shop
-    address: 10.100.0.5
-    port: 80
-    health_check: {type: tcp, interval: 300ms, timeout: 200ms, rise: 2, fall: 2}
-    backends:
-      - {address: 10.20.0.11, forwarding: l2-dsr, labels: {cloud: aws, region: eu-west-1}}
-      - {address: 10.20.0.12, forwarding: l2-dsr, labels: {cloud: aws, region: eu-west-1}}
-"#
-    ))
-}
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The fleet, built on first use; every scenario gets it with all hosts
@@ -70,13 +51,7 @@ impl Env {
                 None => f.start_agent(i, &base)?,
             }
         }
-        for i in 0..HOSTS {
-            for b in LAB_BACKENDS {
-                f.agent(i).wait_healthy("web", b, true, WAIT)?;
-            }
-        }
-        let all = f.all();
-        f.wait_nexthops("10.100.0.1".parse()?, &all, WAIT)?;
+        f.wait_serving()?;
         Ok(f)
     }
 }
