@@ -273,6 +273,7 @@ pub fn non_vip_frames() -> Vec<Vec<u8>> {
     )]
 }
 
+pub mod fleet;
 pub mod maglev;
 pub mod memory;
 pub mod reaction;

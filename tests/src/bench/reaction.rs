@@ -50,7 +50,7 @@ pub fn latencies(mut v: Vec<f64>) -> Latencies {
     }
 }
 
-fn unix() -> f64 {
+pub(crate) fn unix() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -88,7 +88,7 @@ fn probe_until(
 }
 
 /// Event time (Unix seconds) of the first `kind` for `vip`/`backend` after `after`.
-fn event_time(
+pub(crate) fn event_time(
     agent: &Lbd,
     kind: &str,
     vip: &str,

@@ -102,6 +102,37 @@ fn main() -> Result<()> {
         results.insert("reaction".into(), v);
         eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
     }
+    if want("fleet") {
+        let t = Instant::now();
+        eprintln!("==> fleet reaction times (three LB hosts, BIRD, ECMP, BFD)");
+        let f = lb_tests::bench::fleet::measure(if quick { 2 } else { 5 })?;
+        for (case, l) in [
+            ("LB host lost -> router routes around it", &f.host_loss_ms),
+            (
+                "all backends of a VIP down -> withdrawn everywhere",
+                &f.withdrawal_ms,
+            ),
+            (
+                "backend killed: hosts disagree (own probes)",
+                &f.disagreement_local_ms,
+            ),
+            (
+                "backend killed: hosts disagree (fleet view)",
+                &f.disagreement_fleet_view_ms,
+            ),
+        ] {
+            rows.push(Row {
+                section: "fleet",
+                case: case.into(),
+                value: format!(
+                    "median {:.0} ms, max {:.0} ms ({} runs)",
+                    l.median_ms, l.max_ms, l.samples
+                ),
+            });
+        }
+        results.insert("fleet".into(), serde_json::to_value(&f)?);
+        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+    }
     if want("memory") {
         let t = Instant::now();
         eprintln!("==> agent and kernel map memory");
