@@ -1,7 +1,9 @@
 #!/bin/sh
-# The router between the client, the LB hosts and the two clouds. It sends
-# the VIP to both LB hosts by ECMP, hashing on the 5-tuple so a connection
-# stays on one LB (README: "Sharing the VIP").
+# The router between the client, the LB hosts and the two clouds. BIRD
+# learns the VIP from each LB host by BGP (each announces it only while it
+# can serve it) and installs one ECMP route over them, hashing on the
+# 5-tuple so a connection stays on one LB; BFD routes around a dead LB host
+# in under a second (README: "Sharing the VIP").
 set -eu
 . /vagrant/provision/lib.sh
 
@@ -12,6 +14,22 @@ sysctl -qw net.ipv4.fib_multipath_hash_policy=1
 # VIP, on interfaces the VIP is not routed through: loose reverse-path check.
 sysctl -qw net.ipv4.conf.all.rp_filter=2
 for i in $(ls /sys/class/net); do sysctl -qw "net.ipv4.conf.$i.rp_filter=2" || true; done
-ip route replace "$VIP/32" \
-    nexthop via 192.168.50.11 dev "$edge" \
-    nexthop via 192.168.50.12 dev "$edge"
+# The static ECMP route of earlier labs, if any: BGP decides now.
+ip route del "$VIP/32" 2>/dev/null || true
+apt-get install -y -qq --no-install-recommends bird2
+cat > /etc/bird/bird.conf <<CONF
+router id 192.168.50.254;
+protocol device {}
+# Equal BGP routes from the LB hosts become one multipath kernel route.
+protocol kernel { ipv4 { export all; }; merge paths on; }
+protocol bfd { interface "$edge" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }
+template bgp lbhost {
+  local 192.168.50.254 as 65000;
+  ipv4 { import where net = $VIP/32; export none; };
+  bfd on;
+}
+protocol bgp lb1 from lbhost { neighbor 192.168.50.11 as 65001; }
+protocol bgp lb2 from lbhost { neighbor 192.168.50.12 as 65001; }
+CONF
+systemctl enable bird
+systemctl restart bird

@@ -190,9 +190,16 @@ fn withdraw(config_path: &std::path::Path) -> ExitCode {
         return ExitCode::FAILURE;
     };
     match rt.block_on(lb::daemon::announce::withdraw_now(&a)) {
-        Ok(()) => {
+        Ok(Ok(())) => {
             lb::outln!(
                 "every VIP withdrawn ({} emptied, BIRD reconfigured)",
+                a.include_file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            lb::outln!(
+                "{} emptied; BIRD did not take it now ({e}): it reads the file when it starts",
                 a.include_file.display()
             );
             ExitCode::SUCCESS

@@ -175,7 +175,13 @@ pub async fn on_exit<T: Tables + Send + 'static>(shared: &Shared<T>, cfg: &Annou
 }
 
 /// `lbd withdraw`: what the unit runs after a failed exit, without an
-/// agent — an empty include file, and BIRD told.
-pub async fn withdraw_now(cfg: &AnnounceCfg) -> Result<(), bird::BirdError> {
-    push(cfg, &BTreeSet::new()).await
+/// agent — an empty include file, and BIRD told. The file is what counts:
+/// a BIRD that is not running reads it when it starts (so this also
+/// creates the file BIRD's configuration includes, before BIRD first runs).
+/// Returns whether BIRD took it now.
+pub async fn withdraw_now(
+    cfg: &AnnounceCfg,
+) -> Result<Result<(), bird::BirdError>, bird::BirdError> {
+    bird::write(&cfg.include_file, &cfg.protocol, &BTreeSet::new())?;
+    Ok(bird::configure(&cfg.bird_socket).await)
 }

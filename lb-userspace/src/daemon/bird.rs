@@ -24,7 +24,7 @@ use tokio::{
     net::UnixStream,
 };
 
-use super::state::write_atomically;
+use super::state::write_atomically_as;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BirdError {
@@ -80,9 +80,11 @@ pub fn read_announced(path: &Path) -> BTreeSet<IpAddr> {
         .unwrap_or_default()
 }
 
-/// Writes the include file (atomically: BIRD never reads half of it).
+/// Writes the include file (atomically: BIRD never reads half of it;
+/// world-readable: BIRD runs as its own user).
 pub fn write(path: &Path, protocol: &str, routes: &BTreeSet<IpAddr>) -> Result<(), BirdError> {
-    write_atomically(path, render(protocol, routes).as_bytes()).map_err(|source| BirdError::Write {
+    let text = render(protocol, routes);
+    write_atomically_as(path, text.as_bytes(), Some(0o644)).map_err(|source| BirdError::Write {
         path: path.to_path_buf(),
         source,
     })

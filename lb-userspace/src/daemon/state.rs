@@ -184,11 +184,21 @@ pub fn load(dir: &Path) -> Result<Option<Saved>, String> {
 /// Replaces `path` with `bytes` atomically: a temporary file beside it,
 /// fsync, rename, fsync of the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_as(path, bytes, None)
+}
+
+/// [`write_atomically`] with the file's permission bits set to `mode`
+/// (otherwise the process umask decides: 0600 under the unit's UMask).
+pub fn write_atomically_as(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let tmp = path.with_extension("tmp");
     {
         let mut f = fs::File::create(&tmp)?;
+        if let Some(m) = mode {
+            use std::os::unix::fs::PermissionsExt as _;
+            f.set_permissions(fs::Permissions::from_mode(m))?;
+        }
         f.write_all(bytes)?;
         f.sync_all()?;
     }

@@ -208,7 +208,7 @@ impl Default for AnnounceCfg {
     fn default() -> Self {
         Self {
             bird_socket: "/run/bird/bird.ctl".into(),
-            include_file: "/etc/bird/lb-vips.conf".into(),
+            include_file: "/var/lib/lb-bird/vips.conf".into(),
             protocol: "lb_vips".into(),
             drain_time: Duration::from_secs(5),
         }
