@@ -278,6 +278,21 @@ const INVALID: &[(&str, &str, &str)] = &[
         "vips[0].policy.tiers: only applies to active-passive, not local-first",
     ),
     (
+        "announce protocol that is no BIRD name",
+        "announce: {protocol: 'lb vips'}\nvips: []",
+        "announce.protocol: must be a BIRD name (letters, digits, _; starting with a letter), got \"lb vips\"",
+    ),
+    (
+        "announce drain time past ten minutes",
+        "announce: {drain_time: 2h}\nvips: []",
+        "announce.drain_time: must be between 0ns and 600s, got 7200s",
+    ),
+    (
+        "unknown announce mode",
+        "vips: [{address: 10.0.0.1, port: 80, announce: sometimes}]",
+        "vips[0].announce: must be one of when_healthy, always, never, got \"sometimes\"",
+    ),
+    (
         "panic threshold above 1",
         "vips: [{address: 10.0.0.1, port: 80, policy: {panic_threshold: 1.5}}]",
         "vips[0].policy.panic_threshold: must be between 0 and 1, got 1.5",
@@ -500,4 +515,23 @@ fn bracket_depth_ignores_quotes_and_comments_but_not_apostrophes() {
     let deep = format!("vips: {}{}", "[".repeat(100_000), "]".repeat(100_000));
     let e = parse(&deep, "deep.yaml").unwrap_err();
     assert!(e.to_string().contains("100000 levels deep"), "{e}");
+}
+
+#[test]
+fn route_control_is_off_unless_configured_and_has_documented_defaults() {
+    let c = ok(BASE);
+    assert_eq!(c.announce, None);
+    assert_eq!(c.vips[0].announce, AnnounceMode::WhenHealthy);
+    assert!(!c.health.fleet_view);
+    let c = ok(&format!(
+        "announce: {{}}\nhealth: {{fleet_view: true}}\n{BASE}"
+    ));
+    let a = c.announce.expect("announce");
+    assert_eq!(a.bird_socket, PathBuf::from("/run/bird/bird.ctl"));
+    assert_eq!(a.include_file, PathBuf::from("/var/lib/lb-bird/vips.conf"));
+    assert_eq!(
+        (a.protocol.as_str(), a.drain_time),
+        ("lb_vips", Duration::from_secs(5))
+    );
+    assert!(c.health.fleet_view);
 }

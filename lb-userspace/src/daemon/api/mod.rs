@@ -221,7 +221,7 @@ async fn state<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) -> J
         drill: s.drill(),
         etcd,
         reloads: s.reloads(),
-        node: node_state(&s),
+        node_control: node_state(&s),
     })
 }
 

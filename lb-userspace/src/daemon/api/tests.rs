@@ -396,3 +396,13 @@ fn the_fleet_view_follows_the_majority_and_falls_back_to_the_local_verdict() {
     s.set_peers(Some(stale));
     assert!(healthy(&s));
 }
+
+/// lbctl reads `/v1/state` back into the same type.
+#[tokio::test]
+async fn the_state_answer_reads_back_into_its_type() {
+    let app = router(shared(), None);
+    let (status, json) = get(&app, "/v1/state").await;
+    assert!(status.is_success());
+    let back: Result<wire::AgentState, _> = serde_json::from_value(json.clone());
+    assert!(back.is_ok(), "{:?}\n{json}", back.err());
+}

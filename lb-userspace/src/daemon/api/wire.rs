@@ -29,8 +29,10 @@ pub struct AgentState {
     pub drill: Option<DrillRun>,
     pub etcd: Option<FeedStatus>,
     pub reloads: Reloads,
+    /// Drained, restart hold, announcements (`node` is the node's name,
+    /// from the flattened state).
     #[serde(default)]
-    pub node: NodeState,
+    pub node_control: NodeState,
 }
 
 /// `GET /v1/node`: what the operator decided for this LB host and which
