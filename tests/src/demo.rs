@@ -96,11 +96,25 @@ fn with_talkers(
     Ok((results.len(), broken, reaction))
 }
 
-fn report(o: &Outcome) {
+/// Keeps a scenario's outcome for the summary and prints it.
+fn record(
+    outcomes: &mut Vec<Outcome>,
+    scenario: &'static str,
+    measured: &'static str,
+    (connections, broken, reaction): (usize, usize, Duration),
+) {
+    let o = Outcome {
+        scenario,
+        connections,
+        broken,
+        reaction_ms: reaction.as_millis() as u64,
+        measured,
+    };
     println!(
         "    {} connections open, {} broken; {}: {} ms",
         o.connections, o.broken, o.measured, o.reaction_ms
     );
+    outcomes.push(o);
 }
 
 /// Waits until every LB host has marked the backends at `addresses` down
@@ -166,14 +180,12 @@ pub fn run() -> Result<()> {
         f.lab.kill_server("a2");
         until_down_everywhere(f, t0, &["10.20.0.12"])
     })?;
-    outcomes.push(Outcome {
-        scenario: "backend killed",
-        connections,
-        broken,
-        reaction_ms: reaction.as_millis() as u64,
-        measured: "kill to every LB host steering around it",
-    });
-    report(outcomes.last().expect("pushed"));
+    record(
+        &mut outcomes,
+        "backend killed",
+        "kill to every LB host steering around it",
+        (connections, broken, reaction),
+    );
     f.lab.start_server("a2")?;
     f.wait_serving()?;
 
@@ -188,14 +200,12 @@ pub fn run() -> Result<()> {
         f.lab.kill_server("a2");
         until_down_everywhere(f, t0, &["10.20.0.11", "10.20.0.12"])
     })?;
-    outcomes.push(Outcome {
-        scenario: "cloud lost",
-        connections,
-        broken,
-        reaction_ms: reaction.as_millis() as u64,
-        measured: "loss to every LB host failing over",
-    });
-    report(outcomes.last().expect("pushed"));
+    record(
+        &mut outcomes,
+        "cloud lost",
+        "loss to every LB host failing over",
+        (connections, broken, reaction),
+    );
     println!(
         "    web now: {}",
         by_backend(&f.lab, &f.lab.spread(web, 60))
@@ -214,14 +224,12 @@ pub fn run() -> Result<()> {
         f.lose(1)?;
         f.wait_nexthops("10.100.0.1".parse()?, &rest, WAIT)
     })?;
-    outcomes.push(Outcome {
-        scenario: "LB host lost",
-        connections,
-        broken,
-        reaction_ms: reaction.as_millis() as u64,
-        measured: "host lost to the router routing around it (BFD)",
-    });
-    report(outcomes.last().expect("pushed"));
+    record(
+        &mut outcomes,
+        "LB host lost",
+        "host lost to the router routing around it (BFD)",
+        (connections, broken, reaction),
+    );
     ensure!(broken == 0, "connections broke when an LB host was lost");
     f.bring_back(1)?;
     f.wait_serving()?;
@@ -243,14 +251,12 @@ pub fn run() -> Result<()> {
         f.wait_nexthops("10.100.0.1".parse()?, &f.all(), WAIT)?;
         Ok(withdrawn)
     })?;
-    outcomes.push(Outcome {
-        scenario: "LB host drained and returned",
-        connections,
-        broken,
-        reaction_ms: reaction.as_millis() as u64,
-        measured: "drain to withdrawn from the router",
-    });
-    report(outcomes.last().expect("pushed"));
+    record(
+        &mut outcomes,
+        "LB host drained and returned",
+        "drain to withdrawn from the router",
+        (connections, broken, reaction),
+    );
 
     step(
         7,
@@ -264,14 +270,12 @@ pub fn run() -> Result<()> {
         f.respawn_agent(0)?;
         Ok(t0.elapsed())
     })?;
-    outcomes.push(Outcome {
-        scenario: "agent restarted",
-        connections,
-        broken,
-        reaction_ms: reaction.as_millis() as u64,
-        measured: "stop to the new agent serving its API",
-    });
-    report(outcomes.last().expect("pushed"));
+    record(
+        &mut outcomes,
+        "agent restarted",
+        "stop to the new agent serving its API",
+        (connections, broken, reaction),
+    );
 
     step(
         8,

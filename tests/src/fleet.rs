@@ -194,6 +194,18 @@ impl Fleet {
         }
     }
 
+    /// Kills both aws servers, `shop`'s only backends, and waits until no
+    /// host announces `shop` (10.100.0.5); returns how long that took.
+    pub fn kill_shop_backends(&mut self) -> Result<Duration> {
+        let shop: Ipv4Addr = "10.100.0.5".parse()?;
+        self.wait_nexthops(shop, &self.all(), Duration::from_secs(15))?;
+        let t0 = Instant::now();
+        self.lab.kill_server("a1");
+        self.lab.kill_server("a2");
+        self.wait_nexthops(shop, &BTreeSet::new(), Duration::from_secs(15))?;
+        Ok(t0.elapsed())
+    }
+
     /// Every host's address.
     pub fn all(&self) -> BTreeSet<Ipv4Addr> {
         (0..self.hosts()).map(lb_host_v4).collect()
