@@ -39,6 +39,14 @@ pub const MAX_DECAP_SOURCES: u32 = 256;
 /// VIP addresses the decap program accepts as inner destinations.
 pub const MAX_DECAP_VIPS: u32 = 1024;
 
+/// Entries of the access lists (`ACL`, an LPM trie over every VIP). Each
+/// list is written twice while it changes (the new generation beside the
+/// old), so this bounds twice the largest change. Load-time.
+pub const DEFAULT_MAX_ACL_ENTRIES: u32 = 65_536;
+/// Source prefixes tracked by the rate limiter (`RATE`, a per-CPU LRU):
+/// a spoofed flood evicts old buckets instead of growing memory. Load-time.
+pub const DEFAULT_RATE_SOURCES: u32 = 65_536;
+
 /// Slots of the `STATS` outcome counters: more than there are reasons, so
 /// a release that adds one does not resize a pinned map.
 pub const REASON_SLOTS: u32 = 64;

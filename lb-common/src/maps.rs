@@ -36,6 +36,9 @@ pub const VIP_F_ADDR_MARKER: u32 = 1 << 0;
 pub const VIP_F_MOVE_FLOWS_ON_DOWN: u32 = 1 << 1;
 /// Answer ICMP echo requests to this address (address marker only).
 pub const VIP_F_ICMP_ECHO: u32 = 1 << 2;
+/// The VIP has an access guard (`VIP_GUARD[id]`: allow/deny lists, rate
+/// limits); unguarded VIPs pay nothing for the feature.
+pub const VIP_F_GUARDED: u32 = 1 << 3;
 
 /// Flow hash over source and destination address, ports and protocol.
 pub const HASH_FIVE_TUPLE: u32 = 0;
@@ -55,6 +58,88 @@ pub struct VipMeta {
     /// `HASH_*`.
     pub hash_mode: u32,
     pub _pad: u32,
+}
+
+/// Value of `VIP_GUARD` (index = VIP id): who may reach the VIP and how
+/// fast. Rates are per CPU (the agent divides the configured rate by the
+/// number of CPUs) as GCRA parameters: a packet may pass when the bucket's
+/// theoretical arrival time is at most `tolerance` ahead of now, and then
+/// moves it on by `interval`. An interval of 0 is no limit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipGuard {
+    /// `GUARD_F_*`.
+    pub flags: u32,
+    /// Which generation of the VIP's `ACL` entries is live (0 or 1).
+    pub acl_gen: u32,
+    /// New flows per source prefix.
+    pub src_flow_interval_ns: u64,
+    pub src_flow_tolerance_ns: u64,
+    /// Packets per source prefix.
+    pub src_pkt_interval_ns: u64,
+    pub src_pkt_tolerance_ns: u64,
+    /// New flows of the whole VIP.
+    pub vip_flow_interval_ns: u64,
+    pub vip_flow_tolerance_ns: u64,
+    /// What a source address is masked to for its bucket (network order).
+    pub src_mask_v4: u32,
+    pub _pad: u32,
+    pub src_mask_v6: [u32; 4],
+}
+
+/// Sources must match an allow entry of `ACL` (an allow list is set).
+pub const GUARD_F_ALLOW_LIST: u32 = 1 << 0;
+/// `ACL` holds entries for the VIP (allow or deny): look the source up.
+pub const GUARD_F_ACL: u32 = 1 << 1;
+
+/// Data of an `ACL` LPM-trie key (after its prefix length): the scope word
+/// (VIP id and generation), the family word, then the address in wire
+/// order; a prefix length of `64 + n` matches `n` bits of the address
+/// within one VIP's live generation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AclKey {
+    /// `acl_scope(vip_id, gen)`.
+    pub scope: u32,
+    pub family: u32,
+    pub addr: [u32; 4],
+}
+
+/// The scope word of an `AclKey`, in the byte order the trie compares.
+pub const fn acl_scope(vip_id: u32, generation: u32) -> u32 {
+    ((vip_id << 1) | (generation & 1)).to_be()
+}
+
+/// `ACL` values.
+pub const ACL_ALLOW: u32 = 1;
+pub const ACL_DENY: u32 = 2;
+
+/// Key of `RATE`: one source prefix of one VIP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RateKey {
+    pub vip_id: u32,
+    pub family: u32,
+    /// The source address masked to the VIP's source prefix.
+    pub addr: [u32; 4],
+}
+
+/// Value of `RATE` (per CPU): the buckets' theoretical arrival times.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateState {
+    pub flow_tat_ns: u64,
+    pub pkt_tat_ns: u64,
+}
+
+/// Per-VIP counters of the access guard and the packet hygiene (index =
+/// reason − `Reason::DropMartianSource`).
+pub const GUARD_REASONS: usize = 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuardStats {
+    pub drops: [u64; GUARD_REASONS],
 }
 
 /// Encapsulate in IP (IPIP, IPv6-in-IPv6, IPv4-in-IPv6 or IPv6-in-IPv4,
@@ -278,6 +363,11 @@ const _: () = {
     assert!(size_of::<DecapAddr>() == 20);
     assert!(size_of::<DecapConfig>() == 4);
     assert!(size_of::<DecapPrefix>() == 20);
+    assert!(size_of::<VipGuard>() == 80);
+    assert!(size_of::<AclKey>() == 24);
+    assert!(size_of::<RateKey>() == 24);
+    assert!(size_of::<RateState>() == 16);
+    assert!(size_of::<GuardStats>() == 64);
     assert!(size_of::<ExplainMeta>() == 8);
     assert!(size_of::<Explain>() == 32);
 };
@@ -310,6 +400,16 @@ mod pod {
     unsafe impl aya::Pod for DecapConfig {}
     // SAFETY: as above.
     unsafe impl aya::Pod for DecapPrefix {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for VipGuard {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for AclKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for RateKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for RateState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for GuardStats {}
     // SAFETY: as above.
     unsafe impl aya::Pod for ExplainMeta {}
     // SAFETY: as above.

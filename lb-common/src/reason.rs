@@ -115,6 +115,23 @@ reasons! {
     /// the same addresses and ports (its sequence number is far from this
     /// packet's): re-steered by the ring.
     ConntrackStale = 36 => "conntrack_stale",
+    /// A source no client has (0/8, 127/8, multicast, 240/4, the VIP
+    /// itself; ::, ::1, ff00::/8, v4-mapped): dropped.
+    DropMartianSource = 37 => "drop_martian_source",
+    /// An impossible TCP flag set (SYN+FIN, SYN+RST, no flags): dropped.
+    DropBadTcpFlags = 38 => "drop_bad_tcp_flags",
+    /// IPv4 options whose lengths overrun the header: dropped.
+    DropBadIpOptions = 39 => "drop_bad_ip_options",
+    /// The source is on the VIP's deny list: dropped.
+    DropDenied = 40 => "drop_denied",
+    /// The VIP has an allow list and the source is not on it: dropped.
+    DropNotAllowed = 41 => "drop_not_allowed",
+    /// The source prefix is over its packets-per-second limit: dropped.
+    DropSourceRateLimit = 42 => "drop_source_rate_limit",
+    /// The source prefix is over its new-flows-per-second limit: dropped.
+    DropSourceFlowLimit = 43 => "drop_source_flow_limit",
+    /// The VIP is over its new-flows-per-second budget: dropped.
+    DropVipFlowBudget = 44 => "drop_vip_flow_budget",
 }
 
 impl Reason {
@@ -123,6 +140,11 @@ impl Reason {
 }
 
 const _: () = assert!(Reason::COUNT <= crate::limits::REASON_SLOTS);
+// The guard's per-VIP counters are indexed from the first guard reason.
+const _: () = assert!(
+    Reason::DropVipFlowBudget as usize - Reason::DropMartianSource as usize + 1
+        == crate::maps::GUARD_REASONS
+);
 
 #[cfg(test)]
 mod tests {

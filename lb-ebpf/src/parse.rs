@@ -65,6 +65,11 @@ pub struct Ip {
     pub l4_off: usize,
     /// L3 length from the header (IPv4 total length, IPv6 40 + payload).
     pub len: u16,
+    /// Why no packet like this may reach a VIP (a martian source, IPv4
+    /// options that overrun the header), as a `Reason`, or 0. Found here,
+    /// where the work is verified once; the balancer acts on it only for
+    /// packets to a VIP address (other traffic passes untouched).
+    pub suspect: u8,
 }
 
 impl Ip {
@@ -115,6 +120,7 @@ pub fn parse_ipv4(ctx: &XdpContext, l3_off: usize) -> Result<Ip, Reason> {
         return Err(Reason::DropMalformedL3);
     }
     let frags = u16::from_be_bytes(ip.frags);
+    let bad_options = ihl > IPV4_HLEN && !options_fit(ctx, l3_off);
     Ok(Ip {
         family: FAMILY_V4,
         proto: ip.proto,
@@ -127,7 +133,78 @@ pub fn parse_ipv4(ctx: &XdpContext, l3_off: usize) -> Result<Ip, Reason> {
         l3_off,
         l4_off: l3_off + ihl,
         len: total,
+        suspect: if martian_v4(ip.src_addr, ip.dst_addr) {
+            Reason::DropMartianSource as u8
+        } else if bad_options {
+            Reason::DropBadIpOptions as u8
+        } else {
+            0
+        },
     })
+}
+
+/// 0/8, 127/8, 224/4 multicast, 240/4 reserved and broadcast, or the
+/// destination itself: a source no client can have.
+#[inline(always)]
+fn martian_v4(src: [u8; 4], dst: [u8; 4]) -> bool {
+    // `|`, not `||`: no branches, so no extra paths for the verifier.
+    (src == dst) | (src[0] == 0) | (src[0] == 127) | (src[0] >= 224)
+}
+
+/// `::`, `::1`, `ff00::/8`, IPv4-mapped, or the destination itself.
+#[inline(always)]
+fn martian_v6(src: &[u8; 16], dst: &[u8; 16]) -> bool {
+    let w = addr16(*src);
+    let d = addr16(*dst);
+    let zero64 = (w[0] | w[1]) == 0;
+    let unspecified_or_loopback = zero64 & (w[2] == 0) & ((w[3] == 0) | (w[3] == 1u32.to_be()));
+    let v4_mapped = zero64 & (w[2] == 0xffffu32.to_be());
+    let itself = ((w[0] ^ d[0]) | (w[1] ^ d[1]) | (w[2] ^ d[2]) | (w[3] ^ d[3])) == 0;
+    (src[0] == 0xff) | unspecified_or_loopback | v4_mapped | itself
+}
+
+/// Options walked at most: real packets carry one or two (router alert,
+/// record route) and their padding; a header with more is refused with the
+/// malformed ones (and a bounded walk keeps the verifier's work small).
+const MAX_IPV4_OPTIONS: usize = 8;
+
+/// Whether the options of the IPv4 header at `l3_off` have lengths
+/// inside the header. It reads the header length again rather than taking
+/// the caller's: the verifier links copies of a value, so narrowing the
+/// caller's copy here would split every later state of the program by the
+/// options' layout.
+#[inline(always)]
+fn options_fit(ctx: &XdpContext, l3_off: usize) -> bool {
+    let Some(vihl) = read::<u8>(ctx, l3_off) else {
+        return false;
+    };
+    let end = l3_off + (vihl & 0x0f) as usize * 4;
+    let mut at = l3_off + IPV4_HLEN;
+    for _ in 0..MAX_IPV4_OPTIONS {
+        if at >= end {
+            return true;
+        }
+        // Two bytes even for a one-byte option: the header ends inside the
+        // frame, so this fails only when nothing follows the header — no L4
+        // header, nothing to forward.
+        let Some(opt) = read::<[u8; 2]>(ctx, at) else {
+            return false;
+        };
+        match opt[0] {
+            // End of list: the rest is padding.
+            0 => return true,
+            // No-op: one byte.
+            1 => at += 1,
+            _ => {
+                let len = opt[1] as usize;
+                if len < 2 || at + len > end {
+                    return false;
+                }
+                at += len;
+            }
+        }
+    }
+    at >= end
 }
 
 #[inline(always)]
@@ -180,6 +257,11 @@ pub fn parse_ipv6(ctx: &XdpContext, l3_off: usize) -> Result<Ip, Reason> {
         l3_off,
         l4_off,
         len: (IPV6_HLEN + payload) as u16,
+        suspect: if martian_v6(&ip.src_addr, &ip.dst_addr) {
+            Reason::DropMartianSource as u8
+        } else {
+            0
+        },
     })
 }
 

@@ -92,6 +92,7 @@ fn incompatible_pinned_state_is_refused_with_a_clear_message() -> Result<()> {
         ring_size: 251,
         conntrack_size: 4096,
         conntrack_per_cpu: false,
+        ..lb::core::config::Limits::default()
     };
     {
         let mut dp = lb::kernel::dataplane::Dataplane::load(small, Some(&dir))?;

@@ -10,7 +10,10 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use lb_common::{Reason, limits::NO_BACKEND, maps::TrafficStats};
 
-use crate::core::config::{DataplaneCfg, FlowsOnDown, Forwarding, HashMode, Limits, VipIdent};
+use crate::core::{
+    config::{DataplaneCfg, FlowsOnDown, Forwarding, HashMode, Limits, RateLimit, VipIdent},
+    prefix::Prefix,
+};
 
 /// The data path's runtime knobs.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +30,26 @@ pub struct VipEntry {
     pub id: u32,
     pub hash: HashMode,
     pub flows_on_down: FlowsOnDown,
+    /// The data path checks the VIP's guard (allow/deny lists, rates).
+    pub guarded: bool,
+}
+
+/// What an access-list entry does to a matching source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AclAction {
+    Allow,
+    Deny,
+}
+
+/// A guarded VIP's checks, as the data path holds them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuardEntry {
+    /// Sources must match an allow entry.
+    pub allow_list: bool,
+    /// The VIP has access-list entries (in generation `acl_gen`).
+    pub acl: bool,
+    pub acl_gen: u32,
+    pub rate: RateLimit,
 }
 
 /// The per-address marker: the address belongs to a VIP (ICMP echo,
@@ -121,6 +144,27 @@ pub trait Tables {
     /// Makes `half` the live one.
     fn flip(&mut self, vip_id: u32, half: u32) -> TablesResult<()>;
 
+    /// A VIP's guard (`None`: clear it).
+    fn set_guard(&mut self, vip_id: u32, g: Option<&GuardEntry>) -> TablesResult<()>;
+    /// The live access-list generation of a VIP's guard, if it has one.
+    fn guard_generation(&self, vip_id: u32) -> TablesResult<Option<u32>>;
+    /// Writes access-list entries of one generation of a VIP.
+    fn set_acl(
+        &mut self,
+        vip_id: u32,
+        generation: u32,
+        entries: &[(Prefix, AclAction)],
+    ) -> TablesResult<()>;
+    fn remove_acl(&mut self, vip_id: u32, generation: u32, prefixes: &[Prefix])
+    -> TablesResult<()>;
+    /// The entries of one generation of a VIP's access list.
+    fn acl(&self, vip_id: u32, generation: u32) -> TablesResult<Vec<(Prefix, AclAction)>>;
+
+    /// Guard and hygiene drops of a VIP by reason (summed over CPUs).
+    fn guard_drops(&self, _vip_id: u32) -> TablesResult<Vec<(Reason, u64)>> {
+        Ok(vec![])
+    }
+
     /// Data-path outcome counters (summed over CPUs); none in memory.
     fn reason_counters(&self) -> TablesResult<Vec<(Reason, u64)>> {
         Ok(Reason::ALL.iter().map(|r| (*r, 0)).collect())
@@ -140,6 +184,10 @@ pub struct MemoryTables {
     pub settings: Option<Settings>,
     pub vips: BTreeMap<VipIdent, VipEntry>,
     pub markers: BTreeMap<IpAddr, Marker>,
+    /// By VIP id.
+    pub guards: BTreeMap<u32, GuardEntry>,
+    /// (VIP id, generation, prefix) → action.
+    pub acls: BTreeMap<(u32, u32, Prefix), AclAction>,
     pub backends: Vec<Option<BackendEntry>>,
     pub ring_select: Vec<u32>,
     pub rings: Vec<u32>,
@@ -166,6 +214,8 @@ impl MemoryTables {
             settings: None,
             vips: BTreeMap::new(),
             markers: BTreeMap::new(),
+            guards: BTreeMap::new(),
+            acls: BTreeMap::new(),
             backends: vec![None; limits.max_backends as usize],
             ring_select: vec![0; limits.max_vips as usize],
             // A fresh kernel array is zeroed: every slot says backend 0.
@@ -318,6 +368,51 @@ impl Tables for MemoryTables {
         }
         self.slot_writes += slots.len();
         Ok(slots.len())
+    }
+    fn set_guard(&mut self, vip_id: u32, g: Option<&GuardEntry>) -> TablesResult<()> {
+        check_vip_id(&self.limits, vip_id)?;
+        self.write("vip_guard")?;
+        match g {
+            Some(g) => self.guards.insert(vip_id, g.clone()),
+            None => self.guards.remove(&vip_id),
+        };
+        Ok(())
+    }
+    fn guard_generation(&self, vip_id: u32) -> TablesResult<Option<u32>> {
+        Ok(self.guards.get(&vip_id).map(|g| g.acl_gen))
+    }
+    fn set_acl(
+        &mut self,
+        vip_id: u32,
+        generation: u32,
+        entries: &[(Prefix, AclAction)],
+    ) -> TablesResult<()> {
+        check_vip_id(&self.limits, vip_id)?;
+        self.write("acl")?;
+        for (p, a) in entries {
+            self.acls.insert((vip_id, generation & 1, *p), *a);
+        }
+        Ok(())
+    }
+    fn remove_acl(
+        &mut self,
+        vip_id: u32,
+        generation: u32,
+        prefixes: &[Prefix],
+    ) -> TablesResult<()> {
+        self.write("acl")?;
+        for p in prefixes {
+            self.acls.remove(&(vip_id, generation & 1, *p));
+        }
+        Ok(())
+    }
+    fn acl(&self, vip_id: u32, generation: u32) -> TablesResult<Vec<(Prefix, AclAction)>> {
+        Ok(self
+            .acls
+            .iter()
+            .filter(|((v, g, _), _)| *v == vip_id && *g == generation & 1)
+            .map(|((_, _, p), a)| (*p, *a))
+            .collect())
     }
     fn flip(&mut self, vip_id: u32, half: u32) -> TablesResult<()> {
         check_vip_id(&self.limits, vip_id)?;

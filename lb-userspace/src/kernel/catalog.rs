@@ -11,8 +11,8 @@ use lb_common::{
         VIP_KEYS_PER_VIP,
     },
     maps::{
-        Backend, ConnEntry, DecapAddr, DecapConfig, DecapPrefix, Explain, FloodState, FlowKey,
-        LbConfig, TrafficStats, VipKey, VipMeta,
+        AclKey, Backend, ConnEntry, DecapAddr, DecapConfig, DecapPrefix, Explain, FloodState,
+        FlowKey, GuardStats, LbConfig, RateKey, RateState, TrafficStats, VipGuard, VipKey, VipMeta,
     },
 };
 
@@ -144,6 +144,38 @@ pub const DRY_RUN: MapSpec =
     spec::<u32, u32>("DRY_RUN", MapType::PerCpuArray, Entries::Object(1), true);
 pub const EXPLAIN: MapSpec =
     spec::<u32, Explain>("EXPLAIN", MapType::PerCpuArray, Entries::Object(1), true);
+/// The access guard of each guarded VIP.
+pub const VIP_GUARD: MapSpec = spec::<u32, VipGuard>(
+    "VIP_GUARD",
+    MapType::Array,
+    Entries::Limits(|l| l.max_vips),
+    true,
+);
+/// LPM-trie keys are the prefix length, then the data.
+pub const ACL: MapSpec = spec::<(u32, AclKey), u32>(
+    "ACL",
+    MapType::LpmTrie,
+    Entries::Limits(|l| l.max_acl_entries),
+    true,
+);
+pub const RATE: MapSpec = spec::<RateKey, RateState>(
+    "RATE",
+    MapType::LruPerCpuHash,
+    Entries::Limits(|l| l.rate_sources),
+    true,
+);
+pub const VIP_BUDGET: MapSpec = spec::<u32, u64>(
+    "VIP_BUDGET",
+    MapType::PerCpuArray,
+    Entries::Limits(|l| l.max_vips),
+    true,
+);
+pub const GUARD_STATS: MapSpec = spec::<u32, GuardStats>(
+    "GUARD_STATS",
+    MapType::PerCpuArray,
+    Entries::Limits(|l| l.max_vips),
+    true,
+);
 /// Scratch space and the next-hop cache: private to the program.
 pub const FIB_SCRATCH: MapSpec = MapSpec {
     name: "FIB_SCRATCH",
@@ -180,6 +212,11 @@ pub const BALANCER: &[MapSpec] = &[
     FLOOD,
     DRY_RUN,
     EXPLAIN,
+    VIP_GUARD,
+    ACL,
+    RATE,
+    VIP_BUDGET,
+    GUARD_STATS,
     FIB_SCRATCH,
     NEXTHOPS,
 ];

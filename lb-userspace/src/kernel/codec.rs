@@ -9,16 +9,18 @@ use std::net::{IpAddr, SocketAddr};
 use lb_common::{
     limits::MAP_LAYOUT_VERSION,
     maps::{
-        BACKEND_F_DOWN, BACKEND_F_HAS_MAC, BACKEND_F_VALID, Backend, CFG_F_GW_MAC,
-        CFG_F_NO_ALL_PORTS_VIPS, FAMILY_V4, FAMILY_V6, FWD_GUE, FWD_IPIP, FWD_L2_DSR, FlowKey,
-        HASH_FIVE_TUPLE, HASH_SRC_IP, HASH_SRC_IP_DST_PORT, LbConfig, PROTO_TCP, PROTO_UDP,
-        VIP_F_ADDR_MARKER, VIP_F_ICMP_ECHO, VIP_F_MOVE_FLOWS_ON_DOWN, VipKey, VipMeta,
+        ACL_ALLOW, ACL_DENY, AclKey, BACKEND_F_DOWN, BACKEND_F_HAS_MAC, BACKEND_F_VALID, Backend,
+        CFG_F_GW_MAC, CFG_F_NO_ALL_PORTS_VIPS, FAMILY_V4, FAMILY_V6, FWD_GUE, FWD_IPIP, FWD_L2_DSR,
+        FlowKey, GUARD_F_ACL, GUARD_F_ALLOW_LIST, HASH_FIVE_TUPLE, HASH_SRC_IP,
+        HASH_SRC_IP_DST_PORT, LbConfig, PROTO_TCP, PROTO_UDP, VIP_F_ADDR_MARKER, VIP_F_GUARDED,
+        VIP_F_ICMP_ECHO, VIP_F_MOVE_FLOWS_ON_DOWN, VipGuard, VipKey, VipMeta, acl_scope,
     },
 };
 
 use crate::core::{
     config::{FlowsOnDown, Forwarding, HashMode, Protocol, VipIdent},
-    tables::{BackendEntry, Marker, Settings, VipEntry},
+    prefix::Prefix,
+    tables::{AclAction, BackendEntry, GuardEntry, Marker, Settings, VipEntry},
 };
 
 /// Address words in network order, as the data path stores them, and the
@@ -118,13 +120,16 @@ pub fn vip_ident(key: &VipKey) -> Option<VipIdent> {
 }
 
 pub fn vip_meta(e: &VipEntry) -> VipMeta {
+    let mut flags = 0;
+    if e.flows_on_down == FlowsOnDown::Move {
+        flags |= VIP_F_MOVE_FLOWS_ON_DOWN;
+    }
+    if e.guarded {
+        flags |= VIP_F_GUARDED;
+    }
     VipMeta {
         id: e.id,
-        flags: if e.flows_on_down == FlowsOnDown::Move {
-            VIP_F_MOVE_FLOWS_ON_DOWN
-        } else {
-            0
-        },
+        flags,
         hash_mode: hash_code(e.hash),
         _pad: 0,
     }
@@ -139,7 +144,102 @@ pub fn vip_entry(m: &VipMeta) -> Option<VipEntry> {
         } else {
             FlowsOnDown::Keep
         },
+        guarded: m.flags & VIP_F_GUARDED != 0,
     })
+}
+
+/// A source mask for `len` bits, per word, in network order.
+fn mask_words(len: u8, bits: u32) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    let mut left = u32::from(len.min(bits as u8));
+    for w in out.iter_mut().take((bits / 32) as usize) {
+        let n = left.min(32);
+        let host = if n == 0 { 0 } else { u32::MAX << (32 - n) };
+        *w = u32::from_ne_bytes(host.to_be_bytes());
+        left -= n;
+    }
+    out
+}
+
+/// GCRA parameters of `per_sec` over `cpus` CPUs (each CPU takes its
+/// share) with `burst` of slack: (interval, tolerance) in ns.
+fn gcra(per_sec: Option<u32>, burst: std::time::Duration, cpus: u32) -> (u64, u64) {
+    match per_sec {
+        None | Some(0) => (0, 0),
+        Some(r) => {
+            let interval = (1_000_000_000u64 * u64::from(cpus.max(1))).div_ceil(u64::from(r));
+            (
+                interval,
+                u64::try_from(burst.as_nanos()).unwrap_or(u64::MAX),
+            )
+        }
+    }
+}
+
+/// A VIP's guard as the data path takes it, for `cpus` CPUs.
+pub fn vip_guard(g: &GuardEntry, cpus: u32) -> VipGuard {
+    let r = &g.rate;
+    let (sfi, sft) = gcra(r.source_new_flows_per_sec, r.burst, cpus);
+    let (spi, spt) = gcra(r.source_packets_per_sec, r.burst, cpus);
+    let (vfi, vft) = gcra(r.new_flows_per_sec, r.burst, cpus);
+    let mut flags = 0;
+    if g.allow_list {
+        flags |= GUARD_F_ALLOW_LIST;
+    }
+    if g.acl {
+        flags |= GUARD_F_ACL;
+    }
+    VipGuard {
+        flags,
+        acl_gen: g.acl_gen & 1,
+        src_flow_interval_ns: sfi,
+        src_flow_tolerance_ns: sft,
+        src_pkt_interval_ns: spi,
+        src_pkt_tolerance_ns: spt,
+        vip_flow_interval_ns: vfi,
+        vip_flow_tolerance_ns: vft,
+        src_mask_v4: mask_words(r.source_prefix_v4, 32)[0],
+        _pad: 0,
+        src_mask_v6: mask_words(r.source_prefix_v6, 128),
+    }
+}
+
+/// An access-list entry's trie key.
+pub fn acl_key(vip_id: u32, generation: u32, p: Prefix) -> (u32, AclKey) {
+    let (addr, family) = addr_words(p.addr());
+    (
+        64 + u32::from(p.len()),
+        AclKey {
+            scope: acl_scope(vip_id, generation),
+            family: u32::from(family),
+            addr,
+        },
+    )
+}
+
+/// The (VIP id, generation, prefix) of a trie key; `None` if it is none.
+pub fn acl_entry(prefix_len: u32, k: &AclKey) -> Option<(u32, u32, Prefix)> {
+    let scope = u32::from_be(k.scope);
+    let a = words_addr(k.addr, k.family as u8)?;
+    let p = format!("{a}/{}", prefix_len.checked_sub(64)?)
+        .parse()
+        .ok()?;
+    Some((scope >> 1, scope & 1, p))
+}
+
+pub fn acl_value(a: AclAction) -> u32 {
+    match a {
+        AclAction::Allow => ACL_ALLOW,
+        AclAction::Deny => ACL_DENY,
+    }
+}
+
+pub fn acl_action(v: u32) -> Option<AclAction> {
+    match v {
+        ACL_ALLOW => Some(AclAction::Allow),
+        ACL_DENY => Some(AclAction::Deny),
+        _ => None,
+    }
 }
 
 /// The marker's key: the address with port and protocol 0.
@@ -335,8 +435,48 @@ mod tests {
             id: 7,
             hash: HashMode::SourceIpDestPort,
             flows_on_down: FlowsOnDown::Move,
+            guarded: true,
         };
         assert_eq!(vip_entry(&vip_meta(&e)), Some(e));
+    }
+
+    #[test]
+    fn guards_and_access_lists_encode_as_the_data_path_reads_them() {
+        use crate::core::config::RateLimit;
+        let g = GuardEntry {
+            allow_list: true,
+            acl: true,
+            acl_gen: 1,
+            rate: RateLimit {
+                source_packets_per_sec: Some(1000),
+                new_flows_per_sec: Some(3),
+                source_prefix_v4: 24,
+                source_prefix_v6: 48,
+                ..RateLimit::default()
+            },
+        };
+        // Two CPUs: each takes half of the rate.
+        let v = vip_guard(&g, 2);
+        assert_eq!(v.flags, GUARD_F_ALLOW_LIST | GUARD_F_ACL);
+        assert_eq!(
+            (v.src_pkt_interval_ns, v.src_pkt_tolerance_ns),
+            (2_000_000, 100_000_000)
+        );
+        assert_eq!(v.vip_flow_interval_ns, 666_666_667);
+        assert_eq!(v.src_flow_interval_ns, 0, "no source new-flow limit");
+        assert_eq!(v.src_mask_v4.to_ne_bytes(), [255, 255, 255, 0]);
+        let m6: Vec<u8> = v.src_mask_v6.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        assert_eq!(&m6[..8], &[255, 255, 255, 255, 255, 255, 0, 0]);
+        assert!(m6[8..].iter().all(|b| *b == 0));
+        for p in ["10.1.0.0/16", "fd00:1::/32", "192.0.2.7/32"] {
+            let p: Prefix = p.parse().unwrap();
+            let (len, key) = acl_key(9, 1, p);
+            assert_eq!(acl_entry(len, &key), Some((9, 1, p)));
+        }
+        assert_eq!(
+            acl_action(acl_value(AclAction::Deny)),
+            Some(AclAction::Deny)
+        );
     }
 
     #[test]

@@ -17,12 +17,18 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::{
+        Array, DevMapHash, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuValues,
+        lpm_trie::Key,
+    },
     programs::{ProgramError, Xdp, XdpMode},
 };
 use lb_common::{
     Reason,
-    maps::{Backend, ConnEntry, FloodState, FlowKey, LbConfig, TrafficStats, VipKey, VipMeta},
+    maps::{
+        AclKey, Backend, ConnEntry, FloodState, FlowKey, GuardStats, LbConfig, RateKey, RateState,
+        TrafficStats, VipGuard, VipKey, VipMeta,
+    },
 };
 
 use super::{
@@ -34,9 +40,10 @@ use super::{
 };
 use crate::core::{
     config::{Limits, VipIdent},
+    prefix::Prefix,
     tables::{
-        BackendEntry, Marker, Settings, Slots, Tables, TablesResult, VipEntry, check_backend_id,
-        check_slot, check_vip_id,
+        AclAction, BackendEntry, GuardEntry, Marker, Settings, Slots, Tables, TablesResult,
+        VipEntry, check_backend_id, check_slot, check_vip_id,
     },
 };
 
@@ -59,6 +66,11 @@ pub struct Dataplane {
     stats: PerCpuArray<MapData, u64>,
     vip_stats: PerCpuArray<MapData, TrafficStats>,
     backend_stats: PerCpuArray<MapData, TrafficStats>,
+    vip_guard: Array<MapData, VipGuard>,
+    acl: LpmTrie<MapData, AclKey, u32>,
+    guard_stats: PerCpuArray<MapData, GuardStats>,
+    /// CPUs the per-CPU rate buckets split a rate over.
+    cpus: u32,
 }
 
 /// Takes a map out of a loaded object as its typed handle.
@@ -142,6 +154,10 @@ impl Dataplane {
             stats: take(&mut ebpf, &catalog::STATS)?,
             vip_stats: take(&mut ebpf, &catalog::VIP_STATS)?,
             backend_stats: take(&mut ebpf, &catalog::BACKEND_STATS)?,
+            vip_guard: take(&mut ebpf, &catalog::VIP_GUARD)?,
+            acl: take(&mut ebpf, &catalog::ACL)?,
+            guard_stats: take(&mut ebpf, &catalog::GUARD_STATS)?,
+            cpus: aya::util::nr_cpus().map_or(1, |n| n as u32),
             ebpf,
             limits,
             pin_dir: pin_dir.map(Path::to_path_buf),
@@ -271,6 +287,62 @@ impl Dataplane {
             }
         })?;
         flood.set(0, zero, 0).map_err(map_err(name))
+    }
+
+    /// Clears every VIP's guard, every access-list entry, every rate
+    /// bucket and VIP budget: as loaded (a test world starts each case here).
+    pub fn reset_guards(&mut self) -> Result<(), DataplaneError> {
+        for id in 0..self.limits.max_vips {
+            self.vip_guard
+                .set(id, VipGuard::default(), 0)
+                .map_err(map_err("VIP_GUARD"))?;
+        }
+        let keys: Vec<Key<AclKey>> = self.acl.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            match self.acl.remove(&k) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err("ACL")(e)),
+            }
+        }
+        let name = catalog::RATE.name;
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::MissingMap { name })?;
+        let mut rate: aya::maps::PerCpuHashMap<&mut MapData, RateKey, RateState> =
+            aya::maps::PerCpuHashMap::try_from(map).map_err(map_err(name))?;
+        let keys: Vec<RateKey> = rate.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            match rate.remove(&k) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(name)(e)),
+            }
+        }
+        let name = catalog::VIP_BUDGET.name;
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::MissingMap { name })?;
+        let mut budget: PerCpuArray<&mut MapData, u64> =
+            PerCpuArray::try_from(map).map_err(map_err(name))?;
+        for id in 0..self.limits.max_vips {
+            let zero = PerCpuValues::try_from(vec![0u64; self.cpus as usize]).map_err(|e| {
+                DataplaneError::Map {
+                    name,
+                    source: MapError::SyscallError(aya::sys::SyscallError {
+                        call: "per-cpu values",
+                        io_error: e,
+                    }),
+                }
+            })?;
+            budget.set(id, zero, 0).map_err(map_err(name))?;
+        }
+        Ok(())
+    }
+
+    /// CPUs a rate is split over (each CPU's buckets get rate / cpus).
+    pub fn cpus(&self) -> u32 {
+        self.cpus
     }
 
     /// Replaces a VIP's live ring with `ring` (all slots) through the other
@@ -423,6 +495,85 @@ impl Tables for Dataplane {
         self.ring_select
             .set(vip_id, half & 1, 0)
             .map_err(tables_err("RING_SELECT"))
+    }
+
+    fn set_guard(&mut self, vip_id: u32, g: Option<&GuardEntry>) -> TablesResult<()> {
+        check_vip_id(&self.limits, vip_id)?;
+        let v = g.map_or(VipGuard::default(), |g| codec::vip_guard(g, self.cpus));
+        self.vip_guard
+            .set(vip_id, v, 0)
+            .map_err(tables_err("VIP_GUARD"))
+    }
+
+    fn guard_generation(&self, vip_id: u32) -> TablesResult<Option<u32>> {
+        check_vip_id(&self.limits, vip_id)?;
+        let g = self
+            .vip_guard
+            .get(&vip_id, 0)
+            .map_err(tables_err("VIP_GUARD"))?;
+        Ok((g != VipGuard::default()).then_some(g.acl_gen))
+    }
+
+    fn set_acl(
+        &mut self,
+        vip_id: u32,
+        generation: u32,
+        entries: &[(Prefix, AclAction)],
+    ) -> TablesResult<()> {
+        for (p, a) in entries {
+            let (len, data) = codec::acl_key(vip_id, generation, *p);
+            self.acl
+                .insert(&Key::new(len, data), codec::acl_value(*a), 0)
+                .map_err(tables_err("ACL"))?;
+        }
+        Ok(())
+    }
+
+    fn remove_acl(
+        &mut self,
+        vip_id: u32,
+        generation: u32,
+        prefixes: &[Prefix],
+    ) -> TablesResult<()> {
+        for p in prefixes {
+            let (len, data) = codec::acl_key(vip_id, generation, *p);
+            match self.acl.remove(&Key::new(len, data)) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(tables_err("ACL")(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn acl(&self, vip_id: u32, generation: u32) -> TablesResult<Vec<(Prefix, AclAction)>> {
+        let mut out = vec![];
+        for kv in self.acl.iter() {
+            let (k, v) = kv.map_err(tables_err("ACL"))?;
+            let data = k.data();
+            if let (Some((id, g, p)), Some(a)) = (
+                codec::acl_entry(k.prefix_len(), &data),
+                codec::acl_action(v),
+            ) && id == vip_id
+                && g == generation & 1
+            {
+                out.push((p, a));
+            }
+        }
+        Ok(out)
+    }
+
+    fn guard_drops(&self, vip_id: u32) -> TablesResult<Vec<(Reason, u64)>> {
+        let per_cpu = self
+            .guard_stats
+            .get(&vip_id, 0)
+            .map_err(tables_err("GUARD_STATS"))?;
+        let first = Reason::DropMartianSource as u32;
+        Ok((0..lb_common::maps::GUARD_REASONS)
+            .filter_map(|i| {
+                let r = Reason::from_index(first + i as u32)?;
+                Some((r, per_cpu.iter().map(|s| s.drops[i]).sum()))
+            })
+            .collect())
     }
 
     fn reason_counters(&self) -> TablesResult<Vec<(Reason, u64)>> {

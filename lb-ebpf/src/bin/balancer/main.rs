@@ -10,6 +10,7 @@
 mod conntrack;
 mod encap;
 mod forward;
+mod guard;
 mod icmp;
 mod maps;
 mod nexthop;
@@ -24,7 +25,8 @@ use lb_common::{
     Reason,
     limits::MAP_LAYOUT_VERSION,
     maps::{
-        CFG_F_NO_ALL_PORTS_VIPS, EXPLAIN_MAGIC, Explain, ExplainMeta, FlowKey, PROTO_TCP, PROTO_UDP,
+        CFG_F_NO_ALL_PORTS_VIPS, EXPLAIN_MAGIC, Explain, ExplainMeta, FlowKey, PROTO_TCP,
+        PROTO_UDP, VIP_F_GUARDED,
     },
 };
 use lb_ebpf::{
@@ -104,6 +106,9 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
     }
     // SAFETY: parse_ip wrote `ip` unless it returned a final verdict.
     let ip = unsafe { ip.assume_init_ref() };
+    if ip.suspect != 0 {
+        return guard::reject_suspect(ip.family, &ip.dst, ip.suspect);
+    }
     // The array slot always exists; a zero layout version means the agent
     // has not written a configuration yet.
     let cfg = match CONFIG.get(0) {
@@ -143,7 +148,21 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
 
     let icmp_error = service.is_none();
     let vip = match service {
-        Some(vip) => vip,
+        Some(vip) => {
+            if ip.proto == PROTO_TCP
+                && let Some(l4) = &l4
+                && guard::impossible_tcp_flags(l4.tcp_flags)
+            {
+                return Verdict::drop(guard::drop(vip.id, Reason::DropBadTcpFlags));
+            }
+            if vip.flags & VIP_F_GUARDED != 0 {
+                let admitted = guard::admit_packet(vip.id, ip, conntrack::now_ns());
+                if admitted.is_done() {
+                    return admitted;
+                }
+            }
+            vip
+        }
         None => {
             // Not a packet of a service: does it concern a VIP address at all?
             let Some(marker) = vip::marker(ip.family, ip.dst) else {

@@ -6,15 +6,16 @@ use aya_ebpf::{
     Global,
     bindings::{BPF_F_MMAPABLE, bpf_fib_lookup as FibParams},
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use lb_common::{
     limits::{
-        DEFAULT_CONNTRACK_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_RING_SIZE,
-        MAX_TX_PORTS, REASON_SLOTS, VIP_KEYS_PER_VIP,
+        DEFAULT_CONNTRACK_SIZE, DEFAULT_MAX_ACL_ENTRIES, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS,
+        DEFAULT_RATE_SOURCES, DEFAULT_RING_SIZE, MAX_TX_PORTS, REASON_SLOTS, VIP_KEYS_PER_VIP,
     },
     maps::{
-        Backend, ConnEntry, Explain, FloodState, FlowKey, LbConfig, TrafficStats, VipKey, VipMeta,
+        AclKey, Backend, ConnEntry, Explain, FloodState, FlowKey, GuardStats, LbConfig, RateKey,
+        RateState, TrafficStats, VipGuard, VipKey, VipMeta,
     },
 };
 
@@ -105,3 +106,27 @@ pub static EXPLAIN: PerCpuArray<Explain> = PerCpuArray::with_max_entries(1, 0);
 /// New-flow flood guard state, one per CPU.
 #[map]
 pub static FLOOD: PerCpuArray<FloodState> = PerCpuArray::with_max_entries(1, 0);
+
+/// Access guard of each VIP flagged `VIP_F_GUARDED` (index = VIP id).
+#[map]
+pub static VIP_GUARD: Array<VipGuard> = Array::with_max_entries(DEFAULT_MAX_VIPS, 0);
+
+/// Allow and deny entries of every guarded VIP, two generations each (the
+/// agent writes the new one beside the live one and flips `acl_gen`).
+#[map]
+pub static ACL: LpmTrie<AclKey, u32> = LpmTrie::with_max_entries(DEFAULT_MAX_ACL_ENTRIES, 0);
+
+/// Rate-limit buckets per (VIP, source prefix), per CPU; LRU, so a
+/// spoofed flood evicts buckets rather than growing memory.
+#[map]
+pub static RATE: LruPerCpuHashMap<RateKey, RateState> =
+    LruPerCpuHashMap::with_max_entries(DEFAULT_RATE_SOURCES, 0);
+
+/// Each VIP's own new-flow bucket (theoretical arrival time), per CPU.
+#[map]
+pub static VIP_BUDGET: PerCpuArray<u64> = PerCpuArray::with_max_entries(DEFAULT_MAX_VIPS, 0);
+
+/// Guard and hygiene drops per VIP (index = VIP id).
+#[map]
+pub static GUARD_STATS: PerCpuArray<GuardStats> =
+    PerCpuArray::with_max_entries(DEFAULT_MAX_VIPS, 0);

@@ -9,14 +9,14 @@ use lb_common::{
     limits::NO_BACKEND,
     maps::{
         BACKEND_F_DOWN, BACKEND_F_VALID, Backend, CFG_F_NO_CONNTRACK, CONN_F_SEQ, ConnEntry,
-        EXPLAIN_PATH_RING, EXPLAIN_PATH_TABLE, FlowKey, LbConfig, VIP_F_MOVE_FLOWS_ON_DOWN,
-        VipMeta,
+        EXPLAIN_PATH_RING, EXPLAIN_PATH_TABLE, FlowKey, LbConfig, VIP_F_GUARDED,
+        VIP_F_MOVE_FLOWS_ON_DOWN, VipMeta,
     },
 };
 use lb_ebpf::verdict::Verdict;
 
 use crate::{
-    conntrack,
+    conntrack, guard,
     maps::{BACKENDS, EXPLAIN, RING_SELECT, RING_SIZE, RINGS},
     stats::{count, dry_run},
 };
@@ -194,6 +194,12 @@ fn try_choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u64) -> Result
         }
     }
     count(Reason::ConntrackMiss);
+    if vip.flags & VIP_F_GUARDED != 0 && record {
+        let admitted = guard::admit_new_flow(vip.id, flow.family as u32, &flow.src, now);
+        if admitted.is_done() {
+            return Err(admitted.reason());
+        }
+    }
     let id = ring_slot(vip, hash)?;
     explain(vip, id, hash, EXPLAIN_PATH_RING);
     let b = backend(id).ok_or(Reason::DropBadBackend)?;

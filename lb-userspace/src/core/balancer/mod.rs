@@ -27,8 +27,11 @@ use crate::core::{
     events::{EventKind, EventLog},
     maglev,
     policy::{self, Decision, Drains, PolicyState},
+    prefix::Prefix,
     sources::FailSelector,
-    tables::{BackendEntry, Marker, Settings, Tables, TablesError, VipEntry},
+    tables::{
+        AclAction, BackendEntry, GuardEntry, Marker, Settings, Tables, TablesError, VipEntry,
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +102,10 @@ struct VipRuntime {
     decision: Option<Decision>,
     /// The service entry as last written (or found in the tables).
     written_entry: Option<VipEntry>,
+    /// The live access-list generation and its entries.
+    acl: (u32, BTreeMap<Prefix, AclAction>),
+    /// The guard as last written (`None`: unknown, write it).
+    written_guard: Option<Option<GuardEntry>>,
 }
 
 impl VipRuntime {
@@ -118,6 +125,8 @@ impl VipRuntime {
             spare: None,
             decision: None,
             written_entry,
+            acl: (0, BTreeMap::new()),
+            written_guard: None,
         }
     }
 
@@ -207,8 +216,17 @@ impl<T: Tables> Balancer<T> {
                 .tables
                 .read_ring(entry.id, self.tables.live_half(entry.id)?)?;
             let found = Vip::new(ident.0, ident.1, ident.2);
-            self.vips
-                .insert(ident, VipRuntime::new(entry.id, found, live, Some(entry)));
+            let mut rt = VipRuntime::new(entry.id, found, live, Some(entry));
+            match self.tables.guard_generation(entry.id)? {
+                // Its rates are rewritten by the first apply; the lists are
+                // read back, so an unchanged list is not rewritten.
+                Some(generation) => {
+                    let live = self.tables.acl(entry.id, generation)?;
+                    rt.acl = (generation, live.into_iter().collect());
+                }
+                None => rt.written_guard = Some(None),
+            }
+            self.vips.insert(ident, rt);
         }
         let owner: BTreeMap<u32, VipIdent> = self.vips.iter().map(|(i, rt)| (rt.id, *i)).collect();
         for (id, be) in self.tables.backends()? {
@@ -372,6 +390,10 @@ impl<T: Tables> Balancer<T> {
             }
             let rt = self.vips.remove(&ident).expect("present");
             self.tables.remove_vip(&ident)?;
+            // No packet reaches its guard now.
+            let listed: Vec<Prefix> = rt.acl.1.keys().copied().collect();
+            self.tables.remove_acl(rt.id, rt.acl.0, &listed)?;
+            self.tables.set_guard(rt.id, None)?;
             for id in rt.backend_ids.values() {
                 self.release_backend(*id)?;
             }
@@ -601,11 +623,15 @@ impl<T: Tables> Balancer<T> {
             rt.live_from = Some(inputs);
         }
 
-        // The service entry last: by now its table and backends are in place.
+        let guarded = sync_guard(&mut self.tables, rt)?;
+
+        // The service entry last: by now its table, backends and guard
+        // are in place.
         let entry = VipEntry {
             id: rt.id,
             hash: rt.cfg.hash,
             flows_on_down: rt.cfg.flows_on_backend_down,
+            guarded,
         };
         if rt.written_entry != Some(entry) {
             self.tables.set_vip(ident, &entry)?;
@@ -642,6 +668,48 @@ impl<T: Tables> Balancer<T> {
     pub fn live_table(&self, ident: &VipIdent) -> Option<&[u32]> {
         self.vips.get(ident).map(|rt| rt.live.as_slice())
     }
+}
+
+/// Brings a VIP's access lists and guard in the tables in line with its
+/// configuration; returns whether the VIP is guarded. A changed list is
+/// written as the other generation, then the guard flips to it, then the
+/// old generation is removed: a packet sees the old list or the new one,
+/// never half of either.
+fn sync_guard<T: Tables>(tables: &mut T, rt: &mut VipRuntime) -> Result<bool, ApplyError> {
+    let access = &rt.cfg.access;
+    let mut want: BTreeMap<Prefix, AclAction> = access
+        .allow
+        .iter()
+        .map(|p| (*p, AclAction::Allow))
+        .collect();
+    // A prefix on both lists is denied.
+    want.extend(access.deny.iter().map(|p| (*p, AclAction::Deny)));
+    let guarded = !access.is_open();
+    let guard = |generation: u32| GuardEntry {
+        allow_list: !access.allow.is_empty(),
+        acl: !want.is_empty(),
+        acl_gen: generation,
+        rate: access.rate_limit.clone(),
+    };
+    if want != rt.acl.1 {
+        let (old, next) = (rt.acl.0, rt.acl.0 ^ 1);
+        let leftovers: Vec<Prefix> = tables.acl(rt.id, next)?.into_iter().map(|e| e.0).collect();
+        tables.remove_acl(rt.id, next, &leftovers)?;
+        let entries: Vec<(Prefix, AclAction)> = want.iter().map(|(p, a)| (*p, *a)).collect();
+        tables.set_acl(rt.id, next, &entries)?;
+        let g = guard(next);
+        tables.set_guard(rt.id, Some(&g))?;
+        rt.written_guard = Some(Some(g));
+        let stale: Vec<Prefix> = rt.acl.1.keys().copied().collect();
+        tables.remove_acl(rt.id, old, &stale)?;
+        rt.acl = (next, want.clone());
+    }
+    let g = guarded.then(|| guard(rt.acl.0));
+    if rt.written_guard.as_ref() != Some(&g) {
+        tables.set_guard(rt.id, g.as_ref())?;
+        rt.written_guard = Some(g);
+    }
+    Ok(guarded)
 }
 
 #[cfg(test)]

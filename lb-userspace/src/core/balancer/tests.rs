@@ -450,3 +450,47 @@ fn a_recovery_that_fails_too_is_retried_before_anything_else_is_written() {
     b.reconcile(Instant::now()).unwrap();
     assert_agrees(&b, &c, &clean);
 }
+
+/// A changed access list goes in as the other generation before the
+/// guard flips to it; the old generation is removed after; a restart with
+/// the same lists rewrites none of them.
+#[test]
+fn access_lists_change_by_generation_and_survive_adoption() {
+    let with = |allow: &str, deny: &str| {
+        cfg(&CFG.replace(
+            "    policy: {drain_timeout: 60s}",
+            &format!("    policy: {{drain_timeout: 60s}}\n    allow: [{allow}]\n    deny: [{deny}]\n    rate_limit: {{source_packets_per_sec: 100}}"),
+        ))
+    };
+    let c = with("10.0.0.0/8", "10.66.0.0/16");
+    let mut b = Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap();
+    let id = b.vip_id(&orders()).unwrap();
+    let live = |b: &Balancer<MemoryTables>| {
+        let g = b.tables().guards[&id].acl_gen;
+        let mut l = b.tables().acl(id, g).unwrap();
+        l.sort();
+        (g, l, b.tables().acls.len())
+    };
+    let (g0, l0, n0) = live(&b);
+    assert_eq!(l0.len(), 2);
+    assert_eq!(n0, 2, "one generation only once written");
+    assert!(b.tables().vips[&orders()].guarded);
+    let c2 = with("10.0.0.0/8, 192.0.2.0/24", "10.66.0.0/16");
+    b.apply(c2.clone(), Instant::now()).unwrap();
+    let (g1, l1, n1) = live(&b);
+    assert_eq!(
+        (g1, l1.len(), n1),
+        (g0 ^ 1, 3, 3),
+        "flipped, old generation gone"
+    );
+    // Adopted with the same configuration: no list rewritten.
+    let kernel = b.tables().clone();
+    let before = kernel.acls.clone();
+    let again = Balancer::new(kernel, c2, Instant::now()).unwrap();
+    assert_eq!(again.tables().acls, before);
+    // An open VIP again: no guard flag, no entries.
+    b.apply(c.clone(), Instant::now()).unwrap();
+    b.apply(cfg(CFG), Instant::now()).unwrap();
+    assert!(!b.tables().vips[&orders()].guarded);
+    assert!(b.tables().acls.is_empty());
+}

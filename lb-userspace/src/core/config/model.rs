@@ -102,6 +102,11 @@ pub struct Limits {
     pub conntrack_size: u32,
     /// Per-CPU connection table instead of the shared one.
     pub conntrack_per_cpu: bool,
+    /// Allow/deny entries over all VIPs (the map holds two generations of
+    /// a list while it changes).
+    pub max_acl_entries: u32,
+    /// Source prefixes the rate limiter tracks (LRU).
+    pub rate_sources: u32,
 }
 
 impl Default for Limits {
@@ -112,6 +117,8 @@ impl Default for Limits {
             ring_size: DEFAULT_RING_SIZE,
             conntrack_size: DEFAULT_CONNTRACK_SIZE,
             conntrack_per_cpu: false,
+            max_acl_entries: lb_common::limits::DEFAULT_MAX_ACL_ENTRIES,
+            rate_sources: lb_common::limits::DEFAULT_RATE_SOURCES,
         }
     }
 }
@@ -212,6 +219,60 @@ impl Default for AnnounceCfg {
             protocol: "lb_vips".into(),
             drain_time: Duration::from_secs(5),
         }
+    }
+}
+
+/// Who may reach a VIP and how fast (`vips[].allow`, `deny`, `rate_limit`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Access {
+    /// Sources allowed (empty: every source not denied).
+    pub allow: Vec<crate::core::prefix::Prefix>,
+    /// Sources refused (the longest matching entry decides).
+    pub deny: Vec<crate::core::prefix::Prefix>,
+    pub rate_limit: RateLimit,
+}
+
+impl Access {
+    /// Whether the data path has anything to check for this VIP.
+    pub fn is_open(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty() && self.rate_limit.is_off()
+    }
+}
+
+/// Rate limits of one VIP; `None`: no limit.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RateLimit {
+    /// New flows per second from one source prefix.
+    pub source_new_flows_per_sec: Option<u32>,
+    /// Packets per second from one source prefix.
+    pub source_packets_per_sec: Option<u32>,
+    /// New flows per second of the whole VIP.
+    pub new_flows_per_sec: Option<u32>,
+    /// How much above the rate a short burst may go, as time at the rate.
+    pub burst: Duration,
+    /// What a source address counts as for the per-source limits.
+    pub source_prefix_v4: u8,
+    pub source_prefix_v6: u8,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            source_new_flows_per_sec: None,
+            source_packets_per_sec: None,
+            new_flows_per_sec: None,
+            burst: Duration::from_millis(100),
+            source_prefix_v4: 32,
+            source_prefix_v6: 64,
+        }
+    }
+}
+
+impl RateLimit {
+    pub fn is_off(&self) -> bool {
+        self.source_new_flows_per_sec.is_none()
+            && self.source_packets_per_sec.is_none()
+            && self.new_flows_per_sec.is_none()
     }
 }
 
@@ -553,6 +614,8 @@ pub struct Vip {
     pub icmp_echo: bool,
     /// When its address is announced (with `announce:` configured).
     pub announce: AnnounceMode,
+    /// Who may reach it and how fast.
+    pub access: Access,
     pub policy: Policy,
     pub health_check: HealthCheck,
     pub backends: Vec<BackendCfg>,
@@ -572,6 +635,7 @@ impl Vip {
             flows_on_backend_down: FlowsOnDown::default(),
             icmp_echo: true,
             announce: AnnounceMode::default(),
+            access: Access::default(),
             policy: Policy::default(),
             health_check: HealthCheck::default(),
             backends: vec![],

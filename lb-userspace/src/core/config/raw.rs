@@ -42,6 +42,17 @@ pub(super) struct RawConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawRateLimit {
+    pub source_new_flows_per_sec: Option<i64>,
+    pub source_packets_per_sec: Option<i64>,
+    pub new_flows_per_sec: Option<i64>,
+    pub burst: Option<RawDuration>,
+    pub source_prefix_v4: Option<i64>,
+    pub source_prefix_v6: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawAnnounce {
     pub bird_socket: Option<String>,
     pub include_file: Option<String>,
@@ -73,6 +84,8 @@ pub(super) struct RawLimits {
     pub ring_size: Option<i64>,
     pub conntrack_size: Option<i64>,
     pub conntrack_per_cpu: Option<bool>,
+    pub max_acl_entries: Option<i64>,
+    pub rate_sources: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +150,12 @@ pub(super) struct RawVip {
     pub flows_on_backend_down: Option<Choice<FlowsOnDown>>,
     pub icmp_echo: Option<bool>,
     pub announce: Option<Choice<AnnounceMode>>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+    #[serde(default)]
+    pub rate_limit: RawRateLimit,
     #[serde(default)]
     pub policy: RawPolicy,
     #[serde(default)]

@@ -84,6 +84,21 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
     // already has its error.
     v.errors
         .extend(check::vips(&vips, &limits, |i| format!("vips[{i}]")));
+    // A list being replaced is written beside the live one.
+    let acl: usize = vips
+        .iter()
+        .map(|v| v.access.allow.len() + v.access.deny.len())
+        .sum();
+    if acl as u64 * 2 > limits.max_acl_entries as u64 {
+        v.err(
+            "limits.max_acl_entries",
+            format!(
+                "{acl} allow/deny entries need {} (twice, for the moment a list changes), got {}",
+                acl * 2,
+                limits.max_acl_entries
+            ),
+        );
+    }
     if !v.errors.is_empty() {
         return Err(v.errors);
     }
@@ -399,6 +414,20 @@ impl Validator {
                 d.conntrack_size as i64,
             ) as u32,
             conntrack_per_cpu: raw.conntrack_per_cpu.unwrap_or(d.conntrack_per_cpu),
+            max_acl_entries: self.range(
+                "limits.max_acl_entries",
+                raw.max_acl_entries,
+                2,
+                1 << 22,
+                d.max_acl_entries as i64,
+            ) as u32,
+            rate_sources: self.range(
+                "limits.rate_sources",
+                raw.rate_sources,
+                16,
+                1 << 24,
+                d.rate_sources as i64,
+            ) as u32,
         };
         // The kernel array is indexed with u32: both halves of every VIP's
         // ring must fit.

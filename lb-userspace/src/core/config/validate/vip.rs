@@ -41,6 +41,7 @@ impl Validator {
             &raw.announce,
             AnnounceMode::default(),
         );
+        let access = self.access(path, raw);
         let forwarding = self.choice(
             &join(path, "forwarding"),
             &raw.forwarding,
@@ -88,10 +89,75 @@ impl Validator {
         vip.flows_on_backend_down = flows_on_backend_down;
         vip.icmp_echo = raw.icmp_echo.unwrap_or(vip.icmp_echo);
         vip.announce = announce;
+        vip.access = access;
         vip.policy = policy;
         vip.health_check = health_check;
         vip.backends = backends;
         Some(vip)
+    }
+
+    /// `allow`, `deny`, `rate_limit` of a VIP.
+    fn access(&mut self, path: &str, raw: &RawVip) -> Access {
+        let mut prefixes = |field: &str, list: &[String]| {
+            let mut out = vec![];
+            for (i, p) in list.iter().enumerate() {
+                match p.parse::<crate::core::prefix::Prefix>() {
+                    Ok(p) => out.push(p),
+                    Err(e) => self.err(format!("{}[{i}]", join(path, field)), e),
+                }
+            }
+            out
+        };
+        let allow = prefixes("allow", &raw.allow);
+        let deny = prefixes("deny", &raw.deny);
+        let r = &raw.rate_limit;
+        let rl = |v: &mut Self, field: &str, x: Option<i64>| {
+            x.map(|_| {
+                v.range(
+                    &join(path, &format!("rate_limit.{field}")),
+                    x,
+                    1,
+                    1_000_000_000,
+                    1,
+                ) as u32
+            })
+        };
+        let d = RateLimit::default();
+        let rate_limit = RateLimit {
+            source_new_flows_per_sec: rl(
+                self,
+                "source_new_flows_per_sec",
+                r.source_new_flows_per_sec,
+            ),
+            source_packets_per_sec: rl(self, "source_packets_per_sec", r.source_packets_per_sec),
+            new_flows_per_sec: rl(self, "new_flows_per_sec", r.new_flows_per_sec),
+            burst: self.duration(
+                &join(path, "rate_limit.burst"),
+                &r.burst,
+                Duration::ZERO,
+                secs(60),
+                d.burst,
+            ),
+            source_prefix_v4: self.range(
+                &join(path, "rate_limit.source_prefix_v4"),
+                r.source_prefix_v4,
+                1,
+                32,
+                d.source_prefix_v4 as i64,
+            ) as u8,
+            source_prefix_v6: self.range(
+                &join(path, "rate_limit.source_prefix_v6"),
+                r.source_prefix_v6,
+                1,
+                128,
+                d.source_prefix_v6 as i64,
+            ) as u8,
+        };
+        Access {
+            allow,
+            deny,
+            rate_limit,
+        }
     }
 
     pub fn backends(&mut self, path: &str, raw: &[RawBackend]) -> Vec<BackendCfg> {
