@@ -114,3 +114,35 @@ fn page(
     }
     Ok(())
 }
+
+/// etcd TLS and authentication flags, the same for `lbd` and `lbctl`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct EtcdSecurityArgs {
+    /// CA certificate (PEM) etcd's certificate must chain to (https:// endpoints).
+    #[arg(long, global = true)]
+    pub etcd_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for an etcd that requires client certificates.
+    #[arg(long, global = true, requires = "etcd_key_file")]
+    pub etcd_cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, requires = "etcd_cert_file")]
+    pub etcd_key_file: Option<PathBuf>,
+    /// etcd user, when etcd has authentication enabled.
+    #[arg(long, global = true, requires = "etcd_password_file")]
+    pub etcd_user: Option<String>,
+    /// File holding that user's password.
+    #[arg(long, global = true, requires = "etcd_user")]
+    pub etcd_password_file: Option<PathBuf>,
+}
+
+impl EtcdSecurityArgs {
+    pub fn security(&self) -> crate::daemon::etcd::EtcdSecurity {
+        crate::daemon::etcd::EtcdSecurity {
+            ca_file: self.etcd_ca_file.clone(),
+            cert_file: self.etcd_cert_file.clone(),
+            key_file: self.etcd_key_file.clone(),
+            user: self.etcd_user.clone(),
+            password_file: self.etcd_password_file.clone(),
+        }
+    }
+}

@@ -11,7 +11,7 @@ use crate::{
     core::{balancer::VipState, events::Event},
     daemon::api::wire::{
         AgentState, Drill, DrillRequest, DrillStarted, DrillStopped, ErrorBody, HoldRequest,
-        NodeState, WeightRequest,
+        NodeState, WeightRequest, WhoAmI,
     },
     http::{self, Call, HttpError, Target},
 };
@@ -20,14 +20,22 @@ use crate::{
 #[derive(Clone, Debug)]
 pub enum Endpoint {
     Unix(PathBuf),
-    Tcp { addr: String, token: String },
+    Tcp {
+        addr: String,
+        token: String,
+        /// HTTPS with this client configuration; `None`: plain HTTP.
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    },
 }
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Endpoint::Unix(p) => write!(f, "{}", p.display()),
-            Endpoint::Tcp { addr, .. } => write!(f, "http://{addr}"),
+            Endpoint::Tcp {
+                addr, tls: None, ..
+            } => write!(f, "http://{addr}"),
+            Endpoint::Tcp { addr, .. } => write!(f, "https://{addr}"),
         }
     }
 }
@@ -90,8 +98,15 @@ impl Agent {
     ) -> Result<T, ClientError> {
         let (target, auth) = match &self.endpoint {
             Endpoint::Unix(p) => (Target::Unix(p.clone()), None),
-            Endpoint::Tcp { addr, token } => {
-                (Target::Tcp(addr.clone()), Some(format!("Bearer {token}")))
+            Endpoint::Tcp { addr, token, tls } => {
+                let target = match tls {
+                    None => Target::Tcp(addr.clone()),
+                    Some(tls) => Target::Https {
+                        addr: addr.clone(),
+                        tls: tls.clone(),
+                    },
+                };
+                (target, Some(format!("Bearer {token}")))
             }
         };
         let headers: Vec<(&str, &str)> =
@@ -123,6 +138,10 @@ impl Agent {
 
     pub async fn events(&self) -> Result<Vec<Event>, ClientError> {
         self.call(Method::GET, "/v1/events", None::<&()>).await
+    }
+
+    pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
+        self.call(Method::GET, "/v1/whoami", None::<&()>).await
     }
 
     /// Drains, undrains or puts a backend in maintenance.

@@ -11,11 +11,54 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 
 /// Where the server listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Target {
     Unix(PathBuf),
     /// `host:port`.
     Tcp(String),
+    /// `host:port` over TLS, verified by `tls` (its roots, and a client
+    /// certificate for mTLS if it has one).
+    Https {
+        addr: String,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+    },
+}
+
+/// A TLS client that trusts the CA certificates in `ca_file` and, given
+/// both, presents `cert_file`/`key_file` (PEM) as its own.
+pub fn client_tls(
+    ca_file: &std::path::Path,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in
+        CertificateDer::pem_file_iter(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?
+    {
+        let c = c.map_err(|e| format!("{}: {e}", ca_file.display()))?;
+        roots
+            .add(c)
+            .map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    match client {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| format!("{}: {e}", cert.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate: {e}"))
+        }
+    }
 }
 
 impl std::fmt::Display for Target {
@@ -23,6 +66,7 @@ impl std::fmt::Display for Target {
         match self {
             Target::Unix(p) => write!(f, "{}", p.display()),
             Target::Tcp(a) => write!(f, "http://{a}"),
+            Target::Https { addr, .. } => write!(f, "https://{addr}"),
         }
     }
 }
@@ -83,7 +127,7 @@ where
 pub async fn send(target: &Target, call: Call<'_>) -> Result<Response<Incoming>, HttpError> {
     let host = match target {
         Target::Unix(_) => "localhost",
-        Target::Tcp(a) => a.as_str(),
+        Target::Tcp(a) | Target::Https { addr: a, .. } => a.as_str(),
     };
     let mut builder = Request::builder()
         .method(call.method)
@@ -106,6 +150,18 @@ pub async fn send(target: &Target, call: Call<'_>) -> Result<Response<Incoming>,
             }
             Target::Tcp(a) => {
                 exchange(tokio::net::TcpStream::connect(a).await.map_err(io)?, req).await
+            }
+            Target::Https { addr, tls } => {
+                let tcp = tokio::net::TcpStream::connect(addr).await.map_err(io)?;
+                let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| HttpError::Unreachable(format!("{host}: {e}")))?;
+                let stream = tokio_rustls::TlsConnector::from(tls.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| HttpError::Unreachable(format!("TLS: {e}")))?;
+                exchange(stream, req).await
             }
         }
     };

@@ -283,7 +283,12 @@ pub fn run() -> Result<()> {
         "what the agents decided, and the fleet's view of itself",
     );
     show(f.agent(0), &["events"])?;
-    show(f.agent(0), &["fleet", "--etcd", &f.etcd.url()])?;
+    let mut fleet = vec!["fleet".to_string()];
+    fleet.extend(f.etcd.lbd_args());
+    show(
+        f.agent(0),
+        &fleet.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
 
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/demo");
     std::fs::create_dir_all(&dir)?;

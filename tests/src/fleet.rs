@@ -97,12 +97,9 @@ impl Fleet {
 
     /// The agents' arguments: the fleet's etcd.
     pub fn args(&self) -> Vec<String> {
-        vec![
-            "--etcd".into(),
-            self.etcd.url(),
-            "--etcd-prefix".into(),
-            "/lb".into(),
-        ]
+        let mut a = self.etcd.lbd_args();
+        a.extend(["--etcd-prefix".into(), "/lb".into()]);
+        a
     }
 
     pub fn start_agent(&mut self, i: usize, base: &str) -> Result<()> {

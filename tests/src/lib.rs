@@ -11,4 +11,5 @@ pub mod lab;
 pub mod netns;
 pub mod packet;
 pub mod pcap;
+pub mod pki;
 pub mod procs;

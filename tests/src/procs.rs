@@ -416,7 +416,10 @@ impl Drop for Lbd {
     }
 }
 
-/// A real etcd server inside a namespace, on 127.0.0.1 there.
+/// A real etcd server inside a namespace, on 127.0.0.1 there, as
+/// production runs it: HTTPS with client certificates required, and
+/// authentication on (a `root` user for the test, an `lbd` user with read
+/// and write on `/`-prefixed keys for the agents).
 pub struct Etcd {
     child: Option<Child>,
     netns: String,
@@ -425,9 +428,19 @@ pub struct Etcd {
     host: String,
     pub client_port: u16,
     peer_port: u16,
+    pub ca: PathBuf,
+    /// The client certificate agents and tools present.
+    pub client: crate::pki::Pair,
+    /// The agents' password file (user [`Etcd::USER`]).
+    pub password_file: PathBuf,
+    auth_enabled: bool,
 }
 
 impl Etcd {
+    /// The agents' etcd user.
+    pub const USER: &'static str = "lbd";
+    const ROOT_PASSWORD: &'static str = "root-test-password";
+
     /// etcd on 127.0.0.1 inside `ns`.
     pub fn start(ns: &Netns, client_port: u16) -> Result<Self> {
         Self::start_on(ns, "127.0.0.1", client_port)
@@ -435,20 +448,56 @@ impl Etcd {
 
     /// etcd on `host` inside `ns` (an address other namespaces route to).
     pub fn start_on(ns: &Netns, host: &str, client_port: u16) -> Result<Self> {
+        let dir = TempDir::new("etcd")?;
+        let ca = crate::pki::Ca::new(&dir.0, "etcd-ca")?;
+        ca.issue(
+            "server",
+            "etcd",
+            &[&format!("IP:{host}"), "IP:127.0.0.1", "DNS:localhost"],
+        )?;
+        // Not an etcd user: with this certificate alone a client is nobody.
+        let client = ca.issue("client", "lb-test-client", &["DNS:lb-test-client"])?;
+        let password_file = dir.0.join("lbd.password");
+        fs::write(&password_file, "lbd-test-password\n")?;
         let mut e = Self {
             child: None,
             netns: ns.name().into(),
-            dir: TempDir::new("etcd")?,
+            ca: ca.cert.clone(),
+            client,
+            password_file,
+            dir,
             host: host.into(),
             client_port,
             peer_port: client_port + 1,
+            auth_enabled: false,
         };
         e.spawn()?;
+        e.enable_auth()?;
         Ok(e)
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}:{}", self.host, self.client_port)
+        format!("https://{}:{}", self.host, self.client_port)
+    }
+
+    /// The flags `lbd` (and `lbctl fleet`) need to reach it, endpoint
+    /// included.
+    pub fn lbd_args(&self) -> Vec<String> {
+        let p = |p: &Path| p.to_string_lossy().into_owned();
+        vec![
+            "--etcd".into(),
+            self.url(),
+            "--etcd-ca-file".into(),
+            p(&self.ca),
+            "--etcd-cert-file".into(),
+            p(&self.client.cert),
+            "--etcd-key-file".into(),
+            p(&self.client.key),
+            "--etcd-user".into(),
+            Self::USER.into(),
+            "--etcd-password-file".into(),
+            p(&self.password_file),
+        ]
     }
 
     pub fn spawn(&mut self) -> Result<()> {
@@ -467,6 +516,13 @@ impl Etcd {
                 &p,
             ])
             .args(["--initial-cluster", &format!("lbt={p}")])
+            .arg("--cert-file")
+            .arg(self.dir.0.join("server.pem"))
+            .arg("--key-file")
+            .arg(self.dir.0.join("server.key"))
+            .arg("--trusted-ca-file")
+            .arg(&self.ca)
+            .arg("--client-cert-auth")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -474,14 +530,8 @@ impl Etcd {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            let ok = Command::new("nsenter")
-                .arg(format!("--net=/var/run/netns/{}", self.netns))
-                .args(["curl", "-sf", "--max-time", "1", &format!("{c}/health")])
-                .output()
-                .is_ok_and(|o| {
-                    o.status.success() && String::from_utf8_lossy(&o.stdout).contains("true")
-                });
-            if ok {
+            // Health needs no user, only the client certificate.
+            if self.ctl(&["endpoint", "health"], false).is_ok() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -490,6 +540,67 @@ impl Etcd {
             "etcd did not become healthy: {}",
             fs::read_to_string(self.dir.0.join("etcd.log")).unwrap_or_default()
         )
+    }
+
+    /// Users, the agents' role, then authentication on.
+    fn enable_auth(&mut self) -> Result<()> {
+        let pw = fs::read_to_string(&self.password_file)?;
+        let lbd_pw = format!("--new-user-password={}", pw.trim());
+        let root_pw = format!("--new-user-password={}", Self::ROOT_PASSWORD);
+        for args in [
+            vec!["user", "add", "root", &root_pw],
+            vec!["user", "grant-role", "root", "root"],
+            vec!["role", "add", "lb"],
+            vec![
+                "role",
+                "grant-permission",
+                "lb",
+                "--prefix=true",
+                "readwrite",
+                "/",
+            ],
+            vec!["user", "add", Self::USER, &lbd_pw],
+            vec!["user", "grant-role", Self::USER, "lb"],
+            vec!["auth", "enable"],
+        ] {
+            self.ctl(&args, false)?;
+        }
+        self.auth_enabled = true;
+        Ok(())
+    }
+
+    /// `etcdctl` inside the namespace with the client certificate (and the
+    /// root user once authentication is on, if `as_root`).
+    fn ctl(&self, args: &[&str], as_root: bool) -> Result<String> {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{}", self.netns))
+            .arg("etcdctl")
+            .arg(format!("--endpoints={}", self.url()))
+            .arg(format!("--cacert={}", self.ca.display()))
+            .arg(format!("--cert={}", self.client.cert.display()))
+            .arg(format!("--key={}", self.client.key.display()))
+            .args(["--dial-timeout=2s", "--command-timeout=5s"]);
+        if as_root && self.auth_enabled {
+            cmd.arg(format!("--user=root:{}", Self::ROOT_PASSWORD));
+        }
+        let out = cmd
+            .args(args)
+            .output()
+            .context("run etcdctl (Debian package etcd-client)")?;
+        if !out.status.success() {
+            bail!(
+                "etcdctl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `etcdctl ARGS` as a client that has the certificate but no user:
+    /// the error etcd answers with, or `Ok` if it let the request through.
+    pub fn try_without_user(&self, args: &[&str]) -> Result<String> {
+        self.ctl(args, false)
     }
 
     pub fn stop(&mut self) {
@@ -516,58 +627,70 @@ impl Etcd {
         self.signal(libc::SIGCONT);
     }
 
-    /// Puts every (key, value) in one transaction: one revision.
+    /// Puts every (key, value) in one transaction: one revision (through
+    /// the JSON gateway, which takes a transaction as data).
     pub fn put_all(&self, kvs: &[(&str, &str)]) -> Result<()> {
         use base64::Engine as _;
         let b = base64::engine::general_purpose::STANDARD;
+        let auth = self.gateway(
+            "/v3/auth/authenticate",
+            None,
+            serde_json::json!({"name": "root", "password": Self::ROOT_PASSWORD}),
+        )?;
+        let token = auth["token"]
+            .as_str()
+            .context("no token from etcd")?
+            .to_string();
         let success: Vec<serde_json::Value> = kvs
             .iter()
             .map(|(k, v)| serde_json::json!({"request_put": {"key": b.encode(k), "value": b.encode(v)}}))
             .collect();
-        let r = self.call("/v3/kv/txn", serde_json::json!({"success": success}))?;
+        let r = self.gateway(
+            "/v3/kv/txn",
+            Some(&token),
+            serde_json::json!({"success": success}),
+        )?;
         anyhow::ensure!(r["succeeded"] == true, "txn: {r}");
         Ok(())
     }
 
-    /// `curl` against the v3 gateway inside the namespace.
-    fn call(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value> {
+    /// `curl` against the v3 JSON gateway inside the namespace.
+    fn gateway(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value> {
         let url = format!("{}{path}", self.url());
-        json_output(
-            Command::new("nsenter")
-                .arg(format!("--net=/var/run/netns/{}", self.netns))
-                .args(["curl", "-sf", "--max-time", "5", "-X", "POST", &url])
-                .args(["--data-binary", &body.to_string()]),
-            &format!("etcd {path}"),
-        )
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{}", self.netns))
+            .args(["curl", "-sf", "--max-time", "5", "-X", "POST", &url])
+            .arg("--cacert")
+            .arg(&self.ca)
+            .arg("--cert")
+            .arg(&self.client.cert)
+            .arg("--key")
+            .arg(&self.client.key);
+        if let Some(t) = token {
+            cmd.args(["-H", &format!("Authorization: {t}")]);
+        }
+        cmd.args(["--data-binary", &body.to_string()]);
+        json_output(&mut cmd, &format!("etcd {path}"))
     }
 
     pub fn put(&self, key: &str, value: &str) -> Result<()> {
-        use base64::Engine as _;
-        let b = base64::engine::general_purpose::STANDARD;
-        self.call(
-            "/v3/kv/put",
-            serde_json::json!({"key": b.encode(key), "value": b.encode(value)}),
-        )?;
+        self.ctl(&["put", key, value], true)?;
         Ok(())
     }
 
     pub fn delete(&self, key: &str) -> Result<()> {
-        use base64::Engine as _;
-        let b = base64::engine::general_purpose::STANDARD;
-        self.call(
-            "/v3/kv/deleterange",
-            serde_json::json!({"key": b.encode(key)}),
-        )?;
+        self.ctl(&["del", key], true)?;
         Ok(())
     }
 
     pub fn get(&self, key: &str) -> Result<Option<String>> {
-        use base64::Engine as _;
-        let b = base64::engine::general_purpose::STANDARD;
-        let v = self.call("/v3/kv/range", serde_json::json!({"key": b.encode(key)}))?;
-        Ok(v["kvs"][0]["value"]
-            .as_str()
-            .map(|s| String::from_utf8_lossy(&b.decode(s).unwrap_or_default()).into_owned()))
+        let out = self.ctl(&["get", key, "--print-value-only"], true)?;
+        Ok((!out.is_empty()).then(|| out.strip_suffix('\n').unwrap_or(&out).to_string()))
     }
 }
 

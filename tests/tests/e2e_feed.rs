@@ -17,7 +17,10 @@ fn etcd_changes_reach_the_wire() -> Result<()> {
     etcd.put("/lab/vips/feed", &feed("10.33.1.2", "gue"))?;
     let config =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lab.yaml"))?;
-    let agent = lab.start_lbd(&config, &["--etcd", &etcd.url(), "--etcd-prefix", "/lab"])?;
+    let mut etcd_args = etcd.lbd_args();
+    etcd_args.extend(["--etcd-prefix".into(), "/lab".into()]);
+    let etcd_args: Vec<&str> = etcd_args.iter().map(String::as_str).collect();
+    let agent = lab.start_lbd(&config, &etcd_args)?;
     let dst = "10.100.0.5:80".parse()?;
     let wait = |want: &str| -> Result<Duration> {
         let t0 = Instant::now();

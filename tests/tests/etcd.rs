@@ -48,11 +48,10 @@ fn etcd_feeds_vips_and_survives_etcd_restarts() -> Result<()> {
     let ns = Netns::new("etcd")?;
     let mut etcd = Etcd::start(&ns, 23790)?;
     etcd.put("/lb/vips/api", API_V1)?;
-    let agent = Lbd::start(
-        &ns,
-        CONFIG,
-        &["--etcd", &etcd.url(), "--etcd-prefix", "/lb"],
-    )?;
+    let mut etcd_args = etcd.lbd_args();
+    etcd_args.extend(["--etcd-prefix".into(), "/lb".into()]);
+    let etcd_args: Vec<&str> = etcd_args.iter().map(String::as_str).collect();
+    let agent = Lbd::start(&ns, CONFIG, &etcd_args)?;
     let long = Duration::from_secs(15);
 
     // Initial load: the etcd VIP joins the file's.

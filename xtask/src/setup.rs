@@ -14,16 +14,19 @@ use crate::util::{cargo_home, output, run_status, step};
 
 /// Debian packages the tests, the demo and the benchmarks use.
 const DEBIAN_PACKAGES: &[&str] = &[
-    "iproute2",    // ip netns / veth / addresses
-    "bpftool",     // inspecting programs and maps, permission probe
-    "ethtool",     // veth offload settings in the lab
-    "etcd-server", // the etcd feed's tests run a real etcd
-    "bird2",       // BGP speaker of every LB host and the lab's router
-    "util-linux",  // nsenter: lbd in a test namespace without remounting /sys
-    "curl",        // the end-to-end tests talk to the API socket with it
-    "systemd",     // systemd-analyze verify checks the packaged unit
-    "man-db",      // the package test renders the generated man pages
-    "vagrant",     // `vagrant validate` checks vagrant/Vagrantfile
+    "iproute2",          // ip netns / veth / addresses
+    "bpftool",           // inspecting programs and maps, permission probe
+    "ethtool",           // veth offload settings in the lab
+    "etcd-server",       // the etcd feed's tests run a real etcd
+    "etcd-client",       // etcdctl: the tests set up etcd's users and TLS with it
+    "openssl",           // the tests' throwaway CA and certificates (API HTTPS, etcd TLS)
+    "protobuf-compiler", // protoc: the etcd-client crate's build compiles etcd's protos
+    "bird2",             // BGP speaker of every LB host and the lab's router
+    "util-linux",        // nsenter: lbd in a test namespace without remounting /sys
+    "curl",              // the end-to-end tests talk to the API socket with it
+    "systemd",           // systemd-analyze verify checks the packaged unit
+    "man-db",            // the package test renders the generated man pages
+    "vagrant",           // `vagrant validate` checks vagrant/Vagrantfile
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

@@ -45,6 +45,8 @@ struct RunArgs {
     /// PREFIX/agents/).
     #[arg(long, default_value = "/lb")]
     etcd_prefix: String,
+    #[command(flatten)]
+    etcd_security: lb::cli::EtcdSecurityArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -441,6 +443,7 @@ fn run(args: RunArgs) -> ExitCode {
     let etcd = (!args.etcd.is_empty()).then(|| etcd::EtcdOptions {
         state_dir: None,
         endpoints: args.etcd.clone(),
+        security: args.etcd_security.security(),
         prefix: args.etcd_prefix.clone(),
     });
     let opts = agent::RunOptions {

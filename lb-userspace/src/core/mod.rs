@@ -4,6 +4,7 @@
 //! Nothing here touches the kernel or spawns a task, so all of it is tested
 //! without root.
 
+pub mod access;
 pub mod announce;
 pub mod balancer;
 pub mod config;

@@ -71,7 +71,7 @@ impl Sources {
                 }
             }
         }
-        let errors = check_vips(&c.vips, &c.limits, |i| origin[i].clone());
+        let errors = check_vips(&c.vips, &c.limits, &c.tenants, |i| origin[i].clone());
         if errors.is_empty() {
             Ok(c)
         } else {

@@ -25,6 +25,8 @@ pub struct Snapshot<'a> {
     pub extra: &'a [(&'a str, &'a str, f64)],
     /// Managed VIP addresses and whether each is announced (route control).
     pub announced: &'a [(std::net::IpAddr, bool)],
+    /// Guard and hygiene drops per VIP id, by reason.
+    pub vip_drops: &'a dyn Fn(u32) -> Vec<(Reason, u64)>,
 }
 
 fn escape(v: &str) -> String {
@@ -50,7 +52,12 @@ fn per_vip(
     header(out, name, kind, help);
     for v in &s.state.vips {
         if let Some(val) = value(v) {
-            let _ = writeln!(out, "{name}{{vip=\"{}\"}} {val}", escape(&v.name));
+            let _ = writeln!(
+                out,
+                "{name}{{vip=\"{}\",tenant=\"{}\"}} {val}",
+                escape(&v.name),
+                escape(&v.tenant)
+            );
         }
     }
 }
@@ -69,8 +76,9 @@ fn per_backend(
         for b in &v.backends {
             let _ = writeln!(
                 out,
-                "{name}{{vip=\"{}\",backend=\"{}\"}} {}",
+                "{name}{{vip=\"{}\",tenant=\"{}\",backend=\"{}\"}} {}",
                 escape(&v.name),
+                escape(&v.tenant),
                 b.address,
                 value(b)
             );
@@ -117,6 +125,23 @@ pub fn render(s: &Snapshot<'_>) -> String {
             "lb_packets_by_reason_total{{reason=\"{}\"}} {v}",
             r.name()
         );
+    }
+    header(
+        &mut o,
+        "lb_vip_drops_total",
+        "counter",
+        "Packets to the VIP dropped by hygiene, its allow/deny lists or its rate limits, by reason.",
+    );
+    for v in &s.state.vips {
+        for (r, n) in (s.vip_drops)(v.id) {
+            let _ = writeln!(
+                o,
+                "lb_vip_drops_total{{vip=\"{}\",tenant=\"{}\",reason=\"{}\"}} {n}",
+                escape(&v.name),
+                escape(&v.tenant),
+                r.name()
+            );
+        }
     }
     let traffic = |t: TrafficStats| [t.packets, t.bytes, t.new_flows];
     for (name, field, help) in [
@@ -306,14 +331,16 @@ mod tests {
             reloads: &[("applied", 2), ("rejected", 1)],
             extra: &[],
             announced: &[("10.0.0.1".parse().unwrap(), true)],
+            vip_drops: &|_| vec![(Reason::DropDenied, 7)],
         });
         for needle in [
             "lb_packets_by_reason_total{reason=\"fwd_tx\"} 3",
-            "lb_vip_packets_total{vip=\"a\\\"b\"} 5",
-            "lb_backend_bytes_total{vip=\"a\\\"b\",backend=\"10.0.1.1\"} 500",
-            "lb_backend_healthy{vip=\"a\\\"b\",backend=\"10.0.1.1\"} 1",
-            "lb_backend_share{vip=\"a\\\"b\",backend=\"10.0.1.1\"} 1.000000",
-            "lb_vip_panic{vip=\"a\\\"b\"} 0",
+            "lb_vip_packets_total{vip=\"a\\\"b\",tenant=\"default\"} 5",
+            "lb_backend_bytes_total{vip=\"a\\\"b\",tenant=\"default\",backend=\"10.0.1.1\"} 500",
+            "lb_backend_healthy{vip=\"a\\\"b\",tenant=\"default\",backend=\"10.0.1.1\"} 1",
+            "lb_backend_share{vip=\"a\\\"b\",tenant=\"default\",backend=\"10.0.1.1\"} 1.000000",
+            "lb_vip_panic{vip=\"a\\\"b\",tenant=\"default\"} 0",
+            "lb_vip_drops_total{vip=\"a\\\"b\",tenant=\"default\",reason=\"drop_denied\"} 7",
             "lb_events_total{kind=\"backend_down\"} 0",
             "lb_config_reloads_total{result=\"rejected\"} 1",
             "lb_vip_announced{address=\"10.0.0.1\"} 1",

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod announce;
 pub mod api;
+pub mod audit;
 pub mod bird;
 pub mod drill;
 pub mod etcd;

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 use super::{
     announce::{AnnounceStatus, NodeControl},
+    audit::{self, AuditLog},
     drill::{self, Baseline, DrillReport, DrillRun},
     health::{self, Checker, TrackerKey, Verdict},
     metrics,
@@ -124,6 +125,9 @@ pub struct Shared<T: Tables> {
     peers: Mutex<BTreeMap<String, Peer>>,
     /// Wakes the fleet publisher: a local verdict changed.
     pub publish_wake: tokio::sync::Notify,
+    /// Every accepted and rejected change (none in API tests without a
+    /// state directory: the log stream only).
+    audit: Mutex<Option<AuditLog>>,
 }
 
 /// Another agent's own probe verdicts, as it published them.
@@ -170,13 +174,26 @@ impl<T: Tables + Send + 'static> Shared<T> {
             local_health: Mutex::new(BTreeMap::new()),
             peers: Mutex::new(BTreeMap::new()),
             publish_wake: tokio::sync::Notify::new(),
+            audit: Mutex::new(None),
         }
     }
 
-    /// Saves what survives a restart under `dir` from now on.
+    /// Saves what survives a restart under `dir` from now on, and keeps
+    /// the audit log there.
     pub fn persist_to(mut self, dir: PathBuf) -> Self {
+        self.audit = Mutex::new(Some(AuditLog::open(&dir)));
         self.state_dir = Some(dir);
         self
+    }
+
+    /// Records a change, accepted or rejected, in the audit log.
+    pub fn audit(&self, r: &audit::Record) {
+        match &mut *self.audit.lock().expect("not poisoned") {
+            Some(log) => log.write(r),
+            None => {
+                tracing::info!(target: "audit", who = %r.who, source = %r.source, action = %r.action, result = %r.result, detail = %r.detail, "audit")
+            }
+        }
     }
 
     /// The first health checks start from what a previous agent saw.
@@ -301,6 +318,15 @@ impl<T: Tables + Send + 'static> Shared<T> {
                 source_name: source.clone(),
                 error,
             })
+        });
+        let record = audit::Record::new(format!("file:{source}"), "file", "reload");
+        self.audit(&match &result {
+            Ok(()) if waiting.is_empty() => record.accepted(""),
+            Ok(()) => record.accepted(format!(
+                "applied; {} wait for a restart",
+                waiting.join(", ")
+            )),
+            Err(e) => record.rejected(e.to_string()),
         });
         let mut reloads = self.reloads.lock().expect("not poisoned");
         match &result {
@@ -677,6 +703,7 @@ impl<T: Tables + Send + 'static> Shared<T> {
             reloads: &self.reloads().by_result(),
             extra: &extra,
             announced: &announced,
+            vip_drops: &|id| dp.guard_drops(id).unwrap_or_default(),
         })
     }
 }

@@ -80,6 +80,7 @@ pub struct Pinned {
     vip_stats: PerCpuArray<MapData, TrafficStats>,
     backend_stats: PerCpuArray<MapData, TrafficStats>,
     explain: PerCpuArray<MapData, Explain>,
+    guard_stats: PerCpuArray<MapData, lb_common::maps::GuardStats>,
 }
 
 /// One VIP as the maps know it.
@@ -138,6 +139,7 @@ impl Pinned {
             vip_stats: typed(&dir, &catalog::VIP_STATS, Map::PerCpuArray)?,
             backend_stats: typed(&dir, &catalog::BACKEND_STATS, Map::PerCpuArray)?,
             explain: typed(&dir, &catalog::EXPLAIN, Map::PerCpuArray)?,
+            guard_stats: typed(&dir, &catalog::GUARD_STATS, Map::PerCpuArray)?,
         })
     }
 
@@ -245,6 +247,21 @@ impl Pinned {
         Ok(sum_traffic(
             self.vip_stats.get(&id, 0).map_err(map_err("VIP_STATS"))?,
         ))
+    }
+
+    /// Guard and hygiene drops of a VIP (summed over CPUs), by reason.
+    pub fn vip_drops(&self, id: u32) -> Result<Vec<(Reason, u64)>, InspectError> {
+        let per_cpu = self
+            .guard_stats
+            .get(&id, 0)
+            .map_err(map_err("GUARD_STATS"))?;
+        let first = Reason::DropMartianSource as u32;
+        Ok((0..lb_common::maps::GUARD_REASONS)
+            .filter_map(|i| {
+                let r = Reason::from_index(first + i as u32)?;
+                Some((r, per_cpu.iter().map(|s| s.drops[i]).sum()))
+            })
+            .collect())
     }
 
     pub fn backend_traffic(&self, id: u32) -> Result<TrafficStats, InspectError> {

@@ -345,7 +345,10 @@ fn reactions(quick: bool, dir: &std::path::Path, rows: &mut Vec<Row>) -> Result<
     let etcd = Etcd::start(&lab.lb, 23792)?;
     let config =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lab.yaml"))?;
-    let agent = lab.start_lbd(&config, &["--etcd", &etcd.url(), "--etcd-prefix", "/bench"])?;
+    let mut etcd_args = etcd.lbd_args();
+    etcd_args.extend(["--etcd-prefix".into(), "/bench".into()]);
+    let etcd_args: Vec<&str> = etcd_args.iter().map(String::as_str).collect();
+    let agent = lab.start_lbd(&config, &etcd_args)?;
     agent.wait_for(
         "all backends healthy",
         std::time::Duration::from_secs(15),

@@ -260,10 +260,12 @@ pub fn an_agent_restart_with_a_hold_keeps_the_announcement_and_every_connection(
 
 pub fn lbctl_fleet_shows_every_host_announcing_with_equal_digests(env: &mut Env) -> Result<()> {
     let f = env.fleet()?;
-    let url = f.etcd.url();
+    let mut fleet_args = vec!["fleet".to_string()];
+    fleet_args.extend(f.etcd.lbd_args());
+    let fleet_args: Vec<&str> = fleet_args.iter().map(String::as_str).collect();
     let t0 = Instant::now();
     let fleet = loop {
-        let v = f.agent(0).lbctl_json(&["fleet", "--etcd", &url])?;
+        let v = f.agent(0).lbctl_json(&fleet_args)?;
         let agents = v["agents"].as_array().map_or(0, Vec::len);
         let announced_everywhere = v["agents"].as_array().is_some_and(|a| {
             a.iter().all(|a| {
@@ -299,7 +301,7 @@ pub fn lbctl_fleet_shows_every_host_announcing_with_equal_digests(env: &mut Env)
     f.agent(1).lbctl_json(&["node", "drain"])?;
     let t0 = Instant::now();
     loop {
-        let v = f.agent(0).lbctl_json(&["fleet", "--etcd", &url])?;
+        let v = f.agent(0).lbctl_json(&fleet_args)?;
         let drained = v["agents"]
             .as_array()
             .is_some_and(|a| a.iter().any(|a| a["drained"] == true));

@@ -26,12 +26,9 @@ fn connected(s: &Value) -> bool {
 }
 
 fn etcd_args(e: &Etcd) -> Vec<String> {
-    vec![
-        "--etcd".into(),
-        e.url(),
-        "--etcd-prefix".into(),
-        "/lb".into(),
-    ]
+    let mut a = e.lbd_args();
+    a.extend(["--etcd-prefix".into(), "/lb".into()]);
+    a
 }
 
 fn args(v: &[String]) -> Vec<&str> {
@@ -266,11 +263,13 @@ pub fn lbctl_fleet_lists_agents_with_equal_digests_and_no_disagreements(_: &mut 
     for a in [&s.agent, &second] {
         a.wait_for("the shared VIP", WAIT, |st| has_vip(st, "shared"))?;
     }
-    let url = s.etcd.url();
+    let url = s.etcd.lbd_args();
     let fleet = |want: &dyn Fn(&Value) -> bool| -> Result<Value> {
         let mut last = Value::Null;
         for _ in 0..100 {
-            last = s.agent.lbctl_json(&["fleet", "--etcd", &url])?;
+            let mut a = vec!["fleet"];
+            a.extend(url.iter().map(String::as_str));
+            last = s.agent.lbctl_json(&a)?;
             if want(&last) {
                 return Ok(last);
             }

@@ -14,12 +14,23 @@ pub struct Cli {
     /// The agent's API socket.
     #[arg(long, global = true, default_value = lb::core::config::DEFAULT_API_SOCKET)]
     pub socket: PathBuf,
-    /// Talk to the agent's TCP API at ADDR:PORT instead (needs --token-file).
+    /// Talk to the agent's TCP API instead: https://HOST:PORT (with
+    /// --ca-file) or HOST:PORT for plain HTTP on loopback (needs
+    /// --token-file).
     #[arg(long, global = true)]
     pub api: Option<String>,
     /// File holding the bearer token for --api.
     #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) the agent's HTTPS certificate must chain to.
+    #[arg(long, global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for an agent that requires mTLS.
+    #[arg(long, global = true, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// bpffs directory of the pinned data path.
     #[arg(long, global = true, default_value = lb::core::config::DEFAULT_PIN_PATH)]
     pub pin_path: PathBuf,
@@ -116,6 +127,21 @@ pub enum Command {
     },
     /// Recent decision events of the agent.
     Events,
+    /// The audit log: every change accepted or rejected, who made it and
+    /// from where (read from the agent's state directory).
+    Audit {
+        /// The audit log file.
+        #[arg(long, default_value = "/var/lib/lb/audit.log")]
+        file: PathBuf,
+        /// Only the last N records.
+        #[arg(long, short = 'n')]
+        last: Option<usize>,
+        /// Only rejected changes.
+        #[arg(long)]
+        rejected: bool,
+    },
+    /// Who the agent takes this client for: token id, role, tenant.
+    Whoami,
     /// Every agent of the fleet as published in etcd: table digests, health
     /// views, and where they disagree.
     Fleet {
@@ -125,6 +151,8 @@ pub enum Command {
         /// Key prefix in etcd (agents publish under PREFIX/agents/).
         #[arg(long, default_value = "/lb")]
         etcd_prefix: String,
+        #[command(flatten)]
+        etcd_security: lb::cli::EtcdSecurityArgs,
     },
     /// This LB host's route control: which VIP addresses it announces to
     /// its routers and why; drain, undrain, restart hold.

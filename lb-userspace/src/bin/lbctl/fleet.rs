@@ -57,11 +57,22 @@ impl Row for VipRow {
     }
 }
 
-pub async fn show(ctx: &Ctx<'_>, endpoints: &[String], prefix: &str) -> Result<(), Fail> {
+pub async fn show(
+    ctx: &Ctx<'_>,
+    endpoints: &[String],
+    prefix: &str,
+    security: &lb::daemon::etcd::EtcdSecurity,
+) -> Result<(), Fail> {
     let key = format!("{}/agents/", prefix.trim_end_matches('/'));
     let mut last_error = String::new();
     for endpoint in endpoints {
-        match Client::new(endpoint).range_prefix(&key).await {
+        let read = async {
+            Client::connect(endpoint, security)
+                .await?
+                .range_prefix(&key)
+                .await
+        };
+        match read.await {
             Ok((_, kvs)) => {
                 let mut agents: Vec<AgentView> = kvs
                     .iter()

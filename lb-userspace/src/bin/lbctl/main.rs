@@ -9,6 +9,7 @@
 
 mod admin;
 mod args;
+mod audit;
 mod backend;
 mod conntrack;
 mod decap;
@@ -90,9 +91,27 @@ impl Ctx<'_> {
                     .ok_or_else(|| fail(2, "--api needs --token-file"))?;
                 let token = std::fs::read_to_string(file)
                     .map_err(|e| fail(1, format!("{}: {e}", file.display())))?;
+                let (addr, tls) = match addr.strip_prefix("https://") {
+                    Some(a) => {
+                        let ca = self
+                            .cli
+                            .ca_file
+                            .as_ref()
+                            .ok_or_else(|| fail(2, "--api https://... needs --ca-file"))?;
+                        let client = self
+                            .cli
+                            .client_cert
+                            .as_deref()
+                            .zip(self.cli.client_key.as_deref());
+                        let cfg = lb::http::client_tls(ca, client).map_err(|e| fail(1, e))?;
+                        (a.to_string(), Some(std::sync::Arc::new(cfg)))
+                    }
+                    None => (addr.trim_start_matches("http://").to_string(), None),
+                };
                 Endpoint::Tcp {
-                    addr: addr.clone(),
+                    addr,
                     token: token.trim().to_string(),
+                    tls,
                 }
             }
         };
@@ -168,7 +187,17 @@ async fn run(ctx: &Ctx<'_>) -> Result<(), Fail> {
             stop,
         } => drill::run(ctx, sel.as_deref(), *apply, duration, *detach, *stop).await,
         Command::Events => events::list(ctx).await,
-        Command::Fleet { etcd, etcd_prefix } => fleet::show(ctx, etcd, etcd_prefix).await,
+        Command::Audit {
+            file,
+            last,
+            rejected,
+        } => audit::show(ctx, file, *last, *rejected),
+        Command::Whoami => audit::whoami(ctx).await,
+        Command::Fleet {
+            etcd,
+            etcd_prefix,
+            etcd_security,
+        } => fleet::show(ctx, etcd, etcd_prefix, &etcd_security.security()).await,
         Command::Node { cmd } => node::run(ctx, cmd).await,
         Command::Decap { decap_pin_path } => decap::show(ctx, decap_pin_path),
     }

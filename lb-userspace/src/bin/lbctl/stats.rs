@@ -21,6 +21,8 @@ use crate::{
 /// One reading of the counters.
 struct Sample {
     vips: Vec<(u32, TrafficStats)>,
+    /// (VIP id, reason, total) of guard and hygiene drops.
+    drops: Vec<(u32, Reason, u64)>,
     backends: Vec<(u32, u32, IpAddr, TrafficStats)>,
     reasons: Vec<(Reason, u64)>,
 }
@@ -36,8 +38,15 @@ fn sample(p: &Pinned) -> Result<Sample, Fail> {
         .iter()
         .map(|b| Ok((b.id, b.vip_id, b.address, p.backend_traffic(b.id)?)))
         .collect::<Result<_, Fail>>()?;
+    let mut drops = vec![];
+    for v in p.vips()? {
+        for (r, n) in p.vip_drops(v.id)? {
+            drops.push((v.id, r, n));
+        }
+    }
     Ok(Sample {
         vips,
+        drops,
         backends,
         reasons: p.reasons()?,
     })
@@ -46,6 +55,8 @@ fn sample(p: &Pinned) -> Result<Sample, Fail> {
 #[derive(Serialize)]
 struct Stats {
     vips: Vec<VipRate>,
+    /// Packets to a VIP dropped by hygiene, its lists or its rate limits.
+    vip_drops: Vec<VipDrop>,
     backends: Vec<BackendRate>,
     reasons: Vec<ReasonRate>,
 }
@@ -58,6 +69,26 @@ struct VipRate {
     new_flows_per_sec: f64,
     packets: u64,
     bytes: u64,
+}
+
+#[derive(Serialize)]
+struct VipDrop {
+    vip: String,
+    reason: &'static str,
+    total: u64,
+    per_sec: f64,
+}
+
+impl Row for VipDrop {
+    const HEADERS: &'static [&'static str] = &["VIP", "DROPPED BY", "TOTAL", "PER SEC"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.vip.clone(),
+            self.reason.into(),
+            self.total.to_string(),
+            format!("{:.1}", self.per_sec),
+        ]
+    }
 }
 
 #[derive(Serialize)]
@@ -139,6 +170,24 @@ fn rates(state: Option<&AgentState>, a: &Sample, b: &Sample, dt: f64) -> Stats {
                 }
             })
             .collect(),
+        vip_drops: b
+            .drops
+            .iter()
+            .filter(|(.., total)| *total > 0)
+            .map(|(id, r, total)| {
+                let before = a
+                    .drops
+                    .iter()
+                    .find(|(i, q, _)| i == id && q == r)
+                    .map_or(0, |(.., n)| *n);
+                VipDrop {
+                    vip: name(*id),
+                    reason: r.name(),
+                    total: *total,
+                    per_sec: rate(before, *total),
+                }
+            })
+            .collect(),
         backends: b
             .backends
             .iter()
@@ -196,6 +245,10 @@ pub async fn run(ctx: &Ctx<'_>, watch: bool, interval: f64) -> Result<(), Fail> 
             }
             table::print(Output::Table, &stats.vips);
             lb::outln!();
+            if !stats.vip_drops.is_empty() {
+                table::print(Output::Table, &stats.vip_drops);
+                lb::outln!();
+            }
             table::print(Output::Table, &stats.backends);
             lb::outln!();
             table::print(Output::Table, &stats.reasons);

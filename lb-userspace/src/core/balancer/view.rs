@@ -45,6 +45,9 @@ impl State {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct VipState {
     pub name: String,
+    /// Whose VIP it is.
+    #[serde(default)]
+    pub tenant: String,
     pub id: u32,
     pub address: IpAddr,
     pub port: u16,
@@ -109,6 +112,7 @@ impl<T: Tables> Balancer<T> {
                     let m = rt.live.len().max(1) as f64;
                     VipState {
                         name: rt.cfg.name.clone(),
+                        tenant: rt.cfg.tenant.clone(),
                         id: rt.id,
                         address: rt.cfg.address,
                         port: rt.cfg.port,

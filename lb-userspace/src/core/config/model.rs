@@ -40,7 +40,25 @@ pub struct Config {
     /// A reload may leave the agent without any VIP (otherwise refused:
     /// an empty or cut file must not take every service down).
     pub allow_no_vips: bool,
+    /// Quotas of the tenants VIPs belong to ([`DEFAULT_TENANT`] needs no
+    /// entry and has none).
+    pub tenants: BTreeMap<String, TenantQuota>,
     pub vips: Vec<Vip>,
+}
+
+/// The tenant of a VIP that names none.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// What one tenant's VIPs may add up to (`None`: no limit).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TenantQuota {
+    pub max_vips: Option<u32>,
+    pub max_backends: Option<u32>,
+    /// The sum of its VIPs' `rate_limit.new_flows_per_sec` (each VIP of
+    /// such a tenant must set one).
+    pub max_new_flows_per_sec: Option<u32>,
+    /// Allow and deny entries over all its VIPs.
+    pub max_allow_list: Option<u32>,
 }
 
 impl Default for Config {
@@ -57,6 +75,7 @@ impl Default for Config {
             api: ApiCfg::default(),
             announce: None,
             allow_no_vips: false,
+            tenants: BTreeMap::new(),
             vips: vec![],
         }
     }
@@ -293,7 +312,21 @@ pub enum AnnounceMode {
 pub struct ApiCfg {
     pub socket: PathBuf,
     pub tcp_listen: Option<SocketAddr>,
+    /// One admin token (the file holds only the token).
     pub token_file: Option<PathBuf>,
+    /// Tokens with ids, roles and tenants (see `core::access`).
+    pub tokens_file: Option<PathBuf>,
+    /// HTTPS on the TCP listener.
+    pub tls: Option<ApiTls>,
+}
+
+/// Certificate files of the TCP API, re-read when they change.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ApiTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Set: clients must present a certificate signed by this CA (mTLS).
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl Default for ApiCfg {
@@ -302,6 +335,8 @@ impl Default for ApiCfg {
             socket: DEFAULT_API_SOCKET.into(),
             tcp_listen: None,
             token_file: None,
+            tokens_file: None,
+            tls: None,
         }
     }
 }
@@ -612,6 +647,8 @@ pub struct Vip {
     pub forwarding: Forwarding,
     pub flows_on_backend_down: FlowsOnDown,
     pub icmp_echo: bool,
+    /// Whose VIP it is (API scoping, quotas, metrics).
+    pub tenant: String,
     /// When its address is announced (with `announce:` configured).
     pub announce: AnnounceMode,
     /// Who may reach it and how fast.
@@ -634,6 +671,7 @@ impl Vip {
             forwarding: Forwarding::default(),
             flows_on_backend_down: FlowsOnDown::default(),
             icmp_echo: true,
+            tenant: DEFAULT_TENANT.into(),
             announce: AnnounceMode::default(),
             access: Access::default(),
             policy: Policy::default(),

@@ -37,6 +37,8 @@ pub(super) struct RawConfig {
     pub api: RawApi,
     pub announce: Option<RawAnnounce>,
     #[serde(default)]
+    pub tenants: BTreeMap<String, RawTenant>,
+    #[serde(default)]
     pub vips: Vec<RawVip>,
 }
 
@@ -120,6 +122,25 @@ pub(super) struct RawApi {
     pub socket: Option<String>,
     pub tcp_listen: Option<String>,
     pub token_file: Option<String>,
+    pub tokens_file: Option<String>,
+    pub tls: Option<RawApiTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApiTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub client_ca_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenant {
+    pub max_vips: Option<i64>,
+    pub max_backends: Option<i64>,
+    pub max_new_flows_per_sec: Option<i64>,
+    pub max_allow_list: Option<i64>,
 }
 
 /// A duration as a number of seconds or a string like `1500ms`, `2s`, `5m`.
@@ -149,6 +170,7 @@ pub(super) struct RawVip {
     pub forwarding: Option<Choice<Forwarding>>,
     pub flows_on_backend_down: Option<Choice<FlowsOnDown>>,
     pub icmp_echo: Option<bool>,
+    pub tenant: Option<String>,
     pub announce: Option<Choice<AnnounceMode>>,
     #[serde(default)]
     pub allow: Vec<String>,

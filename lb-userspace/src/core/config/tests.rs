@@ -395,7 +395,67 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "tcp API without token",
         "api: {tcp_listen: 127.0.0.1:9180}\nvips: []",
-        "api.token_file: is required when api.tcp_listen is set: the TCP API only serves requests with a bearer token",
+        "api.tokens_file: is required when api.tcp_listen is set (or api.token_file): the TCP API only serves requests with a bearer token",
+    ),
+    (
+        "tcp API off loopback without TLS",
+        "api: {tcp_listen: 0.0.0.0:9180, tokens_file: /etc/lb/tokens.yaml}\nvips: []",
+        "api.tls: is required when api.tcp_listen (0.0.0.0:9180) is not a loopback address: tokens must not cross the network in clear text",
+    ),
+    (
+        "TLS without a key",
+        "api: {tcp_listen: 0.0.0.0:9180, tokens_file: /t, tls: {cert_file: /c.pem}}\nvips: []",
+        "api.tls.key_file: is required: a PEM file",
+    ),
+    (
+        "a VIP of an unknown tenant",
+        "vips: [{address: 10.0.0.1, port: 80, tenant: acme}]",
+        "vips[0].tenant: no tenant \"acme\" in tenants (known: default)",
+    ),
+    (
+        "a tenant name that is no label",
+        "vips: [{address: 10.0.0.1, port: 80, tenant: \"a b\"}]",
+        "vips[0].tenant: must be 1-64 letters, digits, '-' or '_', got \"a b\"",
+    ),
+    (
+        "quotas on the default tenant",
+        "tenants: {default: {max_vips: 1}}\nvips: []",
+        "tenants.default: the default tenant has no quotas (give those VIPs a tenant of their own)",
+    ),
+    (
+        "a VIP address of another tenant",
+        "tenants: {acme: {}}\nvips: [{address: 10.0.0.1, port: 80}, {address: 10.0.0.1, port: 443, tenant: acme}]",
+        "vips[1].address: 10.0.0.1 belongs to tenant \"default\" (VIP \"10.0.0.1:80/tcp\"); tenant \"acme\" cannot use it",
+    ),
+    (
+        "a backend of another tenant",
+        "tenants: {acme: {}}\nvips: [{address: 10.0.0.1, port: 80, backends: [{address: 10.1.0.1}]}, {address: 10.0.0.2, port: 80, tenant: acme, backends: [{address: 10.1.0.1}]}]",
+        "vips[1].backends[0].address: 10.1.0.1 is a backend of tenant \"default\" (VIP \"10.0.0.1:80/tcp\"); tenant \"acme\" cannot use it",
+    ),
+    (
+        "over a tenant's VIP quota",
+        "tenants: {acme: {max_vips: 1}}\nvips: [{address: 10.0.0.1, port: 80, tenant: acme}, {address: 10.0.0.1, port: 443, tenant: acme}]",
+        "tenants.acme.max_vips: tenant \"acme\" has 2, over its quota of 1",
+    ),
+    (
+        "over a tenant's backend quota",
+        "tenants: {acme: {max_backends: 1}}\nvips: [{address: 10.0.0.1, port: 80, tenant: acme, backends: [{address: 10.1.0.1}, {address: 10.1.0.2}]}]",
+        "tenants.acme.max_backends: tenant \"acme\" has 2, over its quota of 1",
+    ),
+    (
+        "over a tenant's allow-list quota",
+        "tenants: {acme: {max_allow_list: 1}}\nvips: [{address: 10.0.0.1, port: 80, tenant: acme, allow: [10.9.0.0/16, 10.8.0.0/16]}]",
+        "tenants.acme.max_allow_list: tenant \"acme\" has 2, over its quota of 1",
+    ),
+    (
+        "a tenant's new-flow quota needs a budget on each VIP",
+        "tenants: {acme: {max_new_flows_per_sec: 1000}}\nvips: [{address: 10.0.0.1, port: 80, tenant: acme}]",
+        "vips[0].rate_limit.new_flows_per_sec: is required: tenant \"acme\" has a new-flow quota (1000/s over its VIPs)",
+    ),
+    (
+        "over a tenant's new-flow quota",
+        "tenants: {acme: {max_new_flows_per_sec: 1000}}\nvips: [{address: 10.0.0.1, port: 80, tenant: acme, rate_limit: {new_flows_per_sec: 800}}, {address: 10.0.0.1, port: 443, tenant: acme, rate_limit: {new_flows_per_sec: 800}}]",
+        "tenants.acme.max_new_flows_per_sec: tenant \"acme\" has 1600, over its quota of 1000",
     ),
     (
         "bad metrics address",

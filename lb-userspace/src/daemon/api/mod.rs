@@ -1,20 +1,25 @@
 //! The agent's HTTP/JSON API: on a Unix socket (mode 0600) by default, and
-//! optionally on TCP, where every request needs the bearer token. Every
+//! optionally on TCP (HTTPS, optionally mTLS), where every request needs a
+//! bearer token whose role and tenant decide what it may see and do (see
+//! [`auth`]); every change attempted is in the audit log. Every
 //! write is validated like the configuration file and applied atomically: a
 //! refused request changes nothing and answers 4xx with the field path.
 //! `docs/openapi.yaml` documents [`ROUTES`]; a test keeps the two equal.
 //! Bodies are the types of [`wire`].
 
+pub mod auth;
+pub mod tls;
 pub mod wire;
 
 use std::{os::unix::fs::PermissionsExt as _, sync::Arc, time::Duration};
 
+use auth::Auth;
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     body::Bytes,
-    extract::{Path, Request, State},
-    http::{StatusCode, header},
-    middleware::{self, Next},
+    extract::{Path, State},
+    http::StatusCode,
+    middleware,
     response::{IntoResponse, Response},
     routing::{get, post, put},
 };
@@ -28,6 +33,7 @@ use super::{
     shared::{ChangeError, Shared},
 };
 use crate::core::{
+    access::Principal,
     balancer::VipState,
     config::{self, AdminState, Config, FieldError},
     events::Event,
@@ -38,6 +44,7 @@ use crate::core::{
 /// Every route, for the OpenAPI cross-check.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/health"),
+    ("GET", "/v1/whoami"),
     ("GET", "/v1/state"),
     ("GET", "/v1/events"),
     ("PUT", "/v1/vips/{vip}/backends"),
@@ -122,8 +129,8 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-pub fn router<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, token: Option<String>) -> Router {
-    let mut r = Router::new()
+pub fn router<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, auth: Auth) -> Router {
+    Router::new()
         .route(
             "/v1/health",
             get(|| async {
@@ -132,6 +139,7 @@ pub fn router<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, token: Option<
                 })
             }),
         )
+        .route("/v1/whoami", get(auth::whoami))
         .route("/v1/state", get(state::<T>))
         .route("/v1/events", get(events::<T>))
         .route(
@@ -180,42 +188,22 @@ pub fn router<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, token: Option<
             }),
         )
         .fallback(|| async { ApiError::not_found("no such route (see docs/openapi.yaml)") })
-        .with_state(shared);
-    if let Some(token) = token {
-        let expected = Arc::new(format!("Bearer {token}"));
-        r = r.layer(middleware::from_fn(move |req: Request, next: Next| {
-            let expected = expected.clone();
-            async move {
-                let ok = req
-                    .headers()
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| constant_time_eq(v.as_bytes(), expected.as_bytes()));
-                if ok {
-                    next.run(req).await
-                } else {
-                    ApiError {
-                        status: StatusCode::UNAUTHORIZED,
-                        message: "missing or wrong bearer token".into(),
-                        fields: vec![],
-                    }
-                    .into_response()
-                }
-            }
-        }));
-    }
-    r
+        .layer(middleware::from_fn_with_state(
+            (shared.clone(), auth),
+            auth::guard::<T>,
+        ))
+        .with_state(shared)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn state<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) -> Json<AgentState> {
+async fn state<T: Tables + Send + 'static>(
+    State(s): State<Arc<Shared<T>>>,
+    Extension(p): Extension<Principal>,
+) -> Json<AgentState> {
     let etcd = s.etcd_status.lock().expect("not poisoned").clone();
     // Its own statement: a guard in the struct expression would be held
     // while the other fields take their locks.
-    let state = s.balancer().state();
+    let mut state = s.balancer().state();
+    state.vips.retain(|v| p.sees(&v.tenant));
     Json(AgentState {
         state,
         drill: s.drill(),
@@ -254,8 +242,29 @@ async fn hold<T: Tables + Send + 'static>(
     Ok(Json(node_state(&s)))
 }
 
-async fn events<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) -> Json<Vec<Event>> {
-    Json(s.balancer().events.recent().cloned().collect())
+async fn events<T: Tables + Send + 'static>(
+    State(s): State<Arc<Shared<T>>>,
+    Extension(p): Extension<Principal>,
+) -> Json<Vec<Event>> {
+    let b = s.balancer();
+    if p.tenant.is_none() {
+        return Json(b.events.recent().cloned().collect());
+    }
+    // A tenant sees the events of its own VIPs only.
+    let mine: std::collections::BTreeSet<&str> = b
+        .config()
+        .vips
+        .iter()
+        .filter(|v| p.sees(&v.tenant))
+        .map(|v| v.name.as_str())
+        .collect();
+    Json(
+        b.events
+            .recent()
+            .filter(|e| e.vip.as_deref().is_some_and(|v| mine.contains(v)))
+            .cloned()
+            .collect(),
+    )
 }
 
 fn no_vip(vip: &str) -> ApiError {
@@ -438,41 +447,70 @@ pub async fn serve<T: Tables + Send + 'static>(
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| SetupError(format!("chmod {}: {e}", path.display())))?;
     tracing::info!(socket = %path.display(), "serving the API");
-    let app = router(shared.clone(), None);
+    let app =
+        router(shared.clone(), Auth::Local).into_make_service_with_connect_info::<auth::PeerCred>();
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "API server stopped");
         }
     });
-    if let Some(addr) = c.api.tcp_listen {
-        // The configuration guarantees a token file with tcp_listen.
-        let file = c
-            .api
-            .token_file
-            .clone()
-            .ok_or_else(|| SetupError("api.tcp_listen needs api.token_file".into()))?;
-        let token = std::fs::read_to_string(&file)
-            .map_err(|e| SetupError(format!("api.token_file {}: {e}", file.display())))?
-            .trim()
-            .to_string();
-        if token.len() < 16 {
-            return Err(SetupError(format!(
-                "api.token_file {}: the token must be at least 16 characters; refusing to serve the API on TCP",
-                file.display()
-            )));
+    let Some(addr) = c.api.tcp_listen else {
+        return Ok(());
+    };
+    let tokens = tcp_tokens(c)?;
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| SetupError(format!("api.tcp_listen {addr}: {e}")))?;
+    let app = router(shared, Auth::Tokens(Arc::new(tokens)));
+    match &c.api.tls {
+        Some(files) => {
+            let source = tls::TlsSource::new(files.clone()).map_err(SetupError)?;
+            let l = tls::TlsListener::new(l, Arc::new(source))
+                .map_err(|e| SetupError(format!("api.tcp_listen {addr}: {e}")))?;
+            tracing::info!(%addr, mtls = files.client_ca_file.is_some(), "serving the API on HTTPS (bearer token required)");
+            let app = app.into_make_service_with_connect_info::<auth::PeerAddr>();
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, app).await {
+                    tracing::error!(error = %e, "HTTPS API server stopped");
+                }
+            });
         }
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| SetupError(format!("api.tcp_listen {addr}: {e}")))?;
-        tracing::info!(%addr, "serving the API on TCP (bearer token required)");
-        let app = router(shared, Some(token));
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(l, app).await {
-                tracing::error!(error = %e, "TCP API server stopped");
-            }
-        });
+        None => {
+            tracing::warn!(%addr, "serving the API on plain HTTP (loopback only; set api.tls for HTTPS)");
+            let app = app.into_make_service_with_connect_info::<auth::PeerAddr>();
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, app).await {
+                    tracing::error!(error = %e, "TCP API server stopped");
+                }
+            });
+        }
     }
     Ok(())
+}
+
+/// The TCP API's tokens: the tokens file, or the single admin token of
+/// `api.token_file`.
+fn tcp_tokens(c: &Config) -> Result<auth::TokenSource, SetupError> {
+    if let Some(file) = &c.api.tokens_file {
+        let tenants = c.tenants.keys().cloned().collect();
+        return auth::TokenSource::from_file(file.clone(), &tenants).map_err(SetupError);
+    }
+    // The configuration guarantees one of the two with tcp_listen.
+    let file = c
+        .api
+        .token_file
+        .clone()
+        .ok_or_else(|| SetupError("api.tcp_listen needs api.tokens_file".into()))?;
+    let token = std::fs::read_to_string(&file)
+        .map_err(|e| SetupError(format!("api.token_file {}: {e}", file.display())))?;
+    let tokens = crate::core::access::Tokens::single_admin(token.trim()).map_err(|e| {
+        SetupError(format!(
+            "api.token_file {}: {}; refusing to serve the API on TCP",
+            file.display(),
+            e.message
+        ))
+    })?;
+    Ok(auth::TokenSource::fixed(tokens))
 }
 
 #[cfg(test)]

@@ -178,7 +178,7 @@ proptest! {
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let shared = shared();
-        let app = router(shared.clone(), None);
+        let app = router(shared.clone(), Auth::Local);
         rt.block_on(async {
             for (route, vip, backend, kind) in &reqs {
                 let (method, template, valid) = routes()[*route].clone();

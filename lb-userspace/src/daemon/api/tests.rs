@@ -102,7 +102,7 @@ fn openapi_documents_exactly_the_routes() {
 
 #[tokio::test]
 async fn every_documented_route_is_served() {
-    let app = router(shared(), None);
+    let app = router(shared(), Auth::Local);
     for (method, path) in openapi_routes() {
         let uri = path
             .replace("{vip}", "web")
@@ -139,7 +139,7 @@ async fn every_documented_route_is_served() {
 #[tokio::test]
 async fn pushing_a_backend_list_validates_and_applies_atomically() {
     let s = shared();
-    let app = router(s.clone(), None);
+    let app = router(s.clone(), Auth::Local);
     let (status, json) = put(
         &app,
         "/v1/vips/web/backends",
@@ -193,7 +193,7 @@ async fn pushing_a_backend_list_validates_and_applies_atomically() {
 #[tokio::test]
 async fn admin_states_and_weights() {
     let s = shared();
-    let app = router(s.clone(), None);
+    let app = router(s.clone(), Auth::Local);
     let (status, json) = post(&app, "/v1/vips/web/backends/10.0.1.2/drain", "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json["backends"][1]["state"], "draining");
@@ -241,7 +241,7 @@ async fn admin_states_and_weights() {
 #[tokio::test]
 async fn drills_preview_start_refuse_a_second_and_stop() {
     let s = shared();
-    let app = router(s.clone(), None);
+    let app = router(s.clone(), Auth::Local);
     let (status, json) = post(
         &app,
         "/v1/drill",
@@ -284,7 +284,7 @@ async fn drills_preview_start_refuse_a_second_and_stop() {
 #[tokio::test]
 async fn a_drill_reverts_by_itself() {
     let s = shared();
-    let app = router(s.clone(), None);
+    let app = router(s.clone(), Auth::Local);
     let (status, _) = post(
         &app,
         "/v1/drill",
@@ -297,35 +297,143 @@ async fn a_drill_reverts_by_itself() {
     assert!(s.drill().is_none(), "reverted after its duration");
 }
 
+/// A tenant of its own, with one VIP, beside the default tenant's `web`.
+const TENANT_CFG: &str = r#"
+node: {cloud: aws, region: r1}
+limits: {max_vips: 4, max_backends: 16, ring_size: 251}
+tenants:
+  acme: {max_vips: 2}
+vips:
+  - name: web
+    address: 10.100.0.1
+    port: 80
+    backends:
+      - {address: 10.0.1.1, labels: {cloud: aws, region: r1}}
+  - name: acme-shop
+    tenant: acme
+    address: 10.100.0.9
+    port: 443
+    backends:
+      - {address: 10.0.9.1, labels: {cloud: aws, region: r1}}
+"#;
+
+const TOKENS: &str = "tokens:
+  - {id: ro, token: read-only-token-0001, role: read}
+  - {id: ops, token: operator-token-0002, role: operate}
+  - {id: root, token: admin-token-0000003, role: admin}
+  - {id: acme-ops, token: acme-operator-00004, role: operate, tenant: acme}
+";
+
+fn tenant_app() -> Router {
+    let c = config::parse(TENANT_CFG, "t").unwrap();
+    let b = Balancer::new(MemoryTables::new(c.limits), c.clone(), Instant::now()).unwrap();
+    let s = Arc::new(Shared::new(b, Sources::new(c), None, None));
+    let tenants = ["acme".to_string()].into();
+    let tokens = crate::core::access::Tokens::parse(TOKENS, &tenants).unwrap();
+    router(s, Auth::Tokens(Arc::new(auth::TokenSource::fixed(tokens))))
+}
+
+async fn as_token(
+    app: &Router,
+    token: &str,
+    method: Method,
+    uri: &str,
+) -> (StatusCode, serde_json::Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
 #[tokio::test]
-async fn tcp_requests_need_the_token() {
-    let app = router(shared(), Some("0123456789abcdef-secret".into()));
+async fn tcp_requests_need_a_token_and_its_role() {
+    let app = tenant_app();
     let (status, _) = get(&app, "/v1/state").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let req = Request::builder()
-        .uri("/v1/state")
-        .header("authorization", "Bearer 0123456789abcdef-secret")
-        .body(Body::empty())
-        .unwrap();
+    let (status, _) = as_token(&app, "wrong-token-wrong-token", Method::GET, "/v1/state").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, who) = as_token(&app, "read-only-token-0001", Method::GET, "/v1/whoami").await;
     assert_eq!(
-        app.clone().oneshot(req).await.unwrap().status(),
-        StatusCode::OK
+        (status, &who["who"], &who["role"]),
+        (StatusCode::OK, &"token:ro".into(), &"read".into())
     );
-    let req = Request::builder()
-        .uri("/v1/state")
-        .header("authorization", "Bearer wrong")
-        .body(Body::empty())
-        .unwrap();
+    let drain = "/v1/vips/web/backends/10.0.1.1/drain";
+    let (status, json) = as_token(&app, "read-only-token-0001", Method::POST, drain).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+    assert!(
+        json["error"].as_str().unwrap().contains("needs operate"),
+        "{json}"
+    );
+    let (status, _) = as_token(&app, "operator-token-0002", Method::POST, drain).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = as_token(&app, "operator-token-0002", Method::POST, "/v1/node/drain").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "node control needs admin");
+    let (status, _) = as_token(&app, "admin-token-0000003", Method::POST, "/v1/node/drain").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_tenant_token_sees_only_its_own_vips() {
+    let app = tenant_app();
+    let t = "acme-operator-00004";
+    let (_, state) = as_token(&app, t, Method::GET, "/v1/state").await;
+    let names: Vec<&str> = state["vips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["acme-shop"]);
+    let (_, state) = as_token(&app, "read-only-token-0001", Method::GET, "/v1/state").await;
+    assert_eq!(state["vips"].as_array().unwrap().len(), 2);
+    // Another tenant's VIP does not exist for it: 404, the same answer as
+    // a VIP nobody has.
+    let (status, other) = as_token(
+        &app,
+        t,
+        Method::POST,
+        "/v1/vips/web/backends/10.0.1.1/drain",
+    )
+    .await;
+    let (status2, nobody) = as_token(
+        &app,
+        t,
+        Method::POST,
+        "/v1/vips/nope/backends/10.0.1.1/drain",
+    )
+    .await;
     assert_eq!(
-        app.oneshot(req).await.unwrap().status(),
-        StatusCode::UNAUTHORIZED
+        (status, status2),
+        (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND)
     );
+    assert_eq!(
+        other["error"].as_str().unwrap().replace("web", "nope"),
+        nobody["error"].as_str().unwrap()
+    );
+    let (status, _) = as_token(
+        &app,
+        t,
+        Method::POST,
+        "/v1/vips/acme-shop/backends/10.0.9.1/drain",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = as_token(&app, t, Method::GET, "/v1/drill").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "drills span tenants");
 }
 
 #[tokio::test]
 async fn a_drain_withdraws_and_a_hold_is_bounded() {
     let s = shared();
-    let app = router(s.clone(), None);
+    let app = router(s.clone(), Auth::Local);
     let (status, json) = post(&app, "/v1/node/drain", "").await;
     assert!(status.is_success() && json["drained"] == true, "{json}");
     assert!(s.node.lock().unwrap().drained);
@@ -400,7 +508,7 @@ fn the_fleet_view_follows_the_majority_and_falls_back_to_the_local_verdict() {
 /// lbctl reads `/v1/state` back into the same type.
 #[tokio::test]
 async fn the_state_answer_reads_back_into_its_type() {
-    let app = router(shared(), None);
+    let app = router(shared(), Auth::Local);
     let (status, json) = get(&app, "/v1/state").await;
     assert!(status.is_success());
     let back: Result<wire::AgentState, _> = serde_json::from_value(json.clone());

@@ -120,3 +120,11 @@ impl From<&FieldError> for FieldErrorBody {
         }
     }
 }
+
+/// `GET /v1/whoami`: who the API takes the caller for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub who: String,
+    pub role: crate::core::access::Role,
+    pub tenant: Option<String>,
+}

@@ -1,15 +1,15 @@
-//! A small client of etcd's v3 JSON gateway (`/v3/kv/range`, `/v3/watch`,
-//! leases), which every etcd 3.4+ serves on its client port — no gRPC
-//! stack needed.
+//! The etcd v3 client the feed and the fleet view use: the maintained
+//! `etcd-client` crate (gRPC), over TLS with client certificates and with
+//! user/password authentication when configured. This module keeps the
+//! small surface the rest of the agent needs (range, put, delete, leases,
+//! a prefix watch) and turns the crate's errors into [`EtcdError`].
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
-use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use http_body_util::BodyExt as _;
-use hyper::Method;
-use serde_json::{Value, json};
-
-use crate::http::{self, Call, HttpError, Target};
+use etcd_client::{
+    Certificate, ConnectOptions, EventType, GetOptions, Identity, PutOptions, SortOrder,
+    SortTarget, TlsOptions, WatchOptions,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
@@ -21,11 +21,25 @@ pub enum EtcdError {
     Cancelled { endpoint: String },
 }
 
-/// A minimal client of the JSON gateway.
-#[derive(Clone, Debug)]
+/// How to reach etcd securely: all optional; `https://` endpoints need
+/// `ca_file`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EtcdSecurity {
+    /// CA certificate (PEM) etcd's server certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM), for `--client-cert-auth`.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// etcd user (with `auth enable`); the password comes from a file.
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+/// A connection to one etcd endpoint.
+#[derive(Clone)]
 pub struct Client {
     endpoint: String,
-    target: Target,
+    inner: etcd_client::Client,
 }
 
 /// One key-value pair.
@@ -52,187 +66,154 @@ impl Change {
     }
 }
 
-fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    // The range end of a prefix: the prefix with its last byte incremented.
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
+/// Bound on connecting (TCP, TLS, authentication).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bound on one unary request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+}
+
+/// The crate's connection options for `sec`.
+fn options(sec: &EtcdSecurity) -> Result<ConnectOptions, String> {
+    let mut o = ConnectOptions::new()
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_timeout(REQUEST_TIMEOUT)
+        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
+    if sec.ca_file.is_some() || sec.cert_file.is_some() {
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &sec.ca_file {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca, "etcd CA")?));
         }
+        match (&sec.cert_file, &sec.key_file) {
+            (Some(c), Some(k)) => {
+                tls = tls.identity(Identity::from_pem(
+                    read(c, "etcd client certificate")?,
+                    read(k, "etcd client key")?,
+                ));
+            }
+            (None, None) => {}
+            _ => return Err("an etcd client certificate needs both a cert and a key file".into()),
+        }
+        o = o.with_tls(tls);
     }
-    vec![0]
-}
-
-fn num(v: &Value) -> i64 {
-    match v {
-        Value::String(s) => s.parse().unwrap_or(0),
-        Value::Number(n) => n.as_i64().unwrap_or(0),
-        _ => 0,
+    if let Some(user) = &sec.user {
+        let file = sec
+            .password_file
+            .as_ref()
+            .ok_or("an etcd user needs a password file")?;
+        let pw = String::from_utf8(read(file, "etcd password file")?)
+            .map_err(|_| format!("etcd password file {}: not UTF-8", file.display()))?;
+        o = o.with_user(user.clone(), pw.trim_end_matches(['\n', '\r']).to_string());
     }
-}
-
-fn kv(v: &Value) -> Option<Kv> {
-    let key = B64.decode(v["key"].as_str()?).ok()?;
-    let value = v["value"]
-        .as_str()
-        .map(|s| B64.decode(s).unwrap_or_default())
-        .unwrap_or_default();
-    Some(Kv {
-        key: String::from_utf8_lossy(&key).into_owned(),
-        value,
-        mod_revision: num(&v["mod_revision"]),
-    })
+    Ok(o)
 }
 
 impl Client {
-    pub fn new(endpoint: &str) -> Self {
-        let authority = endpoint
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        Self {
-            endpoint: endpoint.trim_end_matches('/').to_string(),
-            target: Target::Tcp(authority),
-        }
+    /// Connects (and authenticates) to one endpoint.
+    pub async fn connect(endpoint: &str, sec: &EtcdSecurity) -> Result<Self, EtcdError> {
+        let endpoint = endpoint.trim_end_matches('/').to_string();
+        let io = |message: String| EtcdError::Io {
+            endpoint: endpoint.clone(),
+            message,
+        };
+        let opts = options(sec).map_err(io)?;
+        let connecting = etcd_client::Client::connect([endpoint.as_str()], Some(opts));
+        // Authentication is a request the crate makes while connecting.
+        let inner = tokio::time::timeout(CONNECT_TIMEOUT + REQUEST_TIMEOUT, connecting)
+            .await
+            .map_err(|_| io("connect timed out".into()))?
+            .map_err(|e| io(describe(&e)))?;
+        Ok(Self { endpoint, inner })
     }
 
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
-    fn io(&self, e: impl std::fmt::Display) -> EtcdError {
+    fn error(&self, e: etcd_client::Error) -> EtcdError {
         EtcdError::Io {
             endpoint: self.endpoint.clone(),
-            message: e.to_string(),
+            message: describe(&e),
         }
-    }
-
-    fn error(&self, e: HttpError) -> EtcdError {
-        match e {
-            HttpError::Status { .. } | HttpError::Json { .. } => EtcdError::Protocol {
-                endpoint: self.endpoint.clone(),
-                message: e.to_string(),
-            },
-            other => self.io(other),
-        }
-    }
-
-    fn post<'a>(path: &'a str, body: &Value) -> Call<'a> {
-        let mut call = Call::new(Method::POST, path);
-        call.body = Some(body.to_string().into_bytes());
-        call
-    }
-
-    async fn call(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
-        http::json(&self.target, Self::post(path, &body))
-            .await
-            .map_err(|e| self.error(e))
-    }
-
-    /// A streamed answer (watch, keepalive): its head, checked.
-    async fn stream(
-        &self,
-        path: &str,
-        body: Value,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, EtcdError> {
-        let resp = http::send(&self.target, Self::post(path, &body))
-            .await
-            .map_err(|e| self.error(e))?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let body = http::body(resp, Duration::from_secs(5))
-                .await
-                .unwrap_or_default();
-            return Err(self.error(HttpError::Status { status, body }));
-        }
-        Ok(resp)
     }
 
     /// Every key under `prefix` and the store's revision.
     pub async fn range_prefix(&self, prefix: &str) -> Result<(i64, Vec<Kv>), EtcdError> {
-        let v = self
-            .call(
-                "/v3/kv/range",
-                json!({"key": B64.encode(prefix), "range_end": B64.encode(prefix_end(prefix))}),
-            )
-            .await?;
-        let rev = num(&v["header"]["revision"]);
-        let kvs = v["kvs"]
-            .as_array()
-            .map(|a| a.iter().filter_map(kv).collect())
-            .unwrap_or_default();
-        Ok((rev, kvs))
+        let r = self
+            .inner
+            .clone()
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| self.error(e))?;
+        let rev = r.header().map_or(0, |h| h.revision());
+        Ok((rev, r.kvs().iter().map(kv).collect()))
     }
 
     pub async fn put(&self, key: &str, value: &[u8], lease: Option<i64>) -> Result<i64, EtcdError> {
-        let mut body = json!({"key": B64.encode(key), "value": B64.encode(value)});
-        if let Some(l) = lease {
-            body["lease"] = json!(l.to_string());
-        }
-        let v = self.call("/v3/kv/put", body).await?;
-        Ok(num(&v["header"]["revision"]))
+        let opts = lease.map(|l| PutOptions::new().with_lease(l));
+        let r = self
+            .inner
+            .clone()
+            .put(key, value, opts)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(r.header().map_or(0, |h| h.revision()))
     }
 
     pub async fn delete(&self, key: &str) -> Result<i64, EtcdError> {
-        let v = self
-            .call("/v3/kv/deleterange", json!({"key": B64.encode(key)}))
-            .await?;
-        Ok(num(&v["header"]["revision"]))
+        let r = self
+            .inner
+            .clone()
+            .delete(key, None)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(r.header().map_or(0, |h| h.revision()))
     }
 
     pub async fn grant_lease(&self, ttl_secs: i64) -> Result<i64, EtcdError> {
-        let v = self
-            .call("/v3/lease/grant", json!({"TTL": ttl_secs.to_string()}))
-            .await?;
-        Ok(num(&v["ID"]))
+        let r = self
+            .inner
+            .clone()
+            .lease_grant(ttl_secs, None)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(r.id())
     }
 
     /// Renews a lease once; false if it no longer exists.
     pub async fn keepalive(&self, lease: i64) -> Result<bool, EtcdError> {
-        let resp = self
-            .stream("/v3/lease/keepalive", json!({"ID": lease.to_string()}))
-            .await?;
-        let mut body = resp.into_body();
-        let mut buf = Vec::new();
-        // The gateway streams; the first message is the answer.
-        while let Some(frame) = tokio::time::timeout(Duration::from_secs(5), body.frame())
-            .await
-            .map_err(|_| self.io("keepalive timed out"))?
-        {
-            if let Ok(data) = frame.map_err(|e| self.io(e))?.into_data() {
-                buf.extend_from_slice(&data);
-                if let Some(Ok(v)) = serde_json::Deserializer::from_slice(&buf)
-                    .into_iter::<Value>()
-                    .next()
-                {
-                    return Ok(num(&v["result"]["TTL"]) > 0);
-                }
-            }
+        let once = async {
+            let (mut keeper, mut answers) = self.inner.clone().lease_keep_alive(lease).await?;
+            keeper.keep_alive().await?;
+            answers.message().await
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, once).await {
+            Err(_) => Err(EtcdError::Io {
+                endpoint: self.endpoint.clone(),
+                message: "keepalive timed out".into(),
+            }),
+            Ok(Err(e)) => Err(self.error(e)),
+            Ok(Ok(answer)) => Ok(answer.is_some_and(|a| a.ttl() > 0)),
         }
-        Ok(false)
     }
 
     /// The highest modification revision of a key under `prefix` (0 when
     /// there is none): a cheap probe that etcd answers and how far it is.
     pub async fn newest_revision(&self, prefix: &str) -> Result<i64, EtcdError> {
-        let v = self
-            .call(
-                "/v3/kv/range",
-                json!({
-                    "key": B64.encode(prefix),
-                    "range_end": B64.encode(prefix_end(prefix)),
-                    "limit": "1",
-                    "sort_order": "DESCEND",
-                    "sort_target": "MOD",
-                    "keys_only": true,
-                }),
-            )
-            .await?;
-        Ok(v["kvs"]
-            .as_array()
-            .and_then(|a| a.first())
-            .map_or(0, |k| num(&k["mod_revision"])))
+        let opts = GetOptions::new()
+            .with_prefix()
+            .with_limit(1)
+            .with_sort(SortTarget::Mod, SortOrder::Descend)
+            .with_keys_only();
+        let r = self
+            .inner
+            .clone()
+            .get(prefix, Some(opts))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(r.kvs().first().map_or(0, |k| k.mod_revision()))
     }
 
     /// Watches `prefix` from `start_revision`, calling `on` for each batch
@@ -244,57 +225,71 @@ impl Client {
         start_revision: i64,
         mut on: impl FnMut(Vec<Change>) -> bool,
     ) -> Result<(), EtcdError> {
-        let req = json!({"create_request": {
-            "key": B64.encode(prefix),
-            "range_end": B64.encode(prefix_end(prefix)),
-            "start_revision": start_revision.to_string(),
-            "progress_notify": true,
-        }});
-        let resp = self.stream("/v3/watch", req).await?;
-        let mut body = resp.into_body();
-        let mut buf: Vec<u8> = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| self.io(e))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            buf.extend_from_slice(&data);
-            let mut consumed = 0;
-            let mut stream = serde_json::Deserializer::from_slice(&buf).into_iter::<Value>();
-            while let Some(item) = stream.next() {
-                let Ok(v) = item else { break };
-                consumed = stream.byte_offset();
-                let r = &v["result"];
-                if r["canceled"].as_bool() == Some(true) || num(&r["compact_revision"]) > 0 {
-                    return Err(EtcdError::Cancelled {
-                        endpoint: self.endpoint.clone(),
-                    });
-                }
-                let changes: Vec<Change> = r["events"]
-                    .as_array()
-                    .map(|evs| {
-                        evs.iter()
-                            .filter_map(|e| {
-                                let k = kv(&e["kv"])?;
-                                Some(if e["type"].as_str() == Some("DELETE") {
-                                    Change::Delete {
-                                        key: k.key,
-                                        revision: k.mod_revision,
-                                    }
-                                } else {
-                                    Change::Put(k)
-                                })
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if !changes.is_empty() && !on(changes) {
-                    return Ok(());
-                }
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(start_revision)
+            .with_progress_notify();
+        let mut stream = self
+            .inner
+            .clone()
+            .watch(prefix, Some(opts))
+            .await
+            .map_err(|e| self.error(e))?;
+        while let Some(r) = stream.message().await.map_err(|e| self.error(e))? {
+            if r.canceled() || r.compact_revision() > 0 {
+                return Err(EtcdError::Cancelled {
+                    endpoint: self.endpoint.clone(),
+                });
             }
-            buf.drain(..consumed);
+            let changes: Vec<Change> = r
+                .events()
+                .iter()
+                .filter_map(|e| {
+                    let k = kv(e.kv()?);
+                    Some(match e.event_type() {
+                        EventType::Delete => Change::Delete {
+                            key: k.key,
+                            revision: k.mod_revision,
+                        },
+                        EventType::Put => Change::Put(k),
+                    })
+                })
+                .collect();
+            if !changes.is_empty() && !on(changes) {
+                return Ok(());
+            }
         }
-        Err(self.io("watch stream ended"))
+        Err(EtcdError::Io {
+            endpoint: self.endpoint.clone(),
+            message: "watch stream ended".into(),
+        })
+    }
+}
+
+fn kv(k: &etcd_client::KeyValue) -> Kv {
+    Kv {
+        key: String::from_utf8_lossy(k.key()).into_owned(),
+        value: k.value().to_vec(),
+        mod_revision: k.mod_revision(),
+    }
+}
+
+/// The crate's error as an operator reads it: a gRPC status by its
+/// message (e.g. "etcdserver: authentication failed, invalid user ID or
+/// password"), a transport error with its cause.
+fn describe(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
+        etcd_client::Error::TransportError(t) => {
+            let mut msg = t.to_string();
+            let mut src = std::error::Error::source(t);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            msg
+        }
+        other => other.to_string(),
     }
 }
 
@@ -303,21 +298,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prefix_ranges() {
-        assert_eq!(prefix_end("/lb/vips/"), b"/lb/vips0".to_vec());
-        assert_eq!(prefix_end("a\u{7f}"), b"a\x80".to_vec());
-    }
-
-    #[test]
-    fn decodes_gateway_kvs() {
-        let v = json!({"key": B64.encode("/lb/vips/web"), "value": B64.encode("{}"), "mod_revision": "42"});
+    fn a_half_configured_client_certificate_is_refused() {
+        let sec = EtcdSecurity {
+            cert_file: Some("/nonexistent/c.pem".into()),
+            ..Default::default()
+        };
+        assert!(options(&sec).is_err());
+        let sec = EtcdSecurity {
+            user: Some("lbd".into()),
+            ..Default::default()
+        };
         assert_eq!(
-            kv(&v),
-            Some(Kv {
-                key: "/lb/vips/web".into(),
-                value: b"{}".to_vec(),
-                mod_revision: 42
-            })
+            options(&sec).err().as_deref(),
+            Some("an etcd user needs a password file")
         );
     }
 }

@@ -34,7 +34,7 @@ use std::{
     time::Duration,
 };
 
-pub use client::{Change, Client, EtcdError, Kv};
+pub use client::{Change, Client, EtcdError, EtcdSecurity, Kv};
 pub use snapshot::Snapshot;
 
 use super::{
@@ -45,8 +45,10 @@ use crate::core::{config, events::EventKind, tables::Tables};
 
 #[derive(Clone, Debug)]
 pub struct EtcdOptions {
-    /// `http://host:port` client URLs, tried in turn.
+    /// `http://host:port` or `https://host:port` client URLs, tried in turn.
     pub endpoints: Vec<String>,
+    /// TLS and authentication.
+    pub security: EtcdSecurity,
     /// Key prefix, e.g. `/lb`.
     pub prefix: String,
     /// Where the last good revision is kept (none: not kept).
@@ -241,8 +243,18 @@ impl<T: Tables + Send + 'static> Feed<T> {
         let mut backoff = Duration::from_millis(250);
         let mut i = 0;
         loop {
-            let client = Client::new(&self.opts.endpoints[i % self.opts.endpoints.len()]);
-            self.status.endpoint = client.endpoint().to_string();
+            let endpoint = &self.opts.endpoints[i % self.opts.endpoints.len()];
+            self.status.endpoint = endpoint.trim_end_matches('/').to_string();
+            let client = match Client::connect(endpoint, &self.opts.security).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.disconnected(e.to_string());
+                    i += 1;
+                    tokio::time::sleep(jittered(backoff)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
             match tokio::time::timeout(PROBE_TIMEOUT * 5, self.resync(&client)).await {
                 Ok(Ok(rev)) => {
                     if !self.status.connected {
@@ -352,12 +364,22 @@ async fn publish_view<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, opts: 
     let key = format!("{}/agents/{node}", opts.prefix.trim_end_matches('/'));
     let mut lease: Option<i64> = None;
     let mut i = 0;
+    let mut connected: Option<Client> = None;
     loop {
-        let client = Client::new(&opts.endpoints[i % opts.endpoints.len()]);
         let extras = shared.fleet_extras();
         let view = fleet::AgentView::of(&shared.balancer().state(), unix_now(), &extras);
         let body = serde_json::to_vec(&view).unwrap_or_default();
         let ok = async {
+            let client = match &connected {
+                Some(c) => c.clone(),
+                None => {
+                    let c =
+                        Client::connect(&opts.endpoints[i % opts.endpoints.len()], &opts.security)
+                            .await?;
+                    connected = Some(c.clone());
+                    c
+                }
+            };
             let l = match lease {
                 Some(l) if client.keepalive(l).await? => l,
                 _ => client.grant_lease(10).await?,
@@ -369,6 +391,7 @@ async fn publish_view<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, opts: 
         .await;
         if ok.is_err() {
             lease = None;
+            connected = None;
             i += 1;
         }
         // Every 2 s (jittered), and at once when a local verdict changes:
@@ -389,13 +412,26 @@ async fn watch_peers<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, opts: E
     let node = shared.balancer().config().node.name.clone();
     let prefix = format!("{}/agents/", opts.prefix.trim_end_matches('/'));
     let mut i = 0;
+    let mut connected: Option<Client> = None;
     loop {
         tokio::time::sleep(PEERS_EVERY).await;
         if !shared.balancer().config().health.fleet_view {
             continue;
         }
-        let client = Client::new(&opts.endpoints[i % opts.endpoints.len()]);
-        match client.range_prefix(&prefix).await {
+        let read = async {
+            let client = match &connected {
+                Some(c) => c.clone(),
+                None => {
+                    let c =
+                        Client::connect(&opts.endpoints[i % opts.endpoints.len()], &opts.security)
+                            .await?;
+                    connected = Some(c.clone());
+                    c
+                }
+            };
+            client.range_prefix(&prefix).await
+        };
+        match read.await {
             Ok((_, kvs)) => {
                 let peers = kvs
                     .iter()
@@ -425,6 +461,7 @@ async fn watch_peers<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, opts: E
             // etcd away: the views age out and each agent uses its own.
             Err(_) => {
                 i += 1;
+                connected = None;
                 shared.set_peers(None);
             }
         }

@@ -5,7 +5,7 @@
 mod vip;
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     str::FromStr,
@@ -62,8 +62,18 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
     let announce = raw.announce.as_ref().map(|a| v.announce(a));
     let metrics_listen = v.socket_addr("metrics.listen", &raw.metrics.listen, "127.0.0.1:9100");
     let tcp_listen = v.socket_addr("api.tcp_listen", &raw.api.tcp_listen, "127.0.0.1:9180");
-    if tcp_listen.is_some() && raw.api.token_file.is_none() {
-        v.err("api.token_file", "is required when api.tcp_listen is set: the TCP API only serves requests with a bearer token");
+    if tcp_listen.is_some() && raw.api.token_file.is_none() && raw.api.tokens_file.is_none() {
+        v.err("api.tokens_file", "is required when api.tcp_listen is set (or api.token_file): the TCP API only serves requests with a bearer token");
+    }
+    let tls = raw.api.tls.as_ref().map(|t| v.api_tls(t));
+    if let Some(addr) = tcp_listen
+        && tls.is_none()
+        && !addr.ip().is_loopback()
+    {
+        v.err(
+            "api.tls",
+            format!("is required when api.tcp_listen ({addr}) is not a loopback address: tokens must not cross the network in clear text"),
+        );
     }
     let api = ApiCfg {
         socket: raw
@@ -73,7 +83,10 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             .map_or(defaults.api.socket, PathBuf::from),
         tcp_listen,
         token_file: raw.api.token_file.as_ref().map(PathBuf::from),
+        tokens_file: raw.api.tokens_file.as_ref().map(PathBuf::from),
+        tls,
     };
+    let tenants = v.tenants(&raw.tenants);
     let vips: Vec<Vip> = raw
         .vips
         .iter()
@@ -82,8 +95,21 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
         .collect();
     // Cross-VIP rules over the VIPs that validated; a VIP that did not
     // already has its error.
-    v.errors
-        .extend(check::vips(&vips, &limits, |i| format!("vips[{i}]")));
+    for (i, vip) in vips.iter().enumerate() {
+        if vip.tenant != DEFAULT_TENANT && !tenants.contains_key(&vip.tenant) {
+            v.err(
+                format!("vips[{i}].tenant"),
+                format!(
+                    "no tenant {:?} in tenants (known: {})",
+                    vip.tenant,
+                    known_tenants(&tenants)
+                ),
+            );
+        }
+    }
+    v.errors.extend(check::vips(&vips, &limits, &tenants, |i| {
+        format!("vips[{i}]")
+    }));
     // A list being replaced is written beside the live one.
     let acl: usize = vips
         .iter()
@@ -108,6 +134,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
         pin_path: raw.pin_path.map_or(defaults.pin_path, PathBuf::from),
         state_dir: raw.state_dir.map_or(defaults.state_dir, PathBuf::from),
         allow_no_vips: raw.allow_no_vips.unwrap_or(defaults.allow_no_vips),
+        tenants,
         limits,
         dataplane,
         health: HealthGlobal {
@@ -121,7 +148,66 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
     })
 }
 
+fn known_tenants(t: &BTreeMap<String, TenantQuota>) -> String {
+    std::iter::once(DEFAULT_TENANT)
+        .chain(t.keys().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Validator {
+    fn api_tls(&mut self, raw: &RawApiTls) -> ApiTls {
+        let mut file = |field: &str, v: &Option<String>| -> PathBuf {
+            match v {
+                Some(f) if !f.is_empty() => PathBuf::from(f),
+                _ => {
+                    self.err(
+                        format!("api.tls.{field}"),
+                        "is required: a PEM file".to_string(),
+                    );
+                    PathBuf::new()
+                }
+            }
+        };
+        ApiTls {
+            cert_file: file("cert_file", &raw.cert_file),
+            key_file: file("key_file", &raw.key_file),
+            client_ca_file: raw.client_ca_file.as_ref().map(PathBuf::from),
+        }
+    }
+
+    fn tenants(&mut self, raw: &BTreeMap<String, RawTenant>) -> BTreeMap<String, TenantQuota> {
+        let mut out = BTreeMap::new();
+        for (name, t) in raw {
+            let path = format!("tenants.{name}");
+            if !vip::valid_tenant_name(name) {
+                self.err(
+                    &path,
+                    "a tenant name must be 1-64 letters, digits, '-' or '_'",
+                );
+                continue;
+            }
+            if name == DEFAULT_TENANT {
+                self.err(
+                    &path,
+                    "the default tenant has no quotas (give those VIPs a tenant of their own)",
+                );
+                continue;
+            }
+            let mut q = |field: &str, v: Option<i64>| -> Option<u32> {
+                v.map(|n| self.range(&join(&path, field), Some(n), 0, u32::MAX as i64, 0) as u32)
+            };
+            let quota = TenantQuota {
+                max_vips: q("max_vips", t.max_vips),
+                max_backends: q("max_backends", t.max_backends),
+                max_new_flows_per_sec: q("max_new_flows_per_sec", t.max_new_flows_per_sec),
+                max_allow_list: q("max_allow_list", t.max_allow_list),
+            };
+            out.insert(name.clone(), quota);
+        }
+        out
+    }
+
     fn announce(&mut self, raw: &RawAnnounce) -> AnnounceCfg {
         let d = AnnounceCfg::default();
         let protocol = raw.protocol.clone().unwrap_or(d.protocol.clone());

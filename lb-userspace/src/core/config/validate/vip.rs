@@ -77,10 +77,22 @@ impl Validator {
                 );
             }
         }
+        let tenant = match &raw.tenant {
+            None => DEFAULT_TENANT.to_string(),
+            Some(t) if valid_tenant_name(t) => t.clone(),
+            Some(t) => {
+                self.err(
+                    join(path, "tenant"),
+                    format!("must be 1-64 letters, digits, '-' or '_', got {t:?}"),
+                );
+                String::new()
+            }
+        };
         if self.errors.len() > errors_before {
             return None;
         }
         let mut vip = Vip::new(address?, port, protocol);
+        vip.tenant = tenant;
         if let Some(name) = &raw.name {
             vip.name = name.clone();
         }
@@ -419,4 +431,12 @@ impl Validator {
             initially_up: initial == InitialState::Up,
         }
     }
+}
+
+/// A tenant name: it becomes a metrics label value and a token field.
+pub(in crate::core::config) fn valid_tenant_name(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 64
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
