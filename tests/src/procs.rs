@@ -569,9 +569,9 @@ impl Etcd {
         Ok(())
     }
 
-    /// `etcdctl` inside the namespace with the client certificate (and the
-    /// root user once authentication is on, if `as_root`).
-    fn ctl(&self, args: &[&str], as_root: bool) -> Result<String> {
+    /// `etcdctl ARGS` inside the namespace with the client certificate
+    /// (and the root user once authentication is on, if `as_root`).
+    fn ctl_command(&self, args: &[&str], as_root: bool) -> Command {
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net=/var/run/netns/{}", self.netns))
             .arg("etcdctl")
@@ -583,8 +583,13 @@ impl Etcd {
         if as_root && self.auth_enabled {
             cmd.arg(format!("--user=root:{}", Self::ROOT_PASSWORD));
         }
-        let out = cmd
-            .args(args)
+        cmd.args(args);
+        cmd
+    }
+
+    fn ctl(&self, args: &[&str], as_root: bool) -> Result<String> {
+        let out = self
+            .ctl_command(args, as_root)
             .output()
             .context("run etcdctl (Debian package etcd-client)")?;
         if !out.status.success() {
@@ -627,55 +632,36 @@ impl Etcd {
         self.signal(libc::SIGCONT);
     }
 
-    /// Puts every (key, value) in one transaction: one revision (through
-    /// the JSON gateway, which takes a transaction as data).
+    /// Puts every (key, value) in one transaction: one revision.
     pub fn put_all(&self, kvs: &[(&str, &str)]) -> Result<()> {
-        use base64::Engine as _;
-        let b = base64::engine::general_purpose::STANDARD;
-        let auth = self.gateway(
-            "/v3/auth/authenticate",
-            None,
-            serde_json::json!({"name": "root", "password": Self::ROOT_PASSWORD}),
-        )?;
-        let token = auth["token"]
-            .as_str()
-            .context("no token from etcd")?
-            .to_string();
-        let success: Vec<serde_json::Value> = kvs
-            .iter()
-            .map(|(k, v)| serde_json::json!({"request_put": {"key": b.encode(k), "value": b.encode(v)}}))
-            .collect();
-        let r = self.gateway(
-            "/v3/kv/txn",
-            Some(&token),
-            serde_json::json!({"success": success}),
-        )?;
-        anyhow::ensure!(r["succeeded"] == true, "txn: {r}");
-        Ok(())
-    }
-
-    /// `curl` against the v3 JSON gateway inside the namespace.
-    fn gateway(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: serde_json::Value,
-    ) -> Result<serde_json::Value> {
-        let url = format!("{}{path}", self.url());
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/var/run/netns/{}", self.netns))
-            .args(["curl", "-sf", "--max-time", "5", "-X", "POST", &url])
-            .arg("--cacert")
-            .arg(&self.ca)
-            .arg("--cert")
-            .arg(&self.client.cert)
-            .arg("--key")
-            .arg(&self.client.key);
-        if let Some(t) = token {
-            cmd.args(["-H", &format!("Authorization: {t}")]);
+        // `etcdctl txn` reads compares, a blank line, the success ops, a
+        // blank line, the failure ops.
+        let mut script = String::from("\n");
+        for (k, v) in kvs {
+            script.push_str(&format!("put {} {}\n", quote(k), quote(v)));
         }
-        cmd.args(["--data-binary", &body.to_string()]);
-        json_output(&mut cmd, &format!("etcd {path}"))
+        script.push_str("\n\n");
+        let mut child = self
+            .ctl_command(&["txn"], true)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("run etcdctl txn")?;
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .context("etcdctl stdin")?
+            .write_all(script.as_bytes())?;
+        let out = child.wait_with_output()?;
+        anyhow::ensure!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("SUCCESS"),
+            "txn: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
     }
 
     pub fn put(&self, key: &str, value: &str) -> Result<()> {
@@ -692,6 +678,16 @@ impl Etcd {
         let out = self.ctl(&["get", key, "--print-value-only"], true)?;
         Ok((!out.is_empty()).then(|| out.strip_suffix('\n').unwrap_or(&out).to_string()))
     }
+}
+
+/// A word for `etcdctl txn`: double-quoted, with `\`, `"` and line ends
+/// escaped (it unquotes like Go).
+fn quote(s: &str) -> String {
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!("\"{escaped}\"")
 }
 
 impl Drop for Etcd {

@@ -278,17 +278,17 @@ fn kv(k: &etcd_client::KeyValue) -> Kv {
 /// message (e.g. "etcdserver: authentication failed, invalid user ID or
 /// password"), a transport error with its cause.
 fn describe(e: &etcd_client::Error) -> String {
-    match e {
-        etcd_client::Error::GRpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
-        etcd_client::Error::TransportError(t) => {
-            let mut msg = t.to_string();
-            let mut src = std::error::Error::source(t);
-            while let Some(s) = src {
-                msg.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            msg
+    fn causes(mut msg: String, e: &dyn std::error::Error) -> String {
+        let mut src = e.source();
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
         }
+        msg
+    }
+    match e {
+        etcd_client::Error::GRpcStatus(s) => causes(format!("{:?}: {}", s.code(), s.message()), s),
+        etcd_client::Error::TransportError(t) => causes(t.to_string(), t),
         other => other.to_string(),
     }
 }
