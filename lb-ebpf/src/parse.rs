@@ -82,19 +82,21 @@ impl Ip {
 }
 
 /// Parses L2 and L3 into `ip`: `Verdict::proceed()` when it wrote `ip`,
+/// with [`Ip::suspect`] found if `HYGIENE` (the balancer; the decap
+/// program checks its tunnels' sources instead),
 /// `done(XDP_PASS, PassNotIp)` for other frames, a drop for malformed ones.
 /// Out of line so its temporaries never share a stack frame with the
 /// forwarding path; an out-parameter rather than a return value because
 /// zero-initialising a struct becomes a memset call.
 #[inline(never)]
-pub fn parse_ip(ctx: &XdpContext, ip: &mut MaybeUninit<Ip>) -> Verdict {
+pub fn parse_ip<const HYGIENE: bool>(ctx: &XdpContext, ip: &mut MaybeUninit<Ip>) -> Verdict {
     let l2 = match parse_l2(ctx) {
         Ok(l2) => l2,
         Err(r) => return Verdict::drop(r),
     };
     let parsed = match l2.ether_type {
-        lb_common::wire::ETH_P_IP => parse_ipv4(ctx, l2.l3_off),
-        lb_common::wire::ETH_P_IPV6 => parse_ipv6(ctx, l2.l3_off),
+        lb_common::wire::ETH_P_IP => parse_ipv4::<HYGIENE>(ctx, l2.l3_off),
+        lb_common::wire::ETH_P_IPV6 => parse_ipv6::<HYGIENE>(ctx, l2.l3_off),
         _ => return Verdict::done(aya_ebpf::bindings::xdp_action::XDP_PASS, Reason::PassNotIp),
     };
     match parsed {
@@ -107,7 +109,7 @@ pub fn parse_ip(ctx: &XdpContext, ip: &mut MaybeUninit<Ip>) -> Verdict {
 }
 
 #[inline(always)]
-pub fn parse_ipv4(ctx: &XdpContext, l3_off: usize) -> Result<Ip, Reason> {
+pub fn parse_ipv4<const HYGIENE: bool>(ctx: &XdpContext, l3_off: usize) -> Result<Ip, Reason> {
     let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(Reason::DropMalformedL3)?;
     // SAFETY: ptr_at checked the 20-byte header is inside the frame.
     let ip = unsafe { *ip };
@@ -120,7 +122,7 @@ pub fn parse_ipv4(ctx: &XdpContext, l3_off: usize) -> Result<Ip, Reason> {
         return Err(Reason::DropMalformedL3);
     }
     let frags = u16::from_be_bytes(ip.frags);
-    let bad_options = ihl > IPV4_HLEN && !options_fit(ctx, l3_off);
+    let bad_options = HYGIENE && ihl > IPV4_HLEN && !options_fit(ctx, l3_off);
     Ok(Ip {
         family: FAMILY_V4,
         proto: ip.proto,
@@ -133,7 +135,7 @@ pub fn parse_ipv4(ctx: &XdpContext, l3_off: usize) -> Result<Ip, Reason> {
         l3_off,
         l4_off: l3_off + ihl,
         len: total,
-        suspect: if martian_v4(ip.src_addr, ip.dst_addr) {
+        suspect: if HYGIENE && martian_v4(ip.src_addr, ip.dst_addr) {
             Reason::DropMartianSource as u8
         } else if bad_options {
             Reason::DropBadIpOptions as u8
@@ -208,7 +210,7 @@ fn options_fit(ctx: &XdpContext, l3_off: usize) -> bool {
 }
 
 #[inline(always)]
-pub fn parse_ipv6(ctx: &XdpContext, l3_off: usize) -> Result<Ip, Reason> {
+pub fn parse_ipv6<const HYGIENE: bool>(ctx: &XdpContext, l3_off: usize) -> Result<Ip, Reason> {
     let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(Reason::DropMalformedL3)?;
     // SAFETY: ptr_at checked the 40-byte header is inside the frame.
     let ip = unsafe { &*ip };
@@ -257,7 +259,7 @@ pub fn parse_ipv6(ctx: &XdpContext, l3_off: usize) -> Result<Ip, Reason> {
         l3_off,
         l4_off,
         len: (IPV6_HLEN + payload) as u16,
-        suspect: if martian_v6(&ip.src_addr, &ip.dst_addr) {
+        suspect: if HYGIENE && martian_v6(&ip.src_addr, &ip.dst_addr) {
             Reason::DropMartianSource as u8
         } else {
             0

@@ -161,13 +161,20 @@ fn mask_words(len: u8, bits: u32) -> [u32; 4] {
     out
 }
 
+/// The least burst a bucket gets: the data path reads the kernel's coarse
+/// clock, which moves in ticks (up to 10 ms at HZ=100), and a bucket with
+/// less slack than a tick would admit one event per tick whatever its rate.
+pub const MIN_BURST: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// GCRA parameters of `per_sec` over `cpus` CPUs (each CPU takes its
-/// share) with `burst` of slack: (interval, tolerance) in ns.
+/// share) with `burst` of slack (at least [`MIN_BURST`]): (interval,
+/// tolerance) in ns.
 fn gcra(per_sec: Option<u32>, burst: std::time::Duration, cpus: u32) -> (u64, u64) {
     match per_sec {
         None | Some(0) => (0, 0),
         Some(r) => {
             let interval = (1_000_000_000u64 * u64::from(cpus.max(1))).div_ceil(u64::from(r));
+            let burst = burst.max(MIN_BURST);
             (
                 interval,
                 u64::try_from(burst.as_nanos()).unwrap_or(u64::MAX),

@@ -114,6 +114,16 @@ impl Dataplane {
     /// are adopted (call [`pins::check_pinned`] first) — the connection
     /// table and counters survive the agent.
     pub fn load(limits: Limits, pin_dir: Option<&Path>) -> Result<Self, DataplaneError> {
+        Self::load_object(objects::BALANCER, limits, pin_dir)
+    }
+
+    /// [`Dataplane::load`] of another build of the balancer (the bench's
+    /// variants); `object` must have the same maps.
+    pub fn load_object(
+        object: &[u8],
+        limits: Limits,
+        pin_dir: Option<&Path>,
+    ) -> Result<Self, DataplaneError> {
         let mut loader = EbpfLoader::new();
         loader.override_global("RING_SIZE", &limits.ring_size, true);
         let per_cpu = limits.conntrack_per_cpu as u32;
@@ -134,9 +144,7 @@ impl Dataplane {
                 loader.map_pin_path(spec.name, maps.join(spec.name));
             }
         }
-        let mut ebpf = loader
-            .load(objects::BALANCER)
-            .map_err(DataplaneError::Load)?;
+        let mut ebpf = loader.load(object).map_err(DataplaneError::Load)?;
         let rings_map = match ebpf.take_map(catalog::RINGS.name) {
             Some(Map::Array(data)) => data,
             _ => return Err(DataplaneError::MissingMap { name: "RINGS" }),

@@ -10,3 +10,7 @@ pub static DECAP: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-d
 
 /// Helper programs: `xdp_pass` for veth peers, `xdp_tx` as the bench floor.
 pub static TOOLS: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-tools"));
+
+/// Where the build left the objects: the bench loads variants built only
+/// for it from here (`lb-balancer-no-hygiene`), which no binary embeds.
+pub const BUILD_DIR: &str = env!("OUT_DIR");

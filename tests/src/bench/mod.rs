@@ -153,13 +153,18 @@ pub fn bench_vips() -> Vec<BenchVip> {
 /// Loads and provisions the balancer for the benchmark (in the current
 /// network namespace, which must be the bench namespace).
 pub fn provision(per_cpu_conntrack: bool) -> Result<Dataplane> {
+    provision_object(lb::kernel::objects::BALANCER, per_cpu_conntrack)
+}
+
+/// [`provision`] with another build of the balancer (`object`).
+pub fn provision_object(object: &[u8], per_cpu_conntrack: bool) -> Result<Dataplane> {
     let limits = Limits {
         max_vips: 8,
         max_backends: 1024,
         conntrack_per_cpu: per_cpu_conntrack,
         ..Limits::default()
     };
-    let mut dp = Dataplane::load(limits, None)?;
+    let mut dp = Dataplane::load_object(object, limits, None)?;
     dp.write_config(&LbConfig {
         udp_idle_ns: 30_000_000_000,
         // As the agent writes it for these VIPs (none on all ports).
@@ -274,6 +279,7 @@ pub fn non_vip_frames() -> Vec<Vec<u8>> {
 }
 
 pub mod fleet;
+pub mod guard;
 pub mod maglev;
 pub mod memory;
 pub mod reaction;

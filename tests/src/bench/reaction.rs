@@ -233,9 +233,23 @@ pub fn etcd_put(lab: &Lab, etcd: &Etcd, prefix: &str, changes: usize) -> Result<
     };
     let targets = [("c1", "10.33.1.2"), ("c2", "10.33.2.2")];
     let dst = "10.100.0.5:80".parse()?;
+    // A client connected once (TLS and authentication done), as a control
+    // plane would hold one: starting etcdctl per put would time etcdctl.
+    let rt = lb::cli::runtime(None).context("tokio runtime")?;
+    let security = lb::daemon::etcd::EtcdSecurity {
+        ca_file: Some(etcd.ca.clone()),
+        cert_file: Some(etcd.client.cert.clone()),
+        key_file: Some(etcd.client.key.clone()),
+        user: Some(Etcd::USER.into()),
+        password_file: Some(etcd.password_file.clone()),
+    };
+    let client = {
+        let _in = lab.lb.enter()?;
+        rt.block_on(lb::daemon::etcd::Client::connect(&etcd.url(), &security))?
+    };
     until_the_wire_follows(lab, dst, changes, Duration::from_secs(10), |i| {
         let (name, addr) = targets[i % 2];
-        etcd.put(&format!("{prefix}/vips/feed"), &value(addr))?;
+        rt.block_on(client.put(&format!("{prefix}/vips/feed"), value(addr).as_bytes(), None))?;
         Ok(name)
     })
 }

@@ -46,6 +46,19 @@ fn main() -> Result<()> {
         results.insert("per_packet".into(), v);
         eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
     }
+    if want("guard") {
+        let t = Instant::now();
+        eprintln!(
+            "==> edge guard: hygiene, a 10,000-prefix allow list, rate limits (BPF_PROG_TEST_RUN)"
+        );
+        let v = guard_section(
+            if quick { 20_000 } else { 100_000 },
+            if quick { 1.0 } else { 3.0 },
+            &mut rows,
+        )?;
+        results.insert("guard".into(), v);
+        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+    }
     if want("throughput") {
         let t = Instant::now();
         eprintln!("==> throughput through a veth pair on one core (live frames)");
@@ -190,6 +203,47 @@ fn machine() -> Value {
         .trim()
         .to_string();
     json!({"cpu": cpu, "cpus": cpus, "kernel": kernel})
+}
+
+fn guard_section(runs: usize, accuracy_secs: f64, rows: &mut Vec<Row>) -> Result<Value> {
+    throughput::pin_cpu0()?;
+    let (ns, ingress) = bench::bench_namespace()?;
+    let _inside = ns.enter()?;
+    let g = bench::guard::measure(runs, ingress, accuracy_secs)?;
+    for (what, list) in [
+        ("hygiene", &g.hygiene),
+        ("10k allow list", &g.allow_list_10k),
+        ("allow list + rate limits", &g.allow_list_and_rate_limits),
+    ] {
+        for d in list {
+            rows.push(Row {
+                section: "guard",
+                case: format!("{what}: {}", d.case),
+                value: format!(
+                    "{} ns without, {} ns with ({:+} ns)",
+                    d.base_ns, d.with_ns, d.delta_ns
+                ),
+            });
+        }
+    }
+    let a = &g.rate_limiter;
+    rows.push(Row {
+        section: "guard",
+        case: format!("rate limiter, one source, {} CPUs, {:.0} s", a.cpus, a.secs),
+        value: format!(
+            "{:.0}/s admitted of {}/s configured ({:+.2}%), {} attempts",
+            a.admitted_per_sec, a.configured_per_sec, a.error_pct, a.attempts
+        ),
+    });
+    rows.push(Row {
+        section: "guard",
+        case: "map memory".into(),
+        value: format!(
+            "ACL with 10,000 prefixes {:.2} MiB; RATE ({} buckets per CPU) {:.2} MiB",
+            g.acl_10k_mib, g.rate_map_entries, g.rate_map_mib
+        ),
+    });
+    Ok(serde_json::to_value(&g)?)
 }
 
 fn per_packet(runs: usize, dir: &std::path::Path, rows: &mut Vec<Row>) -> Result<Value> {

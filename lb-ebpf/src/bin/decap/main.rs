@@ -74,7 +74,7 @@ pub fn lb_decap(ctx: XdpContext) -> u32 {
 fn try_decap(ctx: &XdpContext) -> Result<Reason, Reason> {
     let mut ip = MaybeUninit::<Ip>::uninit();
     // Frames we cannot parse are not ours to judge: pass them to the stack.
-    let parsed = parse_ip(ctx, &mut ip);
+    let parsed = parse_ip::<false>(ctx, &mut ip);
     if parsed.is_done() {
         return Ok(Reason::DecapPass);
     }
