@@ -319,15 +319,6 @@ impl<T: Tables + Send + 'static> Shared<T> {
                 error,
             })
         });
-        let record = audit::Record::new(format!("file:{source}"), "file", "reload");
-        self.audit(&match &result {
-            Ok(()) if waiting.is_empty() => record.accepted(""),
-            Ok(()) => record.accepted(format!(
-                "applied; {} wait for a restart",
-                waiting.join(", ")
-            )),
-            Err(e) => record.rejected(e.to_string()),
-        });
         let mut reloads = self.reloads.lock().expect("not poisoned");
         match &result {
             Ok(()) if waiting.is_empty() => {
@@ -355,6 +346,15 @@ impl<T: Tables + Send + 'static> Shared<T> {
                 );
             }
         }
+        let record = audit::Record::new(format!("file:{source}"), "file", "reload");
+        self.audit(&match &result {
+            Ok(()) if waiting.is_empty() => record.accepted(""),
+            Ok(()) => record.accepted(format!(
+                "applied; {} wait for a restart",
+                waiting.join(", ")
+            )),
+            Err(e) => record.rejected(e.to_string()),
+        });
         result
     }
 

@@ -278,22 +278,7 @@ impl Dataplane {
             .ok_or(DataplaneError::MissingMap { name })?;
         let mut flood: PerCpuArray<&mut MapData, FloodState> =
             PerCpuArray::try_from(map).map_err(map_err(name))?;
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Map {
-            name,
-            source: MapError::SyscallError(aya::sys::SyscallError {
-                call: "nr_cpus",
-                io_error: e,
-            }),
-        })?;
-        let zero = PerCpuValues::try_from(vec![FloodState::default(); cpus]).map_err(|e| {
-            DataplaneError::Map {
-                name,
-                source: MapError::SyscallError(aya::sys::SyscallError {
-                    call: "per-cpu values",
-                    io_error: e,
-                }),
-            }
-        })?;
+        let zero = per_cpu_zero::<FloodState>(name, self.cpus)?;
         flood.set(0, zero, 0).map_err(map_err(name))
     }
 
@@ -334,16 +319,9 @@ impl Dataplane {
         let mut budget: PerCpuArray<&mut MapData, u64> =
             PerCpuArray::try_from(map).map_err(map_err(name))?;
         for id in 0..self.limits.max_vips {
-            let zero = PerCpuValues::try_from(vec![0u64; self.cpus as usize]).map_err(|e| {
-                DataplaneError::Map {
-                    name,
-                    source: MapError::SyscallError(aya::sys::SyscallError {
-                        call: "per-cpu values",
-                        io_error: e,
-                    }),
-                }
-            })?;
-            budget.set(id, zero, 0).map_err(map_err(name))?;
+            budget
+                .set(id, per_cpu_zero::<u64>(name, self.cpus)?, 0)
+                .map_err(map_err(name))?;
         }
         Ok(())
     }
@@ -575,13 +553,7 @@ impl Tables for Dataplane {
             .guard_stats
             .get(&vip_id, 0)
             .map_err(tables_err("GUARD_STATS"))?;
-        let first = Reason::DropMartianSource as u32;
-        Ok((0..lb_common::maps::GUARD_REASONS)
-            .filter_map(|i| {
-                let r = Reason::from_index(first + i as u32)?;
-                Some((r, per_cpu.iter().map(|s| s.drops[i]).sum()))
-            })
-            .collect())
+        Ok(guard_totals(&per_cpu))
     }
 
     fn reason_counters(&self) -> TablesResult<Vec<(Reason, u64)>> {
@@ -605,6 +577,20 @@ impl Tables for Dataplane {
     }
 }
 
+/// A zero value for every one of `cpus` CPUs, for a per-CPU map `name`.
+fn per_cpu_zero<T: aya::Pod + Default>(
+    name: &'static str,
+    cpus: u32,
+) -> Result<PerCpuValues<T>, DataplaneError> {
+    PerCpuValues::try_from(vec![T::default(); cpus as usize]).map_err(|e| DataplaneError::Map {
+        name,
+        source: MapError::SyscallError(aya::sys::SyscallError {
+            call: "per-cpu values",
+            io_error: e,
+        }),
+    })
+}
+
 /// A program's outcome counters (a per-CPU `STATS` array indexed by
 /// `Reason`, in the balancer and the decap program alike), summed over CPUs.
 pub(crate) fn reason_totals(
@@ -613,6 +599,17 @@ pub(crate) fn reason_totals(
     Reason::ALL
         .iter()
         .map(|r| Ok((*r, stats.get(&(*r as u32), 0)?.iter().sum())))
+        .collect()
+}
+
+/// A VIP's per-CPU `GuardStats` slot summed over CPUs, by reason.
+pub(crate) fn guard_totals(values: &PerCpuValues<GuardStats>) -> Vec<(Reason, u64)> {
+    let first = Reason::DropMartianSource as u32;
+    (0..lb_common::maps::GUARD_REASONS)
+        .filter_map(|i| {
+            let r = Reason::from_index(first + i as u32)?;
+            Some((r, values.iter().map(|s| s.drops[i]).sum()))
+        })
         .collect()
 }
 

@@ -255,13 +255,7 @@ impl Pinned {
             .guard_stats
             .get(&id, 0)
             .map_err(map_err("GUARD_STATS"))?;
-        let first = Reason::DropMartianSource as u32;
-        Ok((0..lb_common::maps::GUARD_REASONS)
-            .filter_map(|i| {
-                let r = Reason::from_index(first + i as u32)?;
-                Some((r, per_cpu.iter().map(|s| s.drops[i]).sum()))
-            })
-            .collect())
+        Ok(super::dataplane::guard_totals(&per_cpu))
     }
 
     pub fn backend_traffic(&self, id: u32) -> Result<TrafficStats, InspectError> {

@@ -83,6 +83,18 @@ fn ca_args(env: &Env) -> Vec<String> {
     vec!["--ca-file".into(), env.ca.cert.display().to_string()]
 }
 
+/// `--ca-file` and a client certificate for mTLS.
+fn mtls_args(env: &Env, client: &lb_tests::pki::Pair) -> Vec<String> {
+    let mut a = ca_args(env);
+    a.extend([
+        "--client-cert".into(),
+        client.cert.display().to_string(),
+        "--client-key".into(),
+        client.key.display().to_string(),
+    ]);
+    a
+}
+
 fn lbctl(lab: &Lab, env: &Env, who: &str, args: &[&str]) -> Result<std::process::Output> {
     let ca = ca_args(env);
     let ca: Vec<&str> = ca.iter().map(String::as_str).collect();
@@ -221,13 +233,7 @@ pub fn with_mtls_a_client_without_a_certificate_is_refused(env: &mut Env) -> Res
         "served without a client certificate: {}",
         text(&bare)
     );
-    let mut args = ca_args(env);
-    args.extend([
-        "--client-cert".into(),
-        env.client.cert.display().to_string(),
-        "--client-key".into(),
-        env.client.key.display().to_string(),
-    ]);
+    let args = mtls_args(env, &env.client);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let with = remote_lbctl(lab, &token(env, "oncall")?, &args, &["whoami"])?;
     println!(
@@ -242,13 +248,7 @@ pub fn with_mtls_a_client_without_a_certificate_is_refused(env: &mut Env) -> Res
     );
     // Another CA's client certificate is no better than none.
     let other = Ca::new(&env.files.0, "rogue-ca")?.issue("rogue", "rogue", &["DNS:rogue"])?;
-    let mut args = ca_args(env);
-    args.extend([
-        "--client-cert".into(),
-        other.cert.display().to_string(),
-        "--client-key".into(),
-        other.key.display().to_string(),
-    ]);
+    let args = mtls_args(env, &other);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let rogue = remote_lbctl(lab, &token(env, "oncall")?, &args, &["whoami"])?;
     ensure!(

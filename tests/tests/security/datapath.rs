@@ -159,6 +159,59 @@ pub fn an_allow_list_change_applies_at_once_and_never_drops_a_source_on_both_lis
     Ok(())
 }
 
+/// A raw IPv4 socket in the client namespace: TCP segments from any of
+/// its addresses, built here, with flags no TCP stack would send.
+struct RawTcp {
+    fd: i32,
+    src: Ipv4Addr,
+    dst: std::net::SocketAddrV4,
+}
+
+impl RawTcp {
+    fn open(lab: &Lab, src: Ipv4Addr, dst: std::net::SocketAddrV4) -> Result<Self> {
+        // The socket stays in the namespace it was made in.
+        let _in = lab.client.enter()?;
+        // SAFETY: plain socket(2); closed on drop.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        ensure!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        Ok(Self { fd, src, dst })
+    }
+
+    /// Sends one segment from `sport`; whether the kernel took it.
+    fn send(&self, sport: u16, flags: Flags) -> bool {
+        let (src, dst) = (self.src, *self.dst.ip());
+        let seg = tcp(src.into(), dst.into(), sport, self.dst.port(), flags, b"");
+        let pkt = V4::new(src, dst, 6).packet(&seg);
+        let to = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(dst.octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        // SAFETY: pkt and to outlive the call; the lengths are theirs.
+        let n = unsafe {
+            libc::sendto(
+                self.fd,
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                0,
+                (&raw const to).cast(),
+                size_of::<libc::sockaddr_in>() as u32,
+            )
+        };
+        n > 0
+    }
+}
+
+impl Drop for RawTcp {
+    fn drop(&mut self) {
+        // SAFETY: our descriptor.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
 /// Sends `count` TCP SYNs from `src` to `dst` over `secs` through a raw
 /// socket in the client namespace (source ports cycling below the
 /// ephemeral range, so no real socket of the client is hit). Returns how
@@ -170,36 +223,11 @@ fn syn_flood(
     count: usize,
     secs: f64,
 ) -> Result<usize> {
-    let _in = lab.client.enter()?;
-    // SAFETY: plain socket(2); the descriptor is closed below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
-    ensure!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-    let to = libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(dst.ip().octets()),
-        },
-        sin_zero: [0; 8],
-    };
+    let raw = RawTcp::open(lab, src, dst)?;
     let t0 = Instant::now();
     let mut sent = 0;
     for i in 0..count {
-        let sport = 1024 + (i % 30_000) as u16;
-        let seg = tcp(src.into(), (*dst.ip()).into(), sport, dst.port(), SYN, b"");
-        let pkt = V4::new(src, *dst.ip(), 6).packet(&seg);
-        // SAFETY: pkt and to outlive the call; lengths are theirs.
-        let n = unsafe {
-            libc::sendto(
-                fd,
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&raw const to).cast(),
-                size_of::<libc::sockaddr_in>() as u32,
-            )
-        };
-        if n > 0 {
+        if raw.send(1024 + (i % 30_000) as u16, SYN) {
             sent += 1;
         }
         // Paced: the i-th SYN leaves at i/count of the duration.
@@ -208,8 +236,6 @@ fn syn_flood(
             std::thread::sleep(wait);
         }
     }
-    // SAFETY: our descriptor.
-    unsafe { libc::close(fd) };
     Ok(sent)
 }
 
@@ -320,10 +346,7 @@ pub fn impossible_tcp_flags_from_the_wire_are_dropped_and_counted_on_the_vip(
     let std::net::SocketAddr::V4(dst) = addr(SHOP) else {
         unreachable!()
     };
-    let _in = lab.client.enter()?;
-    // SAFETY: plain socket(2); closed below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
-    ensure!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    let raw = RawTcp::open(lab, src, dst)?;
     let kinds = [
         (
             "SYN+FIN",
@@ -343,49 +366,21 @@ pub fn impossible_tcp_flags_from_the_wire_are_dropped_and_counted_on_the_vip(
         ),
         ("none", Flags::default()),
     ];
-    let to = libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(dst.ip().octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    for (i, (_, f)) in kinds.iter().enumerate() {
-        let seg = tcp(src.into(), (*dst.ip()).into(), 2000 + i as u16, 80, *f, b"");
-        let pkt = V4::new(src, *dst.ip(), 6).packet(&seg);
-        // SAFETY: buffers outlive the call.
-        let n = unsafe {
-            libc::sendto(
-                fd,
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&raw const to).cast(),
-                size_of::<libc::sockaddr_in>() as u32,
-            )
-        };
-        ensure!(n > 0, "sendto: {}", std::io::Error::last_os_error());
+    for (i, (what, f)) in kinds.iter().enumerate() {
+        ensure!(
+            raw.send(2000 + i as u16, *f),
+            "send {what}: {}",
+            std::io::Error::last_os_error()
+        );
     }
     // A well-formed SYN of the same source as a control: it is forwarded
     // and leaves its entry, so the count below can see one.
-    let seg = tcp(src.into(), (*dst.ip()).into(), 2009, 80, SYN, b"");
-    let pkt = V4::new(src, *dst.ip(), 6).packet(&seg);
-    // SAFETY: buffers outlive the call.
-    let n = unsafe {
-        libc::sendto(
-            fd,
-            pkt.as_ptr().cast(),
-            pkt.len(),
-            0,
-            (&raw const to).cast(),
-            size_of::<libc::sockaddr_in>() as u32,
-        )
-    };
-    ensure!(n > 0, "sendto: {}", std::io::Error::last_os_error());
-    // SAFETY: our descriptor.
-    unsafe { libc::close(fd) };
-    drop(_in);
+    ensure!(
+        raw.send(2009, SYN),
+        "send SYN: {}",
+        std::io::Error::last_os_error()
+    );
+    drop(raw);
     std::thread::sleep(Duration::from_millis(300));
     let (fwd, drops1) = (
         forwarded(&agent)?,

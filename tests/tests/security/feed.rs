@@ -30,10 +30,12 @@ pub fn the_feed_reads_etcd_over_tls_as_its_user(env: &mut Env) -> Result<()> {
     args.extend(["--etcd-prefix".into(), "/lb".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let agent = start_agent(lab, &config(""), "", &args)?;
-    let s = agent.wait_for("the etcd VIP", Duration::from_secs(10), |s| {
-        s["vips"]
-            .as_array()
-            .is_some_and(|v| v.iter().any(|v| v["name"] == "fed"))
+    // The feed says it is in sync just after it applied what it read.
+    let s = agent.wait_for("the etcd VIP, in sync", Duration::from_secs(10), |s| {
+        s["etcd"]["connected"] == true
+            && s["vips"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|v| v["name"] == "fed"))
     })?;
     println!(
         "    {} over TLS as user {}: connected {}, VIP fed loaded",

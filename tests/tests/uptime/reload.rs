@@ -112,8 +112,9 @@ pub fn a_file_change_applies_without_a_signal(_: &mut Env) -> Result<()> {
         .write(true)
         .open(&a.config)?
         .set_modified(SystemTime::now())?;
+    // The reload is counted just after it applies: wait for both.
     let s = a.wait_for("the changed file applied", WAIT, |s| {
-        weight_of(s, "web", "10.0.1.1") == Some(70)
+        weight_of(s, "web", "10.0.1.1") == Some(70) && reloads(s, "applied") >= 1
     })?;
     ensure!(reloads(&s, "applied") == 1, "{}", s["reloads"]);
     Ok(())

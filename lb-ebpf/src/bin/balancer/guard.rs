@@ -78,6 +78,42 @@ fn admit(tat: &mut u64, now: u64, interval: u64, tolerance: u64) -> bool {
     true
 }
 
+/// Charges one event to the source's packet bucket (`PACKET`) or new-flow
+/// bucket: false if it is over its rate. A source without buckets gets
+/// them, this event charged.
+#[inline(always)]
+fn charge_source<const PACKET: bool>(
+    key: &RateKey,
+    now: u64,
+    interval: u64,
+    tolerance: u64,
+) -> bool {
+    if let Some(st) = RATE.get_ptr_mut(key) {
+        // SAFETY: per-CPU value, this run's.
+        let st = unsafe { &mut *st };
+        let tat = if PACKET {
+            &mut st.pkt_tat_ns
+        } else {
+            &mut st.flow_tat_ns
+        };
+        return admit(tat, now, interval, tolerance);
+    }
+    let first = now + interval;
+    let st = if PACKET {
+        RateState {
+            flow_tat_ns: 0,
+            pkt_tat_ns: first,
+        }
+    } else {
+        RateState {
+            flow_tat_ns: first,
+            pkt_tat_ns: 0,
+        }
+    };
+    let _ = RATE.insert(key, &st, 0);
+    true
+}
+
 /// The source's bucket key under the VIP's source prefix.
 #[inline(always)]
 fn rate_key(g: &VipGuard, vip_id: u32, family: u8, src: &[u32; 4]) -> RateKey {
@@ -126,23 +162,8 @@ pub fn admit_packet(vip_id: u32, ip: &Ip, now: u64) -> Verdict {
     }
     if g.src_pkt_interval_ns != 0 && !dry_run() {
         let key = rate_key(g, vip_id, ip.family, &ip.src);
-        if let Some(st) = RATE.get_ptr_mut(&key) {
-            // SAFETY: per-CPU value, this run's.
-            let st = unsafe { &mut *st };
-            if !admit(
-                &mut st.pkt_tat_ns,
-                now,
-                g.src_pkt_interval_ns,
-                g.src_pkt_tolerance_ns,
-            ) {
-                return Verdict::drop(drop(vip_id, Reason::DropSourceRateLimit));
-            }
-        } else {
-            let st = RateState {
-                flow_tat_ns: 0,
-                pkt_tat_ns: now + g.src_pkt_interval_ns,
-            };
-            let _ = RATE.insert(&key, &st, 0);
+        if !charge_source::<true>(&key, now, g.src_pkt_interval_ns, g.src_pkt_tolerance_ns) {
+            return Verdict::drop(drop(vip_id, Reason::DropSourceRateLimit));
         }
     }
     Verdict::proceed()
@@ -160,23 +181,8 @@ pub fn admit_new_flow(vip_id: u32, family: u32, src: &[u32; 4], now: u64) -> Ver
     }
     if g.src_flow_interval_ns != 0 {
         let key = rate_key(g, vip_id, family as u8, src);
-        if let Some(st) = RATE.get_ptr_mut(&key) {
-            // SAFETY: per-CPU value, this run's.
-            let st = unsafe { &mut *st };
-            if !admit(
-                &mut st.flow_tat_ns,
-                now,
-                g.src_flow_interval_ns,
-                g.src_flow_tolerance_ns,
-            ) {
-                return Verdict::drop(drop(vip_id, Reason::DropSourceFlowLimit));
-            }
-        } else {
-            let st = RateState {
-                flow_tat_ns: now + g.src_flow_interval_ns,
-                pkt_tat_ns: 0,
-            };
-            let _ = RATE.insert(&key, &st, 0);
+        if !charge_source::<false>(&key, now, g.src_flow_interval_ns, g.src_flow_tolerance_ns) {
+            return Verdict::drop(drop(vip_id, Reason::DropSourceFlowLimit));
         }
     }
     if g.vip_flow_interval_ns != 0

@@ -370,16 +370,7 @@ async fn publish_view<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, opts: 
         let view = fleet::AgentView::of(&shared.balancer().state(), unix_now(), &extras);
         let body = serde_json::to_vec(&view).unwrap_or_default();
         let ok = async {
-            let client = match &connected {
-                Some(c) => c.clone(),
-                None => {
-                    let c =
-                        Client::connect(&opts.endpoints[i % opts.endpoints.len()], &opts.security)
-                            .await?;
-                    connected = Some(c.clone());
-                    c
-                }
-            };
+            let client = reuse_or_connect(&mut connected, &opts, i).await?;
             let l = match lease {
                 Some(l) if client.keepalive(l).await? => l,
                 _ => client.grant_lease(10).await?,
@@ -403,6 +394,22 @@ async fn publish_view<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, opts: 
     }
 }
 
+/// The connection in `slot`, or a new one to endpoint `i` (kept there):
+/// the publishers keep one connection (TLS and authentication done once)
+/// until it fails.
+async fn reuse_or_connect(
+    slot: &mut Option<Client>,
+    opts: &EtcdOptions,
+    i: usize,
+) -> Result<Client, EtcdError> {
+    if let Some(c) = slot {
+        return Ok(c.clone());
+    }
+    let c = Client::connect(&opts.endpoints[i % opts.endpoints.len()], &opts.security).await?;
+    *slot = Some(c.clone());
+    Ok(c)
+}
+
 /// How often the other agents' views are read for the fleet health view.
 const PEERS_EVERY: Duration = Duration::from_millis(250);
 
@@ -419,16 +426,7 @@ async fn watch_peers<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, opts: E
             continue;
         }
         let read = async {
-            let client = match &connected {
-                Some(c) => c.clone(),
-                None => {
-                    let c =
-                        Client::connect(&opts.endpoints[i % opts.endpoints.len()], &opts.security)
-                            .await?;
-                    connected = Some(c.clone());
-                    c
-                }
-            };
+            let client = reuse_or_connect(&mut connected, &opts, i).await?;
             client.range_prefix(&prefix).await
         };
         match read.await {
