@@ -50,6 +50,46 @@ pub fn the_feed_reads_etcd_over_tls_as_its_user(env: &mut Env) -> Result<()> {
         etcd.get("/lb/agents/sec-lb").ok().flatten().is_some()
     });
     ensure!(published, "the agent's view was not published");
+    // A bad value is refused and the key keeps its good one; both changes
+    // are in the audit log, as etcd's.
+    etcd.put(
+        "/lb/vips/fed",
+        r#"{"name": "fed", "address": "10.100.0.3", "port": 99999}"#,
+    )?;
+    let s = agent.wait_for("the refusal", Duration::from_secs(10), |s| {
+        s["etcd"]["rejected_keys"]["/lb/vips/fed"].is_string()
+    })?;
+    ensure!(
+        s["vips"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|v| v["name"] == "fed"))
+    );
+    let file = agent.state_dir().join("audit.log").display().to_string();
+    let log = agent.lbctl_json(&["audit", "--file", &file])?;
+    let etcd_records: Vec<_> = log
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["source"] == "etcd")
+        .collect();
+    for r in &etcd_records {
+        println!(
+            "    audit: {} {} {} {}",
+            r["who"].as_str().unwrap_or(""),
+            r["action"].as_str().unwrap_or(""),
+            r["result"].as_str().unwrap_or(""),
+            r["detail"].as_str().unwrap_or("")
+        );
+    }
+    let has = |result: &str| {
+        etcd_records
+            .iter()
+            .any(|r| r["action"] == "put /lb/vips/fed" && r["result"] == result)
+    };
+    ensure!(
+        has("accepted") && has("rejected"),
+        "etcd changes not audited: {log}"
+    );
     Ok(())
 }
 

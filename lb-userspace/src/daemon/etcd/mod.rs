@@ -38,6 +38,7 @@ pub use client::{Change, Client, EtcdError, EtcdSecurity, Kv};
 pub use snapshot::Snapshot;
 
 use super::{
+    audit,
     shared::{FeedStatus, Peer, Shared},
     state::unix_now,
 };
@@ -101,7 +102,23 @@ impl<T: Tables + Send + 'static> Feed<T> {
         }
     }
 
-    fn reject(&mut self, key: &str, why: String) {
+    /// The audit record of one key's change (etcd does not say who wrote
+    /// it: the record names the endpoint it came from).
+    fn audit(&self, key: &str, deleted: bool, result: Result<&str, &str>) {
+        let verb = if deleted { "delete" } else { "put" };
+        let r = audit::Record::new(
+            format!("etcd:{}", self.status.endpoint),
+            "etcd",
+            format!("{verb} {key}"),
+        );
+        self.shared.audit(&match result {
+            Ok(what) => r.accepted(what),
+            Err(why) => r.rejected(why),
+        });
+    }
+
+    fn reject(&mut self, key: &str, deleted: bool, why: String) {
+        self.audit(key, deleted, Err(&why));
         tracing::warn!(key, error = %why, "etcd value refused; the key keeps its previous good value");
         self.shared
             .record(EventKind::ConfigRejected, format!("etcd key {key}: {why}"));
@@ -144,6 +161,7 @@ impl<T: Tables + Send + 'static> Feed<T> {
             }) {
                 Ok(()) => {
                     for (key, value) in changes {
+                        self.audit(key, value.is_none(), Ok(what));
                         self.status.rejected_keys.remove(key);
                         match value {
                             Some(v) => self.good.insert(key.clone(), v.clone()),
@@ -155,9 +173,9 @@ impl<T: Tables + Send + 'static> Feed<T> {
                 Err(e) => e.to_string(),
             },
         };
-        for (key, _) in changes {
+        for (key, value) in changes {
             let why = bad.remove(key).unwrap_or_else(|| refused.clone());
-            self.reject(key, why);
+            self.reject(key, value.is_none(), why);
         }
         false
     }
