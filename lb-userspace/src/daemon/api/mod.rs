@@ -436,6 +436,20 @@ pub async fn serve<T: Tables + Send + 'static>(
     shared: Arc<Shared<T>>,
     c: &Config,
 ) -> Result<(), SetupError> {
+    // Everything the TCP listener needs is read first: a bad tokens file
+    // or certificate stops the start before any API answers.
+    let tcp = match c.api.tcp_listen {
+        None => None,
+        Some(addr) => {
+            let tls = c
+                .api
+                .tls
+                .as_ref()
+                .map(|files| tls::TlsSource::new(files.clone()).map_err(SetupError))
+                .transpose()?;
+            Some((addr, tcp_tokens(c)?, tls))
+        }
+    };
     let path = c.api.socket.clone();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
@@ -454,20 +468,23 @@ pub async fn serve<T: Tables + Send + 'static>(
             tracing::error!(error = %e, "API server stopped");
         }
     });
-    let Some(addr) = c.api.tcp_listen else {
+    let Some((addr, tokens, tls)) = tcp else {
         return Ok(());
     };
-    let tokens = tcp_tokens(c)?;
     let l = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| SetupError(format!("api.tcp_listen {addr}: {e}")))?;
     let app = router(shared, Auth::Tokens(Arc::new(tokens)));
-    match &c.api.tls {
-        Some(files) => {
-            let source = tls::TlsSource::new(files.clone()).map_err(SetupError)?;
+    match tls {
+        Some(source) => {
+            let mtls = c
+                .api
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_ca_file.is_some());
             let l = tls::TlsListener::new(l, Arc::new(source))
                 .map_err(|e| SetupError(format!("api.tcp_listen {addr}: {e}")))?;
-            tracing::info!(%addr, mtls = files.client_ca_file.is_some(), "serving the API on HTTPS (bearer token required)");
+            tracing::info!(%addr, mtls, "serving the API on HTTPS (bearer token required)");
             let app = app.into_make_service_with_connect_info::<auth::PeerAddr>();
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(l, app).await {
