@@ -302,7 +302,9 @@ pub struct L4 {
     pub seq: u32,
 }
 
+pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
 
 /// The first header bytes of TCP (20) or UDP (8); `None` when the header

@@ -52,6 +52,18 @@ pub fn shop_drops(agent: &Lbd, reason: &str) -> Result<u64> {
         .sum())
 }
 
+/// One new connection from `src` to the shop VIP and one request on it,
+/// from a thread already inside the client namespace (`Lab::ask` enters
+/// it itself, which a thread without the `Lab` cannot).
+fn ask_from(src: IpAddr, within: Duration, msg: &str) -> Result<String> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.bind(&std::net::SocketAddr::new(src, 0).into())?;
+    s.connect_timeout(&addr(SHOP).into(), within)?;
+    let mut t: std::net::TcpStream = s.into();
+    t.set_read_timeout(Some(within))?;
+    lb_tests::lab::request(&mut t, msg)
+}
+
 fn served(lab: &Lab, src: IpAddr) -> bool {
     lab.ask(src, addr(SHOP)).is_ok()
 }
@@ -102,17 +114,7 @@ pub fn an_allow_list_change_applies_at_once_and_never_drops_a_source_on_both_lis
         std::thread::spawn(move || -> Result<()> {
             let _in = lb_tests::netns::enter_named(&ns)?;
             while !stop.load(Ordering::Relaxed) {
-                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-                s.bind(&std::net::SocketAddr::new(client_ip(0), 0).into())?;
-                let r = s
-                    .connect_timeout(&addr(SHOP).into(), Duration::from_secs(1))
-                    .map_err(anyhow::Error::from)
-                    .and_then(|()| {
-                        let mut t: std::net::TcpStream = s.into();
-                        t.set_read_timeout(Some(Duration::from_secs(1)))?;
-                        lb_tests::lab::request(&mut t, "steady")
-                    });
-                match r {
+                match ask_from(client_ip(0), Duration::from_secs(1), "steady") {
                     Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
                     Err(_) => failed.fetch_add(1, Ordering::Relaxed),
                 };
@@ -261,17 +263,7 @@ pub fn a_syn_flood_from_one_source_is_held_to_its_budget_while_other_clients_con
         let (mut ok, mut failed) = (0, 0);
         for i in 0..300usize {
             let src = client_ip(1 + (i % 7) as u8);
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-            s.bind(&std::net::SocketAddr::new(src, 0).into())?;
-            let r = s
-                .connect_timeout(&addr(SHOP).into(), Duration::from_secs(2))
-                .map_err(anyhow::Error::from)
-                .and_then(|()| {
-                    let mut t: std::net::TcpStream = s.into();
-                    t.set_read_timeout(Some(Duration::from_secs(2)))?;
-                    lb_tests::lab::request(&mut t, "legit")
-                });
-            if r.is_ok() {
+            if ask_from(src, Duration::from_secs(2), "legit").is_ok() {
                 ok += 1
             } else {
                 failed += 1

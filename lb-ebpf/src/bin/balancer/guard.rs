@@ -14,7 +14,10 @@ use lb_common::{
         RateState, VipGuard, acl_scope,
     },
 };
-use lb_ebpf::{parse::Ip, verdict::Verdict};
+use lb_ebpf::{
+    parse::{Ip, TCP_FIN, TCP_RST, TCP_SYN},
+    verdict::Verdict,
+};
 
 use crate::{
     maps::{ACL, GUARD_STATS, RATE, VIP_BUDGET, VIP_GUARD},
@@ -22,13 +25,10 @@ use crate::{
     vip,
 };
 
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-
-/// Counts a guard or hygiene drop, globally and for `vip_id`.
+/// A guard or hygiene drop of a packet to `vip_id`: counted for the VIP
+/// here, globally (as every verdict) by the caller's final count.
 #[inline(always)]
-pub fn drop(vip_id: u32, reason: Reason) -> Reason {
+pub fn dropped(vip_id: u32, reason: Reason) -> Verdict {
     if !dry_run()
         && let Some(s) = GUARD_STATS.get_ptr_mut(vip_id)
     {
@@ -38,7 +38,7 @@ pub fn drop(vip_id: u32, reason: Reason) -> Reason {
             *c += 1;
         }
     }
-    reason
+    Verdict::drop(reason)
 }
 
 /// A packet the parser found suspect: dropped and counted if it is to a
@@ -53,7 +53,7 @@ pub fn reject_suspect(family: u8, dst: &[u32; 4], suspect: u8) -> Verdict {
     } else {
         Reason::DropBadIpOptions
     };
-    Verdict::drop(drop(marker.id, reason))
+    dropped(marker.id, reason)
 }
 
 /// SYN+FIN, SYN+RST, or no flag at all: no TCP stack sends these.
@@ -152,10 +152,10 @@ pub fn admit_packet(vip_id: u32, ip: &Ip, now: u64) -> Verdict {
             },
         );
         match ACL.get(&key).copied() {
-            Some(ACL_DENY) => return Verdict::drop(drop(vip_id, Reason::DropDenied)),
+            Some(ACL_DENY) => return dropped(vip_id, Reason::DropDenied),
             Some(ACL_ALLOW) => {}
             _ if g.flags & GUARD_F_ALLOW_LIST != 0 => {
-                return Verdict::drop(drop(vip_id, Reason::DropNotAllowed));
+                return dropped(vip_id, Reason::DropNotAllowed);
             }
             _ => {}
         }
@@ -163,7 +163,7 @@ pub fn admit_packet(vip_id: u32, ip: &Ip, now: u64) -> Verdict {
     if g.src_pkt_interval_ns != 0 && !dry_run() {
         let key = rate_key(g, vip_id, ip.family, &ip.src);
         if !charge_source::<true>(&key, now, g.src_pkt_interval_ns, g.src_pkt_tolerance_ns) {
-            return Verdict::drop(drop(vip_id, Reason::DropSourceRateLimit));
+            return dropped(vip_id, Reason::DropSourceRateLimit);
         }
     }
     Verdict::proceed()
@@ -182,7 +182,7 @@ pub fn admit_new_flow(vip_id: u32, family: u32, src: &[u32; 4], now: u64) -> Ver
     if g.src_flow_interval_ns != 0 {
         let key = rate_key(g, vip_id, family as u8, src);
         if !charge_source::<false>(&key, now, g.src_flow_interval_ns, g.src_flow_tolerance_ns) {
-            return Verdict::drop(drop(vip_id, Reason::DropSourceFlowLimit));
+            return dropped(vip_id, Reason::DropSourceFlowLimit);
         }
     }
     if g.vip_flow_interval_ns != 0
@@ -191,7 +191,7 @@ pub fn admit_new_flow(vip_id: u32, family: u32, src: &[u32; 4], now: u64) -> Ver
         // SAFETY: per-CPU slot.
         let tat = unsafe { &mut *tat };
         if !admit(tat, now, g.vip_flow_interval_ns, g.vip_flow_tolerance_ns) {
-            return Verdict::drop(drop(vip_id, Reason::DropVipFlowBudget));
+            return dropped(vip_id, Reason::DropVipFlowBudget);
         }
     }
     Verdict::proceed()

@@ -174,7 +174,7 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
                 && let Some(l4) = &l4
                 && guard::impossible_tcp_flags(l4.tcp_flags)
             {
-                return Verdict::drop(guard::drop(vip.id, Reason::DropBadTcpFlags));
+                return guard::dropped(vip.id, Reason::DropBadTcpFlags);
             }
             if vip.flags & VIP_F_GUARDED != 0 {
                 let admitted = guard::admit_packet(vip.id, ip, conntrack::now_ns());
