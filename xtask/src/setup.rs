@@ -21,6 +21,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "etcd-client",       // etcdctl: the tests set up etcd's users and TLS with it
     "openssl",           // the tests' throwaway CA and certificates (API HTTPS, etcd TLS)
     "protobuf-compiler", // protoc: the etcd-client crate's build compiles etcd's protos
+    "libprotobuf-dev",   // google/protobuf/*.proto, which etcd's protos import
     "bird2",             // BGP speaker of every LB host and the lab's router
     "util-linux",        // nsenter: lbd in a test namespace without remounting /sys
     "curl",              // the end-to-end tests talk to the API socket with it

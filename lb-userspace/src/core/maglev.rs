@@ -14,7 +14,7 @@
 //! seeded from configuration, ties break by that order. Two agents with the
 //! same inputs build byte-identical tables.
 
-use std::{cmp::Ordering, collections::BinaryHeap, net::IpAddr};
+use std::net::IpAddr;
 
 use lb_common::{hash::murmur3_bytes as murmur3, limits::NO_BACKEND};
 use sha2::{Digest as _, Sha256};
@@ -35,31 +35,106 @@ fn seeds(seed: u32) -> (u32, u32) {
     (seed ^ 0x6d61_676c, seed.rotate_left(16) ^ 0x6576_6e21)
 }
 
-struct Turn {
-    /// Virtual finish time of the next claim, as a fraction num/den.
-    num: u64,
-    den: u64,
-    index: usize,
+/// One backend's walk through its permutation: the next slot it prefers.
+/// `offset + k × skip (mod m)` as a running position, so a probe is an add
+/// and a conditional subtract, not a 64-bit division.
+struct Walk {
+    pos: u32,
+    skip: u32,
 }
 
-impl PartialEq for Turn {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+impl Walk {
+    fn new(key: &str, m: u32, (s1, s2): (u32, u32)) -> Walk {
+        let offset = (murmur3(key.as_bytes(), s1) as u64 % m as u64) as u32;
+        let skip = if m > 1 {
+            (murmur3(key.as_bytes(), s2) as u64 % (m as u64 - 1) + 1) as u32
+        } else {
+            0
+        };
+        Walk { pos: offset, skip }
+    }
+
+    /// Claims the next free slot of the permutation for `id`. The table
+    /// has a free slot (the caller counts), so the walk ends: `skip` and a
+    /// prime `m` make the permutation visit every slot.
+    #[inline(always)]
+    fn claim(&mut self, table: &mut [u32], m: u32, id: u32) {
+        loop {
+            let slot = self.pos as usize;
+            // pos < m and skip < m, so one subtraction wraps it (u64: m
+            // may be close to u32::MAX in a unit test of limits).
+            let next = self.pos as u64 + self.skip as u64;
+            self.pos = if next >= m as u64 { next - m as u64 } else { next } as u32;
+            if table[slot] == NO_BACKEND {
+                table[slot] = id;
+                return;
+            }
+        }
     }
 }
-impl Eq for Turn {}
-impl PartialOrd for Turn {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+
+/// The weighted turn order: virtual finish time `(claims + 1) / weight`,
+/// compared exactly by cross-multiplying: claims + 1 ≤ m ≤ 2^32 and
+/// weights are u32, so every product is below 2^64.
+#[derive(Clone, Copy)]
+struct Turn {
+    num: u64,
+    den: u64,
+    index: u32,
+}
+
+impl Turn {
+    /// `self` claims before `other`: the earlier finish time, then the
+    /// lower index (the backends' key order).
+    #[inline(always)]
+    fn before(&self, other: &Turn) -> bool {
+        let a = self.num * other.den;
+        let b = other.num * self.den;
+        a < b || (a == b && self.index < other.index)
     }
 }
-impl Ord for Turn {
-    /// Reversed (BinaryHeap is a max-heap): the earliest finish time, then
-    /// the lowest index, comes out first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        let a = self.num as u128 * other.den as u128;
-        let b = other.num as u128 * self.den as u128;
-        b.cmp(&a).then(other.index.cmp(&self.index))
+
+/// A binary min-heap of turns with an in-place "advance the first" step:
+/// the winner of each turn goes back with its next finish time in one
+/// sift-down, half the work of a pop and a push.
+struct Turns(Vec<Turn>);
+
+impl Turns {
+    fn new(mut turns: Vec<Turn>) -> Turns {
+        let n = turns.len();
+        for i in (0..n / 2).rev() {
+            Self::sift_down(&mut turns, i);
+        }
+        Turns(turns)
+    }
+
+    fn first(&self) -> Turn {
+        self.0[0]
+    }
+
+    fn advance_first(&mut self, den: u64) {
+        let t = &mut self.0[0];
+        t.num += 1;
+        t.den = den;
+        Self::sift_down(&mut self.0, 0);
+    }
+
+    fn sift_down(h: &mut [Turn], mut i: usize) {
+        let n = h.len();
+        let item = h[i];
+        loop {
+            let l = 2 * i + 1;
+            if l >= n {
+                break;
+            }
+            let c = if l + 1 < n && h[l + 1].before(&h[l]) { l + 1 } else { l };
+            if !h[c].before(&item) {
+                break;
+            }
+            h[i] = h[c];
+            i = c;
+        }
+        h[i] = item;
     }
 }
 
@@ -72,53 +147,140 @@ pub fn build(entries: &[Entry], m: u32, seed: u32) -> Vec<u32> {
     if sorted.is_empty() || m == 0 {
         return table;
     }
-    let (s1, s2) = seeds(seed);
-    let m64 = m as u64;
-    let perms: Vec<(u64, u64)> = sorted
-        .iter()
-        .map(|e| {
-            let offset = murmur3(e.key.as_bytes(), s1) as u64 % m64;
-            let skip = if m > 1 {
-                murmur3(e.key.as_bytes(), s2) as u64 % (m64 - 1) + 1
-            } else {
-                1
-            };
-            (offset, skip)
-        })
-        .collect();
-    let mut next = vec![0u64; sorted.len()];
-    let mut claims = vec![0u64; sorted.len()];
-    let mut heap: BinaryHeap<Turn> = sorted
-        .iter()
-        .enumerate()
-        .map(|(i, e)| Turn {
-            num: 1,
-            den: e.weight as u64,
-            index: i,
-        })
-        .collect();
-    let mut filled = 0u64;
-    while filled < m64 {
-        let turn = heap.pop().expect("every backend stays in the heap");
-        let i = turn.index;
-        let (offset, skip) = perms[i];
-        loop {
-            let slot = ((offset + next[i] * skip) % m64) as usize;
-            next[i] += 1;
-            if table[slot] == NO_BACKEND {
-                table[slot] = sorted[i].id;
-                break;
+    let seeds = seeds(seed);
+    let mut walks: Vec<Walk> = sorted.iter().map(|e| Walk::new(&e.key, m, seeds)).collect();
+    let ids: Vec<u32> = sorted.iter().map(|e| e.id).collect();
+    let mut left = m;
+    if sorted.iter().all(|e| e.weight == sorted[0].weight) {
+        // Equal weights: the finish-time order is plain round-robin in key
+        // order (Maglev's own), without the heap.
+        'fill: loop {
+            for (walk, &id) in walks.iter_mut().zip(&ids) {
+                walk.claim(&mut table, m, id);
+                left -= 1;
+                if left == 0 {
+                    break 'fill;
+                }
             }
         }
-        filled += 1;
-        claims[i] += 1;
-        heap.push(Turn {
-            num: claims[i] + 1,
-            den: sorted[i].weight as u64,
-            index: i,
-        });
+        return table;
+    }
+    let weights: Vec<u64> = sorted.iter().map(|e| e.weight as u64).collect();
+    let mut turns = Turns::new(
+        (0..sorted.len())
+            .map(|i| Turn {
+                num: 1,
+                den: weights[i],
+                index: i as u32,
+            })
+            .collect(),
+    );
+    while left > 0 {
+        let i = turns.first().index as usize;
+        walks[i].claim(&mut table, m, ids[i]);
+        left -= 1;
+        turns.advance_first(weights[i]);
     }
     table
+}
+
+/// The table of the backends serving now, built from the table of the
+/// planned ones: [`build`] over `planned` (the configured backends with
+/// their configured weights, healthy or not), then [`reassign`].
+pub fn build_serving(planned: &[Entry], serving: &[Entry], m: u32, seed: u32) -> Vec<u32> {
+    reassign(&build(planned, m, seed), planned, serving, seed)
+}
+
+/// Health-driven changes without Maglev's collateral churn. `base` is the
+/// table [`build`] made of `planned`; `serving` gives each backend's weight
+/// now (0, or absent: down, drained, not in the active tier). A slot keeps
+/// its planned backend while that one serves and holds no more than its
+/// fair share (`⌈m × w / Σw⌉`, plus one for the build's rounding); every
+/// other slot goes to a serving backend below its share, the first in the
+/// slot's own probe order over the planned backends (a hash of the seed,
+/// the slot and the probe number picks each one).
+///
+/// So a failure moves the failed backend's slots and no others, and the
+/// table is a function of the sets alone: the order of failures leaves no
+/// trace, and every host with the same inputs builds the same table.
+/// Planned changes (a backend added or removed from the configuration,
+/// new configured weights) change `base`, with Maglev's behaviour.
+pub fn reassign(base: &[u32], planned: &[Entry], serving: &[Entry], seed: u32) -> Vec<u32> {
+    let m = base.len();
+    let mut srv: Vec<&Entry> = serving.iter().filter(|e| e.weight > 0).collect();
+    srv.sort_by(|a, b| a.key.cmp(&b.key).then(a.id.cmp(&b.id)));
+    srv.dedup_by_key(|e| e.id);
+    if srv.is_empty() {
+        return vec![NO_BACKEND; m];
+    }
+    let index: std::collections::HashMap<u32, usize> =
+        srv.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
+    let total: u64 = srv.iter().map(|e| e.weight as u64).sum();
+    let share: Vec<u64> = srv
+        .iter()
+        .map(|e| (m as u64 * e.weight as u64).div_ceil(total))
+        .collect();
+    let mut count = vec![0u64; srv.len()];
+    let mut out = vec![NO_BACKEND; m];
+    let mut free = vec![];
+    for (slot, id) in base.iter().enumerate() {
+        match index.get(id) {
+            Some(&i) if count[i] <= share[i] => {
+                out[slot] = *id;
+                count[i] += 1;
+            }
+            _ => free.push(slot),
+        }
+    }
+    if free.is_empty() {
+        return out;
+    }
+    let mut order: Vec<&Entry> = planned.iter().filter(|e| e.weight > 0).collect();
+    order.sort_by(|a, b| a.key.cmp(&b.key).then(a.id.cmp(&b.id)));
+    // Probing the planned order pays off while most planned backends
+    // serve; with few left (a tier failed over), straight to the list of
+    // backends with room.
+    let probes = if srv.len() * 4 >= order.len() { 16 } else { 0 };
+    let mut room: Vec<usize> = (0..srv.len()).filter(|&i| count[i] < share[i]).collect();
+    let seed = (seed as u64) << 32;
+    for slot in free {
+        let mut h = splitmix64(seed | slot as u64);
+        let mut pick = None;
+        for _ in 0..probes {
+            let candidate = order[(h % order.len() as u64) as usize].id;
+            if let Some(&i) = index.get(&candidate)
+                && count[i] < share[i]
+            {
+                pick = Some(i);
+                break;
+            }
+            h = splitmix64(h);
+        }
+        let i = match pick {
+            Some(i) => i,
+            // Some backend has room: the slots already placed number fewer
+            // than m, and the shares sum to at least m.
+            None => loop {
+                let r = (h % room.len() as u64) as usize;
+                if count[room[r]] < share[room[r]] {
+                    break room[r];
+                }
+                room.swap_remove(r);
+                h = splitmix64(h);
+            },
+        };
+        out[slot] = srv[i].id;
+        count[i] += 1;
+    }
+    out
+}
+
+/// A 64-bit mix (splitmix64's finaliser): the per-slot probe order.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// A short, stable fingerprint of a table: the first 8 bytes of the
@@ -182,6 +344,218 @@ mod tests {
                 id: i as u32,
             })
             .collect()
+    }
+
+    use std::{cmp::Ordering, collections::BinaryHeap};
+
+struct RefTurn {
+    /// Virtual finish time of the next claim, as a fraction num/den.
+    num: u64,
+    den: u64,
+    index: usize,
+}
+
+impl PartialEq for RefTurn {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for RefTurn {}
+impl PartialOrd for RefTurn {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for RefTurn {
+    /// Reversed (BinaryHeap is a max-heap): the earliest finish time, then
+    /// the lowest index, comes out first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        let a = self.num as u128 * other.den as u128;
+        let b = other.num as u128 * self.den as u128;
+        b.cmp(&a).then(other.index.cmp(&self.index))
+    }
+}
+
+/// The first implementation, kept as the specification: a heap of turns
+/// and a modulo per probe. The fast build must fill exactly the same table.
+fn reference_build(entries: &[Entry], m: u32, seed: u32) -> Vec<u32> {
+    let mut sorted: Vec<&Entry> = entries.iter().filter(|e| e.weight > 0).collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key).then(a.id.cmp(&b.id)));
+    let mut table = vec![NO_BACKEND; m as usize];
+    if sorted.is_empty() || m == 0 {
+        return table;
+    }
+    let (s1, s2) = seeds(seed);
+    let m64 = m as u64;
+    let perms: Vec<(u64, u64)> = sorted
+        .iter()
+        .map(|e| {
+            let offset = murmur3(e.key.as_bytes(), s1) as u64 % m64;
+            let skip = if m > 1 {
+                murmur3(e.key.as_bytes(), s2) as u64 % (m64 - 1) + 1
+            } else {
+                1
+            };
+            (offset, skip)
+        })
+        .collect();
+    let mut next = vec![0u64; sorted.len()];
+    let mut claims = vec![0u64; sorted.len()];
+    let mut heap: BinaryHeap<RefTurn> = sorted
+        .iter()
+        .enumerate()
+        .map(|(i, e)| RefTurn {
+            num: 1,
+            den: e.weight as u64,
+            index: i,
+        })
+        .collect();
+    let mut filled = 0u64;
+    while filled < m64 {
+        let turn = heap.pop().expect("every backend stays in the heap");
+        let i = turn.index;
+        let (offset, skip) = perms[i];
+        loop {
+            let slot = ((offset + next[i] * skip) % m64) as usize;
+            next[i] += 1;
+            if table[slot] == NO_BACKEND {
+                table[slot] = sorted[i].id;
+                break;
+            }
+        }
+        filled += 1;
+        claims[i] += 1;
+        heap.push(RefTurn {
+            num: claims[i] + 1,
+            den: sorted[i].weight as u64,
+            index: i,
+        });
+    }
+    table
+}
+
+: the first 8 bytes of the
+
+    #[test]
+    fn fast_build_fills_the_same_table_as_the_reference() {
+        for (weights, m) in [
+            (vec![1u32; 7], 1021u32),
+            (vec![1; 1000], 65537),
+            (vec![100, 50, 25, 3, 7, 300, 1, 1, 90, 10], 4099),
+            (vec![1_000_000, 999_999, 3, 1], 65537),
+            ((1..=200).collect::<Vec<_>>(), 65537),
+            (vec![5], 13),
+        ] {
+            let e = entries(&weights);
+            for seed in [0, 7, 0xdead_beef] {
+                assert_eq!(
+                    build(&e, m, seed),
+                    reference_build(&e, m, seed),
+                    "weights {:?}… m {m} seed {seed}",
+                    &weights[..weights.len().min(4)]
+                );
+            }
+        }
+    }
+
+    fn serving(all: &[Entry], out: &[u32]) -> Vec<Entry> {
+        all.iter()
+            .map(|e| Entry {
+                weight: if out.contains(&e.id) { 0 } else { e.weight },
+                ..e.clone()
+            })
+            .collect()
+    }
+
+    /// max / mean of the serving backends' slot counts.
+    fn balance(table: &[u32], serving: &[Entry]) -> f64 {
+        let c = counts(table);
+        let n = serving.iter().filter(|e| e.weight > 0).count();
+        let max = serving
+            .iter()
+            .filter(|e| e.weight > 0)
+            .map(|e| *c.get(&e.id).unwrap_or(&0))
+            .max()
+            .unwrap();
+        max as f64 / (table.len() as f64 / n as f64)
+    }
+
+    #[test]
+    fn with_every_backend_serving_the_table_is_maglevs() {
+        for weights in [vec![1u32; 100], vec![100, 50, 25, 3, 7, 300, 1, 1, 90, 10]] {
+            let e = entries(&weights);
+            let base = build(&e, 65537, 5);
+            assert_eq!(reassign(&base, &e, &e, 5), base);
+        }
+    }
+
+    #[test]
+    fn a_failure_moves_exactly_the_failed_backends_slots() {
+        let m = 65537;
+        let all = entries(&vec![1; 1000]);
+        let base = build(&all, m, 11);
+        for failed in [0u32, 499, 999] {
+            let after = reassign(&base, &all, &serving(&all, &[failed]), 11);
+            let moved = changed_slots(&base, &after);
+            let owned = base.iter().filter(|b| **b == failed).count();
+            assert_eq!(moved.len(), owned, "only its slots move");
+            assert!(after.iter().all(|b| *b != failed));
+            assert!(moved.iter().all(|(s, _)| base[*s as usize] == failed));
+        }
+    }
+
+    #[test]
+    fn the_table_depends_on_the_failed_set_not_the_order_of_failures() {
+        let all = entries(&vec![1; 100]);
+        let base = build(&all, 65537, 3);
+        // Whatever happened before, the same set gives the same table: the
+        // remap keeps no history.
+        let ab = reassign(&base, &all, &serving(&all, &[4, 40]), 3);
+        let mut reversed = serving(&all, &[40, 4]);
+        reversed.reverse();
+        assert_eq!(ab, reassign(&base, &all, &reversed, 3));
+        // A second failure moves the second backend's slots, and of the
+        // first one's (already spread) slots only those that now land
+        // elsewhere because shares grew; the rest of the table stays.
+        let a = reassign(&base, &all, &serving(&all, &[4]), 3);
+        let untouched = base
+            .iter()
+            .zip(&a)
+            .zip(&ab)
+            .filter(|((b, _), _)| **b != 4 && **b != 40)
+            .all(|((b, x), y)| b == x && x == y);
+        assert!(untouched, "healthy backends' own slots never move");
+    }
+
+    #[test]
+    fn serving_backends_stay_balanced_when_some_fail() {
+        for (n, bound) in [(100usize, 1.015), (1000, 1.06)] {
+            let all = entries(&vec![1; n]);
+            let base = build(&all, 65537, 1);
+            for failed in [1usize, 10] {
+                let out: Vec<u32> = (0..failed as u32).map(|i| i * 7 % n as u32).collect();
+                let srv = serving(&all, &out);
+                let t = reassign(&base, &all, &srv, 1);
+                let b = balance(&t, &srv);
+                assert!(b <= bound, "N={n}, {failed} failed: max/mean {b:.4}");
+                assert!(t.iter().all(|id| !out.contains(id)));
+            }
+        }
+    }
+
+    #[test]
+    fn a_tier_failover_fills_the_whole_table_from_the_few_left() {
+        let all = entries(&vec![1; 1000]);
+        let base = build(&all, 65537, 2);
+        let out: Vec<u32> = (3..1000).collect();
+        let srv = serving(&all, &out);
+        let t = reassign(&base, &all, &srv, 2);
+        let c = counts(&t);
+        assert_eq!(c.len(), 3);
+        assert!(c.values().all(|n| n.abs_diff(65537 / 3) <= 1), "{c:?}");
+        // Nothing serving: an empty table, as build gives.
+        let none = serving(&all, &(0..1000).collect::<Vec<_>>());
+        assert!(reassign(&base, &all, &none, 2).iter().all(|s| *s == NO_BACKEND));
     }
 
     #[test]
