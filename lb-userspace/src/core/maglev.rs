@@ -13,6 +13,13 @@
 //! Deterministic across hosts: backends are ordered by key, the hashes are
 //! seeded from configuration, ties break by that order. Two agents with the
 //! same inputs build byte-identical tables.
+//!
+//! Maglev moves more than the failed backend's share when one leaves (at
+//! N = 1000, 6.6× the ideal 1/N), so failures do not rebuild the table:
+//! a [`Plan`] is built over the configured backends at their configured
+//! weights, and [`Plan::serve`] moves only the slots of backends that are
+//! down, drained or out of the active tier onto the serving ones. Planned
+//! changes (the configuration) make a new plan.
 
 use std::net::IpAddr;
 
@@ -37,10 +44,20 @@ fn seeds(seed: u32) -> (u32, u32) {
 
 /// One backend's walk through its permutation: the next slot it prefers.
 /// `offset + k × skip (mod m)` as a running position, so a probe is an add
-/// and a conditional subtract, not a 64-bit division.
+/// and a conditional subtract, not a 64-bit division (which was most of
+/// the build's time). Unrolling four probes per branch was measured
+/// slower, not faster.
 struct Walk {
     pos: u32,
     skip: u32,
+}
+
+/// `a + b (mod m)` for `a, b < m`.
+#[inline(always)]
+fn add_mod(a: u32, b: u32, m: u32) -> u32 {
+    // No overflow: ring sizes are at most 655,373 (config).
+    let s = a + b;
+    if s >= m { s - m } else { s }
 }
 
 impl Walk {
@@ -60,13 +77,10 @@ impl Walk {
     #[inline(always)]
     fn claim(&mut self, table: &mut [u32], m: u32, id: u32) {
         loop {
-            let slot = self.pos as usize;
-            // pos < m and skip < m, so one subtraction wraps it (u64: m
-            // may be close to u32::MAX in a unit test of limits).
-            let next = self.pos as u64 + self.skip as u64;
-            self.pos = if next >= m as u64 { next - m as u64 } else { next } as u32;
-            if table[slot] == NO_BACKEND {
-                table[slot] = id;
+            let p = self.pos;
+            self.pos = add_mod(p, self.skip, m);
+            if table[p as usize] == NO_BACKEND {
+                table[p as usize] = id;
                 return;
             }
         }
@@ -127,7 +141,11 @@ impl Turns {
             if l >= n {
                 break;
             }
-            let c = if l + 1 < n && h[l + 1].before(&h[l]) { l + 1 } else { l };
+            let c = if l + 1 < n && h[l + 1].before(&h[l]) {
+                l + 1
+            } else {
+                l
+            };
             if !h[c].before(&item) {
                 break;
             }
@@ -184,95 +202,180 @@ pub fn build(entries: &[Entry], m: u32, seed: u32) -> Vec<u32> {
     table
 }
 
-/// The table of the backends serving now, built from the table of the
-/// planned ones: [`build`] over `planned` (the configured backends with
-/// their configured weights, healthy or not), then [`reassign`].
-pub fn build_serving(planned: &[Entry], serving: &[Entry], m: u32, seed: u32) -> Vec<u32> {
-    reassign(&build(planned, m, seed), planned, serving, seed)
+/// The table of the planned backends — the configured ones at their
+/// configured weights, healthy or not — and what health-driven changes
+/// derive from it ([`Plan::serve`]). Built once per planned change.
+pub struct Plan {
+    base: Vec<u32>,
+    /// Planned backends in key order (every host's common order): id and
+    /// planned weight.
+    order: Vec<(u32, u32)>,
+    /// Slots each planned backend holds in `base`, by position in `order`.
+    base_slots: Vec<u64>,
+    /// Each slot's backend as its position in `order` (u32::MAX: none),
+    /// so a remap walks the table without looking ids up.
+    base_pos: Vec<u32>,
+    seed: u32,
 }
 
-/// Health-driven changes without Maglev's collateral churn. `base` is the
-/// table [`build`] made of `planned`; `serving` gives each backend's weight
-/// now (0, or absent: down, drained, not in the active tier). A slot keeps
-/// its planned backend while that one serves and holds no more than its
-/// fair share (`⌈m × w / Σw⌉`, plus one for the build's rounding); every
-/// other slot goes to a serving backend below its share, the first in the
-/// slot's own probe order over the planned backends (a hash of the seed,
-/// the slot and the probe number picks each one).
-///
-/// So a failure moves the failed backend's slots and no others, and the
-/// table is a function of the sets alone: the order of failures leaves no
-/// trace, and every host with the same inputs builds the same table.
-/// Planned changes (a backend added or removed from the configuration,
-/// new configured weights) change `base`, with Maglev's behaviour.
-pub fn reassign(base: &[u32], planned: &[Entry], serving: &[Entry], seed: u32) -> Vec<u32> {
-    let m = base.len();
-    let mut srv: Vec<&Entry> = serving.iter().filter(|e| e.weight > 0).collect();
-    srv.sort_by(|a, b| a.key.cmp(&b.key).then(a.id.cmp(&b.id)));
-    srv.dedup_by_key(|e| e.id);
-    if srv.is_empty() {
-        return vec![NO_BACKEND; m];
-    }
-    let index: std::collections::HashMap<u32, usize> =
-        srv.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
-    let total: u64 = srv.iter().map(|e| e.weight as u64).sum();
-    let share: Vec<u64> = srv
-        .iter()
-        .map(|e| (m as u64 * e.weight as u64).div_ceil(total))
-        .collect();
-    let mut count = vec![0u64; srv.len()];
-    let mut out = vec![NO_BACKEND; m];
-    let mut free = vec![];
-    for (slot, id) in base.iter().enumerate() {
-        match index.get(id) {
-            Some(&i) if count[i] <= share[i] => {
-                out[slot] = *id;
-                count[i] += 1;
-            }
-            _ => free.push(slot),
-        }
-    }
-    if free.is_empty() {
-        return out;
-    }
-    let mut order: Vec<&Entry> = planned.iter().filter(|e| e.weight > 0).collect();
-    order.sort_by(|a, b| a.key.cmp(&b.key).then(a.id.cmp(&b.id)));
-    // Probing the planned order pays off while most planned backends
-    // serve; with few left (a tier failed over), straight to the list of
-    // backends with room.
-    let probes = if srv.len() * 4 >= order.len() { 16 } else { 0 };
-    let mut room: Vec<usize> = (0..srv.len()).filter(|&i| count[i] < share[i]).collect();
-    let seed = (seed as u64) << 32;
-    for slot in free {
-        let mut h = splitmix64(seed | slot as u64);
-        let mut pick = None;
-        for _ in 0..probes {
-            let candidate = order[(h % order.len() as u64) as usize].id;
-            if let Some(&i) = index.get(&candidate)
-                && count[i] < share[i]
-            {
-                pick = Some(i);
-                break;
-            }
-            h = splitmix64(h);
-        }
-        let i = match pick {
-            Some(i) => i,
-            // Some backend has room: the slots already placed number fewer
-            // than m, and the shares sum to at least m.
-            None => loop {
-                let r = (h % room.len() as u64) as usize;
-                if count[room[r]] < share[room[r]] {
-                    break room[r];
+impl Plan {
+    pub fn new(planned: &[Entry], m: u32, seed: u32) -> Plan {
+        let mut sorted: Vec<&Entry> = planned.iter().filter(|e| e.weight > 0).collect();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key).then(a.id.cmp(&b.id)));
+        sorted.dedup_by_key(|e| e.id);
+        let order: Vec<(u32, u32)> = sorted.iter().map(|e| (e.id, e.weight)).collect();
+        let base = build(planned, m, seed);
+        let index = IdIndex::new(order.iter().map(|(id, _)| *id));
+        let mut base_slots = vec![0u64; order.len()];
+        let base_pos: Vec<u32> = base
+            .iter()
+            .map(|id| match index.get(*id) {
+                Some(i) => {
+                    base_slots[i] += 1;
+                    i as u32
                 }
-                room.swap_remove(r);
-                h = splitmix64(h);
-            },
-        };
-        out[slot] = srv[i].id;
-        count[i] += 1;
+                None => u32::MAX,
+            })
+            .collect();
+        Plan {
+            base,
+            order,
+            base_slots,
+            base_pos,
+            seed,
+        }
     }
-    out
+
+    /// The table with every planned backend serving: Maglev's.
+    pub fn base(&self) -> &[u32] {
+        &self.base
+    }
+
+    /// The table for the weights the backends serve with now
+    /// (`weight_now(id)`; 0: down, drained, not in the active tier). A
+    /// slot keeps its planned backend while that one serves and its share
+    /// did not shrink (one whose share shrank keeps its planned slots in
+    /// proportion); every other slot goes to a serving backend below its
+    /// fair share (`⌈m × w / Σw⌉`): the first in the slot's own probe
+    /// order over the planned backends (a hash of the seed, the slot and
+    /// the probe number picks each one).
+    ///
+    /// So a failure moves the failed backend's slots and no others, and the
+    /// table is a function of the sets alone: the order of failures leaves
+    /// no trace, and every host with the same inputs builds the same
+    /// table. Planned changes (backends added to or removed from the
+    /// configuration, new configured weights) make a new plan, with
+    /// Maglev's behaviour.
+    pub fn serve(&self, weight_now: impl Fn(u32) -> u32) -> Vec<u32> {
+        let m = self.base.len();
+        let now: Vec<u64> = self
+            .order
+            .iter()
+            .map(|(id, _)| weight_now(*id) as u64)
+            .collect();
+        let total: u64 = now.iter().sum();
+        if total == 0 {
+            return vec![NO_BACKEND; m];
+        }
+        let planned_total: u64 = self.order.iter().map(|(_, w)| *w as u64).sum();
+        let share: Vec<u64> = now.iter().map(|w| (m as u64 * w).div_ceil(total)).collect();
+        // Planned slots scaled by how the backend's share changed: exactly
+        // its planned count while every backend serves at its planned
+        // weight, so the build's own rounding is never undone.
+        let keep: Vec<u64> = (0..self.order.len())
+            .map(|i| {
+                let num = self.base_slots[i] as u128 * now[i] as u128 * planned_total as u128;
+                num.div_ceil(total as u128 * self.order[i].1 as u128) as u64
+            })
+            .collect();
+        let mut count = vec![0u64; self.order.len()];
+        let mut out = self.base.clone();
+        let mut free = vec![];
+        for (slot, &i) in self.base_pos.iter().enumerate() {
+            match keep.get(i as usize) {
+                Some(&k) if count[i as usize] < k => count[i as usize] += 1,
+                _ => free.push(slot),
+            }
+        }
+        if free.is_empty() {
+            return out;
+        }
+        let serving = now.iter().filter(|w| **w > 0).count();
+        // Probing the planned order pays off while most planned backends
+        // serve; with few left (a tier failed over), straight to the list
+        // of backends with room.
+        let probes = if serving * 4 >= self.order.len() {
+            16
+        } else {
+            0
+        };
+        let mut room: Vec<usize> = (0..self.order.len())
+            .filter(|&i| count[i] < share[i])
+            .collect();
+        let seed = (self.seed as u64) << 32;
+        for slot in free {
+            let mut h = splitmix64(seed | slot as u64);
+            let mut pick = None;
+            for _ in 0..probes {
+                let i = (h % self.order.len() as u64) as usize;
+                if count[i] < share[i] {
+                    pick = Some(i);
+                    break;
+                }
+                h = splitmix64(h);
+            }
+            let i = match pick {
+                Some(i) => i,
+                // Some backend has room: fewer than m slots are placed,
+                // and the shares sum to at least m.
+                None => loop {
+                    let r = (h % room.len() as u64) as usize;
+                    if count[room[r]] < share[room[r]] {
+                        break room[r];
+                    }
+                    room.swap_remove(r);
+                    h = splitmix64(h);
+                },
+            };
+            out[slot] = self.order[i].0;
+            count[i] += 1;
+        }
+        out
+    }
+}
+
+/// Backend id → position, looked up once per slot: a dense array, as the
+/// agent's ids are small (slots of the data path's backend array); a hash
+/// map should anything hand in ids far beyond that.
+enum IdIndex {
+    Dense(Vec<u32>),
+    Sparse(std::collections::HashMap<u32, usize>),
+}
+
+impl IdIndex {
+    fn new(ids: impl Iterator<Item = u32> + Clone) -> IdIndex {
+        let max = ids.clone().max().unwrap_or(0);
+        if max < 1 << 20 {
+            let mut v = vec![u32::MAX; max as usize + 1];
+            for (i, id) in ids.enumerate() {
+                v[id as usize] = i as u32;
+            }
+            IdIndex::Dense(v)
+        } else {
+            IdIndex::Sparse(ids.enumerate().map(|(i, id)| (id, i)).collect())
+        }
+    }
+
+    #[inline(always)]
+    fn get(&self, id: u32) -> Option<usize> {
+        match self {
+            IdIndex::Dense(v) => match v.get(id as usize) {
+                Some(&i) if i != u32::MAX => Some(i as usize),
+                _ => None,
+            },
+            IdIndex::Sparse(m) => m.get(&id).copied(),
+        }
+    }
 }
 
 /// A 64-bit mix (splitmix64's finaliser): the per-slot probe order.
@@ -348,93 +451,91 @@ mod tests {
 
     use std::{cmp::Ordering, collections::BinaryHeap};
 
-struct RefTurn {
-    /// Virtual finish time of the next claim, as a fraction num/den.
-    num: u64,
-    den: u64,
-    index: usize,
-}
+    struct RefTurn {
+        /// Virtual finish time of the next claim, as a fraction num/den.
+        num: u64,
+        den: u64,
+        index: usize,
+    }
 
-impl PartialEq for RefTurn {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for RefTurn {}
-impl PartialOrd for RefTurn {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for RefTurn {
-    /// Reversed (BinaryHeap is a max-heap): the earliest finish time, then
-    /// the lowest index, comes out first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        let a = self.num as u128 * other.den as u128;
-        let b = other.num as u128 * self.den as u128;
-        b.cmp(&a).then(other.index.cmp(&self.index))
-    }
-}
-
-/// The first implementation, kept as the specification: a heap of turns
-/// and a modulo per probe. The fast build must fill exactly the same table.
-fn reference_build(entries: &[Entry], m: u32, seed: u32) -> Vec<u32> {
-    let mut sorted: Vec<&Entry> = entries.iter().filter(|e| e.weight > 0).collect();
-    sorted.sort_by(|a, b| a.key.cmp(&b.key).then(a.id.cmp(&b.id)));
-    let mut table = vec![NO_BACKEND; m as usize];
-    if sorted.is_empty() || m == 0 {
-        return table;
-    }
-    let (s1, s2) = seeds(seed);
-    let m64 = m as u64;
-    let perms: Vec<(u64, u64)> = sorted
-        .iter()
-        .map(|e| {
-            let offset = murmur3(e.key.as_bytes(), s1) as u64 % m64;
-            let skip = if m > 1 {
-                murmur3(e.key.as_bytes(), s2) as u64 % (m64 - 1) + 1
-            } else {
-                1
-            };
-            (offset, skip)
-        })
-        .collect();
-    let mut next = vec![0u64; sorted.len()];
-    let mut claims = vec![0u64; sorted.len()];
-    let mut heap: BinaryHeap<RefTurn> = sorted
-        .iter()
-        .enumerate()
-        .map(|(i, e)| RefTurn {
-            num: 1,
-            den: e.weight as u64,
-            index: i,
-        })
-        .collect();
-    let mut filled = 0u64;
-    while filled < m64 {
-        let turn = heap.pop().expect("every backend stays in the heap");
-        let i = turn.index;
-        let (offset, skip) = perms[i];
-        loop {
-            let slot = ((offset + next[i] * skip) % m64) as usize;
-            next[i] += 1;
-            if table[slot] == NO_BACKEND {
-                table[slot] = sorted[i].id;
-                break;
-            }
+    impl PartialEq for RefTurn {
+        fn eq(&self, other: &Self) -> bool {
+            self.cmp(other) == Ordering::Equal
         }
-        filled += 1;
-        claims[i] += 1;
-        heap.push(RefTurn {
-            num: claims[i] + 1,
-            den: sorted[i].weight as u64,
-            index: i,
-        });
     }
-    table
-}
+    impl Eq for RefTurn {}
+    impl PartialOrd for RefTurn {
+        fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for RefTurn {
+        /// Reversed (BinaryHeap is a max-heap): the earliest finish time, then
+        /// the lowest index, comes out first.
+        fn cmp(&self, other: &Self) -> Ordering {
+            let a = self.num as u128 * other.den as u128;
+            let b = other.num as u128 * self.den as u128;
+            b.cmp(&a).then(other.index.cmp(&self.index))
+        }
+    }
 
-: the first 8 bytes of the
+    /// The first implementation, kept as the specification: a heap of turns
+    /// and a modulo per probe. The fast build must fill exactly the same table.
+    fn reference_build(entries: &[Entry], m: u32, seed: u32) -> Vec<u32> {
+        let mut sorted: Vec<&Entry> = entries.iter().filter(|e| e.weight > 0).collect();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key).then(a.id.cmp(&b.id)));
+        let mut table = vec![NO_BACKEND; m as usize];
+        if sorted.is_empty() || m == 0 {
+            return table;
+        }
+        let (s1, s2) = seeds(seed);
+        let m64 = m as u64;
+        let perms: Vec<(u64, u64)> = sorted
+            .iter()
+            .map(|e| {
+                let offset = murmur3(e.key.as_bytes(), s1) as u64 % m64;
+                let skip = if m > 1 {
+                    murmur3(e.key.as_bytes(), s2) as u64 % (m64 - 1) + 1
+                } else {
+                    1
+                };
+                (offset, skip)
+            })
+            .collect();
+        let mut next = vec![0u64; sorted.len()];
+        let mut claims = vec![0u64; sorted.len()];
+        let mut heap: BinaryHeap<RefTurn> = sorted
+            .iter()
+            .enumerate()
+            .map(|(i, e)| RefTurn {
+                num: 1,
+                den: e.weight as u64,
+                index: i,
+            })
+            .collect();
+        let mut filled = 0u64;
+        while filled < m64 {
+            let turn = heap.pop().expect("every backend stays in the heap");
+            let i = turn.index;
+            let (offset, skip) = perms[i];
+            loop {
+                let slot = ((offset + next[i] * skip) % m64) as usize;
+                next[i] += 1;
+                if table[slot] == NO_BACKEND {
+                    table[slot] = sorted[i].id;
+                    break;
+                }
+            }
+            filled += 1;
+            claims[i] += 1;
+            heap.push(RefTurn {
+                num: claims[i] + 1,
+                den: sorted[i].weight as u64,
+                index: i,
+            });
+        }
+        table
+    }
 
     #[test]
     fn fast_build_fills_the_same_table_as_the_reference() {
@@ -448,9 +549,8 @@ fn reference_build(entries: &[Entry], m: u32, seed: u32) -> Vec<u32> {
         ] {
             let e = entries(&weights);
             for seed in [0, 7, 0xdead_beef] {
-                assert_eq!(
-                    build(&e, m, seed),
-                    reference_build(&e, m, seed),
+                assert!(
+                    build(&e, m, seed) == reference_build(&e, m, seed),
                     "weights {:?}… m {m} seed {seed}",
                     &weights[..weights.len().min(4)]
                 );
@@ -465,6 +565,12 @@ fn reference_build(entries: &[Entry], m: u32, seed: u32) -> Vec<u32> {
                 ..e.clone()
             })
             .collect()
+    }
+
+    /// The table with `serving`'s weights now, planned as `planned`.
+    fn serve_now(planned: &[Entry], serving: &[Entry], seed: u32) -> Vec<u32> {
+        let plan = Plan::new(planned, 65537, seed);
+        plan.serve(|id| serving.iter().find(|e| e.id == id).map_or(0, |e| e.weight))
     }
 
     /// max / mean of the serving backends' slot counts.
@@ -485,7 +591,8 @@ fn reference_build(entries: &[Entry], m: u32, seed: u32) -> Vec<u32> {
         for weights in [vec![1u32; 100], vec![100, 50, 25, 3, 7, 300, 1, 1, 90, 10]] {
             let e = entries(&weights);
             let base = build(&e, 65537, 5);
-            assert_eq!(reassign(&base, &e, &e, 5), base);
+            let same = serve_now(&e, &e, 5) == base;
+            assert!(same, "weights {weights:?}");
         }
     }
 
@@ -495,7 +602,7 @@ fn reference_build(entries: &[Entry], m: u32, seed: u32) -> Vec<u32> {
         let all = entries(&vec![1; 1000]);
         let base = build(&all, m, 11);
         for failed in [0u32, 499, 999] {
-            let after = reassign(&base, &all, &serving(&all, &[failed]), 11);
+            let after = serve_now(&all, &serving(&all, &[failed]), 11);
             let moved = changed_slots(&base, &after);
             let owned = base.iter().filter(|b| **b == failed).count();
             assert_eq!(moved.len(), owned, "only its slots move");
@@ -510,14 +617,14 @@ fn reference_build(entries: &[Entry], m: u32, seed: u32) -> Vec<u32> {
         let base = build(&all, 65537, 3);
         // Whatever happened before, the same set gives the same table: the
         // remap keeps no history.
-        let ab = reassign(&base, &all, &serving(&all, &[4, 40]), 3);
+        let ab = serve_now(&all, &serving(&all, &[4, 40]), 3);
         let mut reversed = serving(&all, &[40, 4]);
         reversed.reverse();
-        assert_eq!(ab, reassign(&base, &all, &reversed, 3));
+        assert_eq!(ab, serve_now(&all, &reversed, 3));
         // A second failure moves the second backend's slots, and of the
         // first one's (already spread) slots only those that now land
         // elsewhere because shares grew; the rest of the table stays.
-        let a = reassign(&base, &all, &serving(&all, &[4]), 3);
+        let a = serve_now(&all, &serving(&all, &[4]), 3);
         let untouched = base
             .iter()
             .zip(&a)
@@ -531,11 +638,10 @@ fn reference_build(entries: &[Entry], m: u32, seed: u32) -> Vec<u32> {
     fn serving_backends_stay_balanced_when_some_fail() {
         for (n, bound) in [(100usize, 1.015), (1000, 1.06)] {
             let all = entries(&vec![1; n]);
-            let base = build(&all, 65537, 1);
             for failed in [1usize, 10] {
                 let out: Vec<u32> = (0..failed as u32).map(|i| i * 7 % n as u32).collect();
                 let srv = serving(&all, &out);
-                let t = reassign(&base, &all, &srv, 1);
+                let t = serve_now(&all, &srv, 1);
                 let b = balance(&t, &srv);
                 assert!(b <= bound, "N={n}, {failed} failed: max/mean {b:.4}");
                 assert!(t.iter().all(|id| !out.contains(id)));
@@ -546,16 +652,15 @@ fn reference_build(entries: &[Entry], m: u32, seed: u32) -> Vec<u32> {
     #[test]
     fn a_tier_failover_fills_the_whole_table_from_the_few_left() {
         let all = entries(&vec![1; 1000]);
-        let base = build(&all, 65537, 2);
         let out: Vec<u32> = (3..1000).collect();
         let srv = serving(&all, &out);
-        let t = reassign(&base, &all, &srv, 2);
+        let t = serve_now(&all, &srv, 2);
         let c = counts(&t);
         assert_eq!(c.len(), 3);
         assert!(c.values().all(|n| n.abs_diff(65537 / 3) <= 1), "{c:?}");
         // Nothing serving: an empty table, as build gives.
         let none = serving(&all, &(0..1000).collect::<Vec<_>>());
-        assert!(reassign(&base, &all, &none, 2).iter().all(|s| *s == NO_BACKEND));
+        assert!(serve_now(&all, &none, 2).iter().all(|s| *s == NO_BACKEND));
     }
 
     #[test]

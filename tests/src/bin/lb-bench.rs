@@ -105,7 +105,52 @@ fn main() -> Result<()> {
             });
         }
         std::fs::write(dir.join("maglev-disruption.svg"), svg::disruption(&figs))?;
-        results.insert("maglev".into(), serde_json::to_value(&figs)?);
+        let churn = maglev::churn(&[100, 1000], &[1, 10], 65_537);
+        for c in &churn {
+            rows.push(Row {
+                section: "maglev",
+                case: format!("N={} M={}, {} failed", c.backends, c.ring_size, c.failed),
+                value: format!(
+                    "churn/ideal {:.3} health (remap {:.2} ms), {:.3} planned; max/mean {:.4} health, {:.4} planned",
+                    c.churn_ratio_health,
+                    c.remap_ms,
+                    c.churn_ratio_planned,
+                    c.balance_health,
+                    c.balance_planned
+                ),
+            });
+        }
+        let fig = |n: usize, m: u32| figs.iter().find(|f| f.backends == n && f.ring_size == m);
+        let one = |n: usize| churn.iter().find(|c| c.backends == n && c.failed == 1);
+        let worst_balance = |n: usize| {
+            churn
+                .iter()
+                .filter(|c| c.backends == n)
+                .map(|c| c.balance_health)
+                .fold(0.0, f64::max)
+        };
+        results.insert(
+            "maglev".into(),
+            json!({
+                "build_ms": {
+                    "n1000_m65537": fig(1000, 65_537).map(|f| f.build_ms),
+                    "n100_m65537": fig(100, 65_537).map(|f| f.build_ms),
+                    "n1000_m655373": fig(1000, 655_373).map(|f| f.build_ms),
+                },
+                "churn_ratio": {
+                    "health": {"n1000": one(1000).map(|c| c.churn_ratio_health),
+                               "n100": one(100).map(|c| c.churn_ratio_health)},
+                    "planned": {"n1000": one(1000).map(|c| c.churn_ratio_planned),
+                                "n100": one(100).map(|c| c.churn_ratio_planned)},
+                },
+                "balance": {
+                    "health": {"n100": worst_balance(100), "n1000": worst_balance(1000)},
+                },
+                "remap_ms": {"n1000": churn.iter().filter(|c| c.backends == 1000).map(|c| c.remap_ms).fold(0.0, f64::max)},
+                "figures": figs,
+                "churn": churn,
+            }),
+        );
         eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
     }
     if want("reaction") {
