@@ -98,6 +98,10 @@ struct VipRuntime {
     live_from: Option<TableInputs>,
     /// Shadow of the other half; `None` when unknown (after adoption).
     spare: Option<Vec<u32>>,
+    /// The Maglev table of the configured backends at their configured
+    /// weights and the inputs it was built from: rebuilt on planned
+    /// changes only; health, drains and tiers remap it (`Plan::serve`).
+    plan: Option<(TableInputs, maglev::Plan)>,
     digest: String,
     decision: Option<Decision>,
     /// The service entry as last written (or found in the tables).
@@ -123,6 +127,7 @@ impl VipRuntime {
             live,
             live_from: None,
             spare: None,
+            plan: None,
             decision: None,
             written_entry,
             acl: (0, BTreeMap::new()),
@@ -591,16 +596,30 @@ impl<T: Tables> Balancer<T> {
             seed,
         );
         if rt.live_from.as_ref() != Some(&inputs) {
-            let entries: Vec<maglev::Entry> = inputs
-                .0
-                .iter()
-                .map(|&(address, weight, id)| maglev::Entry {
-                    key: address.to_string(),
-                    weight,
-                    id,
-                })
-                .collect();
-            let table = maglev::build(&entries, m, seed);
+            let planned: TableInputs = (
+                rt.cfg
+                    .backends
+                    .iter()
+                    .map(|be| (be.address, be.weight, rt.backend_ids[&be.address]))
+                    .collect(),
+                seed,
+            );
+            if rt.plan.as_ref().map(|p| &p.0) != Some(&planned) {
+                let entries: Vec<maglev::Entry> = planned
+                    .0
+                    .iter()
+                    .map(|&(address, weight, id)| maglev::Entry {
+                        key: address.to_string(),
+                        weight,
+                        id,
+                    })
+                    .collect();
+                let plan = maglev::Plan::new(&entries, m, seed);
+                rt.plan = Some((planned, plan));
+            }
+            let now: BTreeMap<u32, u32> = inputs.0.iter().map(|&(_, w, id)| (id, w)).collect();
+            let (_, plan) = rt.plan.as_ref().expect("planned above");
+            let table = plan.serve(|id| now.get(&id).copied().unwrap_or(0));
             if table != rt.live {
                 let half = self.tables.live_half(rt.id)? ^ 1;
                 let changes = match &rt.spare {

@@ -166,6 +166,26 @@ fn only_changed_slots_are_written_to_the_inactive_half() {
     );
 }
 
+#[test]
+fn a_health_failure_moves_only_the_failed_backends_slots() {
+    let c = cfg(CFG);
+    let mut b = Balancer::new(tables(&c), c.clone(), Instant::now()).unwrap();
+    let id = b.vip_id(&orders()).unwrap();
+    let victim: IpAddr = "10.0.1.2".parse().unwrap();
+    let victim_id = b.backend_id(&orders(), victim).unwrap();
+    let before = b.tables().live_ring(id);
+    assert!(b.set_health(&orders(), victim, Health::unreachable("connect refused")));
+    b.reconcile(Instant::now()).unwrap();
+    let after = b.tables().live_ring(id);
+    let moved = maglev::changed_slots(&before, &after);
+    assert_eq!(
+        moved.len(),
+        before.iter().filter(|s| **s == victim_id).count(),
+        "exactly the failed backend's slots move"
+    );
+    assert!(moved.iter().all(|(s, _)| before[*s as usize] == victim_id));
+}
+
 /// After adoption the spare half is unknown: the first change writes it
 /// whole, later ones only their differences.
 #[test]
