@@ -1,16 +1,17 @@
 //! Small helper programs: a pass-through for veth peers (so XDP_TX frames are
 //! received, see docs/TESTING.md), an XDP_TX reflector used as the cost
-//! floor in benchmarks, a drop sink, and a traffic generator for
-//! BPF_PROG_TEST_RUN's live-frames mode (as xdp-trafficgen does).
+//! floor in benchmarks, a drop sink, a traffic generator for
+//! BPF_PROG_TEST_RUN's live-frames mode (as xdp-trafficgen does), and the
+//! frame-restoring shim of the per-packet benchmark's repeat = N method.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::helpers::generated::bpf_xdp_store_bytes;
+use aya_ebpf::helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_store_bytes};
 use aya_ebpf::{
     Global,
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{Array, PerCpuArray},
+    maps::{Array, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
 use lb_ebpf::packet::{len, write};
@@ -81,6 +82,64 @@ pub fn xdp_gen(ctx: XdpContext) -> u32 {
         let _ = write(&ctx, 34, ((1024 + n) as u16).to_be_bytes());
     }
     xdp_action::XDP_TX
+}
+
+/// The program the shim hands each frame to (slot 0): the balancer being
+/// measured, or `xdp_tx` for the method's floor.
+#[map]
+static SHIM_NEXT: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// The frame the shim restores before every run (its first bytes).
+#[map]
+static SHIM_FRAME: Array<[u8; GEN_TEMPLATE_LEN]> = Array::with_max_entries(1, 0);
+
+/// The shim's state, written by the bench before each BPF_PROG_TEST_RUN:
+/// [frame length, flows to cycle through (0/1: one hot flow), position in
+/// the cycle, 1 if the frame is IPv6].
+#[map]
+static SHIM_STATE: Array<[u32; 4]> = Array::with_max_entries(1, 0);
+
+/// With repeat = N the kernel runs the program N times on one buffer,
+/// each run seeing what the last one left (an encapsulated frame). The
+/// shim undoes that: it moves the frame start back by what the last run
+/// prepended (the balancer only ever grows a frame at its head), writes the
+/// original bytes again, optionally rotates the TCP source port so every
+/// run is another flow, and tail-calls the program under test. The bench
+/// runs the same shim in front of `xdp_tx` as this method's floor, so the
+/// shim's own cost cancels out.
+#[xdp]
+pub fn xdp_shim(ctx: XdpContext) -> u32 {
+    let (Some(state), Some(frame)) = (SHIM_STATE.get_ptr_mut(0), SHIM_FRAME.get_ptr(0)) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: the bench's one CPU runs this program alone meanwhile.
+    let state = unsafe { &mut *state };
+    let want = state[0] as usize;
+    let have = len(&ctx);
+    if have > want && have - want <= 256 {
+        // SAFETY: shrinking at the head by what the last run added.
+        unsafe { bpf_xdp_adjust_head(ctx.ctx, (have - want) as i32) };
+    }
+    // Masked, not range-checked: LLVM folds `1..=128` into one unsigned
+    // compare the verifier cannot follow. The bench's frames are < 128 B.
+    let n = (want & (GEN_TEMPLATE_LEN - 1)) as u32;
+    if n != 0 {
+        // SAFETY: as in xdp_gen; n < GEN_TEMPLATE_LEN.
+        unsafe { bpf_xdp_store_bytes(ctx.ctx, 0, frame.cast_mut().cast(), n) };
+    }
+    if state[1] > 1 {
+        state[2] = (state[2] + 1) % state[1];
+        let port = ((1024 + state[2]) as u16).to_be_bytes();
+        // Ethernet + IPv4 (20) or IPv6 (40): the TCP source port.
+        let _ = if state[3] != 0 {
+            write(&ctx, 54, port)
+        } else {
+            write(&ctx, 34, port)
+        };
+    }
+    // SAFETY: a tail call either replaces this program or falls through.
+    unsafe { SHIM_NEXT.tail_call(&ctx, 0) };
+    xdp_action::XDP_DROP
 }
 
 #[cfg(not(test))]

@@ -280,6 +280,7 @@ pub fn non_vip_frames() -> Vec<Vec<u8>> {
 
 pub mod fleet;
 pub mod guard;
+pub mod katran_world;
 pub mod maglev;
 pub mod memory;
 pub mod reaction;

@@ -39,12 +39,27 @@ fn main() -> Result<()> {
     results.insert("quick".into(), json!(quick));
     results.insert("machine".into(), machine());
 
+    let mut per_packet_keys = serde_json::Map::new();
+    if want("katran-world") {
+        let t = Instant::now();
+        eprintln!(
+            "==> katran-world: issue 15's comparison world, repeat = 1 and repeat = N through the shim"
+        );
+        let v = katran_world(quick, &mut rows)?;
+        if let Value::Object(o) = v {
+            per_packet_keys.extend(o);
+        }
+        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+    }
     if want("per-packet") {
         let t = Instant::now();
         eprintln!("==> per-packet cost (BPF_PROG_TEST_RUN, single runs)");
         let v = per_packet(if quick { 20_000 } else { 100_000 }, &dir, &mut rows)?;
-        results.insert("per_packet".into(), v);
+        per_packet_keys.insert("cases".into(), v);
         eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+    }
+    if !per_packet_keys.is_empty() {
+        results.insert("per_packet".into(), Value::Object(per_packet_keys));
     }
     if want("guard") {
         let t = Instant::now();
@@ -289,6 +304,80 @@ fn guard_section(runs: usize, accuracy_secs: f64, rows: &mut Vec<Row>) -> Result
         ),
     });
     Ok(serde_json::to_value(&g)?)
+}
+
+/// The katran-world section: every case's net ns and net / floor, both
+/// methods, under the stable keys `per_packet.floor.ns` and
+/// `per_packet.<case>.net_ns` (repeat = 1; repeat = N under
+/// `per_packet.repeat_n`).
+fn katran_world(quick: bool, rows: &mut Vec<Row>) -> Result<Value> {
+    throughput::pin_cpu0()?;
+    let (ns, ingress) = bench::bench_namespace()?;
+    let _inside = ns.enter()?;
+    let (runs, calls) = if quick { (20_000, 10) } else { (100_000, 40) };
+    let w = bench::katran_world::measure(runs, calls, 1000, ingress)?;
+    let mut out = serde_json::Map::new();
+    for (method, m) in [("repeat 1", &w.repeat_1), ("repeat N", &w.repeat_n)] {
+        rows.push(Row {
+            section: "katran-world",
+            case: format!("{method}: floor (trivial XDP_TX)"),
+            value: format!("{:.1} ns", m.floor_ns),
+        });
+        for c in &m.cases {
+            let mark = if method == "repeat 1" {
+                format!(
+                    " (Katran {:.2}, target <= {:.2}: {})",
+                    c.katran_net_over_floor,
+                    c.target_net_over_floor,
+                    if c.net_over_floor <= c.target_net_over_floor {
+                        "met"
+                    } else {
+                        "not met"
+                    }
+                )
+            } else {
+                String::new()
+            };
+            rows.push(Row {
+                section: "katran-world",
+                case: format!("{method}: {}", c.what),
+                value: format!(
+                    "net {:.1} ns, net/floor {:.2}{mark}",
+                    c.net_ns, c.net_over_floor
+                ),
+            });
+        }
+    }
+    let p = &w.program;
+    rows.push(Row {
+        section: "katran-world",
+        case: "balancer program size".into(),
+        value: format!(
+            "{} xlated insns, {} B JIT, {} helper call sites, {} BPF-function call sites, {} insns verified",
+            p.xlated_insns,
+            p.jited_bytes,
+            p.helper_call_sites,
+            p.bpf_call_sites,
+            p.verified_insns.unwrap_or(0)
+        ),
+    });
+    let keyed = |m: &bench::katran_world::MethodFigure| {
+        let mut o = serde_json::Map::new();
+        o.insert("floor".into(), json!({"ns": m.floor_ns}));
+        for c in &m.cases {
+            o.insert(
+                c.case.into(),
+                serde_json::to_value(c).unwrap_or(Value::Null),
+            );
+        }
+        o
+    };
+    out.extend(keyed(&w.repeat_1));
+    let mut n = keyed(&w.repeat_n);
+    n.insert("repeat".into(), json!(w.repeat));
+    out.insert("repeat_n".into(), Value::Object(n));
+    out.insert("program".into(), serde_json::to_value(&w.program)?);
+    Ok(Value::Object(out))
 }
 
 fn per_packet(runs: usize, dir: &std::path::Path, rows: &mut Vec<Row>) -> Result<Value> {
