@@ -344,10 +344,10 @@ pub fn measure(runs: usize, calls: usize, repeat: u32, ingress: u32) -> Result<W
     let hits_before = hits(&dp)?;
     next.set(0, &shim_floor_fd, 0)?;
     let mut floor_n = vec![];
-    for c in 0..calls {
+    for frame in syn4.iter().take(calls) {
         floor_n.push(run_shim(
             &mut tools,
-            &syn4[c],
+            frame,
             flows_per_call,
             false,
             XDP_TX,
