@@ -27,6 +27,51 @@ pub struct VipKey {
     pub family: u8,
 }
 
+/// The VIP address filter (`VIP_FILTER`, one value): one bit per hash of a
+/// destination address, set for every address that has a `VIPS` entry.
+/// A clear bit means "no VIP here": the data path passes the packet
+/// without a hash-map lookup, so traffic that is not for a VIP pays for
+/// parsing and one array read. A set bit proves nothing (the lookups
+/// decide). The agent sets a bit before writing an address's first entry
+/// and rebuilds the filter after removing entries, so it is never missing
+/// an address that has one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VipFilter {
+    pub words: [u64; VIP_FILTER_WORDS],
+}
+
+pub const VIP_FILTER_WORDS: usize = 1024;
+
+impl Default for VipFilter {
+    fn default() -> Self {
+        Self {
+            words: [0; VIP_FILTER_WORDS],
+        }
+    }
+}
+
+/// The filter bit of an address (network-order words, as in `VipKey`):
+/// a multiplicative hash of the folded words, 16 bits.
+#[inline(always)]
+pub fn vip_filter_bit(family: u8, addr: &[u32; 4]) -> u32 {
+    let folded =
+        addr[0] ^ addr[1].rotate_left(8) ^ addr[2].rotate_left(16) ^ addr[3].rotate_left(24);
+    (folded ^ family as u32).wrapping_mul(0x9e37_79b1) >> 16
+}
+
+impl VipFilter {
+    pub fn set(&mut self, family: u8, addr: &[u32; 4]) {
+        let b = vip_filter_bit(family, addr) as usize;
+        self.words[b / 64] |= 1 << (b % 64);
+    }
+
+    pub fn may_hold(&self, family: u8, addr: &[u32; 4]) -> bool {
+        let b = vip_filter_bit(family, addr) as usize;
+        self.words[b / 64] & (1 << (b % 64)) != 0
+    }
+}
+
 /// This key is the per-address marker, not a service: it tells the data path
 /// that the address belongs to a VIP, so ICMP echo is answered and fragments
 /// or malformed packets to it are dropped instead of passed.
@@ -414,4 +459,6 @@ mod pod {
     unsafe impl aya::Pod for ExplainMeta {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Explain {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for VipFilter {}
 }

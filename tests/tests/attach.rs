@@ -131,3 +131,61 @@ fn incompatible_pinned_state_is_refused_with_a_clear_message() -> Result<()> {
     );
     Ok(())
 }
+
+/// The VIP address filter holds every address with a `VIPS` entry: set
+/// before the entry is written, rebuilt when entries go, and rebuilt from
+/// adopted entries at load (it is not pinned).
+#[test]
+fn the_vip_filter_follows_the_vip_table() -> Result<()> {
+    use lb::core::{config::Protocol, tables::Tables as _};
+    require_root()?;
+    let dir = std::path::PathBuf::from(format!("/sys/fs/bpf/lbt-{}-filter", std::process::id()));
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = lb::kernel::pins::reset_pinned(&self.0);
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(dir.clone());
+    let limits = lb::core::config::Limits {
+        max_vips: 4,
+        max_backends: 16,
+        ring_size: 251,
+        conntrack_size: 4096,
+        ..lb::core::config::Limits::default()
+    };
+    let words = |a: std::net::IpAddr| lb::kernel::codec::addr_words(a);
+    let v4: std::net::IpAddr = "10.100.0.1".parse()?;
+    let v6: std::net::IpAddr = "fd20::1".parse()?;
+    let other: std::net::IpAddr = "10.100.0.2".parse()?;
+    let entry = lb::core::tables::VipEntry {
+        id: 1,
+        hash: lb::core::config::HashMode::FiveTuple,
+        flows_on_down: lb::core::config::FlowsOnDown::Keep,
+        guarded: false,
+    };
+    {
+        let mut dp = lb::kernel::dataplane::Dataplane::load(limits, Some(&dir))?;
+        assert_eq!(dp.vip_filter()?, Default::default(), "empty at first");
+        dp.set_vip(&(v4, 443, Protocol::Tcp), &entry)?;
+        dp.set_vip(&(v6, 443, Protocol::Tcp), &entry)?;
+        let f = dp.vip_filter()?;
+        for a in [v4, v6] {
+            let (w, fam) = words(a);
+            assert!(f.may_hold(fam, &w), "{a} is in the filter");
+        }
+        let (w, fam) = words(other);
+        assert!(!f.may_hold(fam, &w), "{other} has no bit of its own");
+        dp.remove_vip(&(v6, 443, Protocol::Tcp))?;
+        let (w, fam) = words(v6);
+        assert!(!dp.vip_filter()?.may_hold(fam, &w), "removed, rebuilt");
+    }
+    let adopted = lb::kernel::dataplane::Dataplane::load(limits, Some(&dir))?;
+    let (w, fam) = words(v4);
+    assert!(
+        adopted.vip_filter()?.may_hold(fam, &w),
+        "rebuilt from the pinned VIPS at load"
+    );
+    Ok(())
+}

@@ -12,7 +12,8 @@ use lb_common::{
     },
     maps::{
         AclKey, Backend, ConnEntry, DecapAddr, DecapConfig, DecapPrefix, Explain, FloodState,
-        FlowKey, GuardStats, LbConfig, RateKey, RateState, TrafficStats, VipGuard, VipKey, VipMeta,
+        FlowKey, GuardStats, LbConfig, RateKey, RateState, TrafficStats, VipFilter, VipGuard,
+        VipKey, VipMeta,
     },
 };
 
@@ -196,10 +197,15 @@ pub const NEXTHOPS: MapSpec = MapSpec {
     pinned: false,
 };
 
+/// Derived from `VIPS` (rebuilt at every load), so never pinned.
+pub const VIP_FILTER: MapSpec =
+    spec::<u32, VipFilter>("VIP_FILTER", MapType::Array, Entries::Object(1), false);
+
 /// The balancer object's maps.
 pub const BALANCER: &[MapSpec] = &[
     CONFIG,
     VIPS,
+    VIP_FILTER,
     RING_SELECT,
     RINGS,
     BACKENDS,

@@ -27,7 +27,7 @@ use lb_common::{
     Reason,
     maps::{
         AclKey, Backend, ConnEntry, FloodState, FlowKey, GuardStats, LbConfig, RateKey, RateState,
-        TrafficStats, VipGuard, VipKey, VipMeta,
+        TrafficStats, VipFilter, VipGuard, VipKey, VipMeta,
     },
 };
 
@@ -57,6 +57,9 @@ pub struct Dataplane {
     pin_dir: Option<PathBuf>,
     config: Array<MapData, LbConfig>,
     vips: HashMap<MapData, VipKey, VipMeta>,
+    vip_filter: Array<MapData, VipFilter>,
+    /// The filter as last written.
+    filter: VipFilter,
     ring_select: Array<MapData, u32>,
     rings: RingMemory,
     _rings_map: MapData,
@@ -153,6 +156,8 @@ impl Dataplane {
         let mut dp = Self {
             config: take(&mut ebpf, &catalog::CONFIG)?,
             vips: take(&mut ebpf, &catalog::VIPS)?,
+            vip_filter: take(&mut ebpf, &catalog::VIP_FILTER)?,
+            filter: VipFilter::default(),
             ring_select: take(&mut ebpf, &catalog::RING_SELECT)?,
             rings,
             _rings_map: rings_map,
@@ -174,6 +179,7 @@ impl Dataplane {
             name: PROGRAM,
             source,
         };
+        dp.rebuild_filter()?;
         dp.program_mut()?.load().map_err(program_err)?;
         if let Some(dir) = &dp.pin_dir {
             // Re-pin the program (an upgrade brings a new one) for lbctl.
@@ -360,10 +366,40 @@ impl Dataplane {
         self.config.set(0, cfg, 0).map_err(tables_err("CONFIG"))
     }
 
-    /// A service entry or marker, in the map's words.
+    /// A service entry or marker, in the map's words. The address's filter
+    /// bit is set first, so the data path never misses the new entry.
     pub fn write_vip(&mut self, key: &VipKey, meta: &VipMeta) -> TablesResult<()> {
         check_vip_id(&self.limits, meta.id)?;
+        if !self.filter.may_hold(key.family, &key.addr) {
+            let mut f = self.filter;
+            f.set(key.family, &key.addr);
+            self.vip_filter
+                .set(0, f, 0)
+                .map_err(tables_err("VIP_FILTER"))?;
+            self.filter = f;
+        }
         self.vips.insert(key, meta, 0).map_err(tables_err("VIPS"))
+    }
+
+    /// The VIP address filter as the kernel holds it.
+    pub fn vip_filter(&self) -> TablesResult<VipFilter> {
+        self.vip_filter.get(&0, 0).map_err(tables_err("VIP_FILTER"))
+    }
+
+    /// Rewrites `VIP_FILTER` from the `VIPS` entries (after removals, and
+    /// at load: the filter is not pinned, the entries may be).
+    fn rebuild_filter(&mut self) -> TablesResult<()> {
+        let mut f = VipFilter::default();
+        for (k, _) in self.vip_keys()? {
+            f.set(k.family, &k.addr);
+        }
+        if f != self.filter || f == VipFilter::default() {
+            self.vip_filter
+                .set(0, f, 0)
+                .map_err(tables_err("VIP_FILTER"))?;
+            self.filter = f;
+        }
+        Ok(())
     }
 
     pub fn backend(&self, id: u32) -> TablesResult<Backend> {
@@ -378,9 +414,10 @@ impl Dataplane {
 
     fn remove_key(&mut self, key: &VipKey) -> TablesResult<()> {
         match self.vips.remove(key) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(tables_err("VIPS")(e)),
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(tables_err("VIPS")(e)),
         }
+        self.rebuild_filter()
     }
 
     fn vip_keys(&self) -> TablesResult<Vec<(VipKey, VipMeta)>> {

@@ -345,13 +345,7 @@ pub fn measure(runs: usize, calls: usize, repeat: u32, ingress: u32) -> Result<W
     next.set(0, &shim_floor_fd, 0)?;
     let mut floor_n = vec![];
     for frame in syn4.iter().take(calls) {
-        floor_n.push(run_shim(
-            &mut tools,
-            frame,
-            flows_per_call,
-            false,
-            XDP_TX,
-        )?);
+        floor_n.push(run_shim(&mut tools, frame, flows_per_call, false, XDP_TX)?);
     }
     next.set(0, &balancer_fd, 0)?;
     let base = flows as usize;
@@ -424,6 +418,10 @@ fn program_size(dp: &Dataplane) -> Result<ProgramSize> {
         .args(["prog", "dump", "xlated", "id", &id.to_string()])
         .output()?;
     let text = String::from_utf8_lossy(&dump.stdout);
+    // Kept next to results.json: where the instructions and calls are.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("balancer.xlated.txt"), text.as_bytes());
     let insns: Vec<&str> = text
         .lines()
         .filter(|l| {
@@ -442,4 +440,46 @@ fn program_size(dp: &Dataplane) -> Result<ProgramSize> {
         helper_call_sites: calls.len() - bpf_call_sites,
         bpf_call_sites,
     })
+}
+
+/// A/B of balancer builds on the repeat = 1 cases, interleaved in rounds in
+/// one run (the development loop: `LB_BENCH_AB=<old object>`). Returns
+/// each object's median per case.
+pub fn ab(runs: usize, ingress: u32, objects: &[Vec<u8>]) -> Result<Vec<Vec<f64>>> {
+    let vips = world_vips();
+    let mut dps = objects
+        .iter()
+        .map(|o| provision(o))
+        .collect::<Result<Vec<_>>>()?;
+    const ROUNDS: usize = 5;
+    let per_round = runs / ROUNDS;
+    let flows = (per_round * ROUNDS) as u32;
+    let syn4 = super::tcp_frames(&vips[0], SYN, flows);
+    let ack4 = super::tcp_frames(&vips[0], ACK, flows);
+    let syn6 = super::tcp_frames(&vips[1], SYN, flows);
+    let ack6 = super::tcp_frames(&vips[1], ACK, flows);
+    let pass = super::non_vip_frames();
+    let hot = vec![ack4[0].clone()];
+    let mut samples = vec![vec![vec![]; CASES.len()]; objects.len()];
+    for round in 0..ROUNDS {
+        let slice = |f: &[Vec<u8>]| f[round * per_round..(round + 1) * per_round].to_vec();
+        let cases: [(Vec<Vec<u8>>, u32); 6] = [
+            (pass.clone(), XDP_PASS),
+            (slice(&syn4), XDP_TX),
+            (slice(&ack4), XDP_TX),
+            (hot.clone(), XDP_TX),
+            (slice(&syn6), XDP_TX),
+            (slice(&ack6), XDP_TX),
+        ];
+        for (i, (frames, expect)) in cases.iter().enumerate() {
+            for (o, dp) in dps.iter_mut().enumerate() {
+                let prog = &*dp.program_mut()?;
+                samples[o][i].extend(super::time_runs(prog, ingress, frames, per_round, *expect)?);
+            }
+        }
+    }
+    Ok(samples
+        .into_iter()
+        .map(|per_case| per_case.into_iter().map(summarize).collect())
+        .collect())
 }

@@ -315,6 +315,19 @@ fn katran_world(quick: bool, rows: &mut Vec<Row>) -> Result<Value> {
     let (ns, ingress) = bench::bench_namespace()?;
     let _inside = ns.enter()?;
     let (runs, calls) = if quick { (20_000, 10) } else { (100_000, 40) };
+    if let Some(old) = std::env::var_os("LB_BENCH_AB") {
+        // Development A/B: this build against an older balancer object.
+        let objects = vec![std::fs::read(old)?, lb::kernel::objects::BALANCER.to_vec()];
+        let m = bench::katran_world::ab(runs, ingress, &objects)?;
+        for (i, (case, _, _)) in bench::katran_world::CASES.iter().enumerate() {
+            eprintln!(
+                "    A/B {case:<18} old {:>6.0} ns  new {:>6.0} ns  new-old {:>+5.0} ns",
+                m[0][i],
+                m[1][i],
+                m[1][i] - m[0][i]
+            );
+        }
+    }
     let w = bench::katran_world::measure(runs, calls, 1000, ingress)?;
     let mut out = serde_json::Map::new();
     for (method, m) in [("repeat 1", &w.repeat_1), ("repeat N", &w.repeat_n)] {

@@ -15,7 +15,7 @@ use lb_common::{
     },
     maps::{
         AclKey, Backend, ConnEntry, Explain, FloodState, FlowKey, GuardStats, LbConfig, RateKey,
-        RateState, TrafficStats, VipGuard, VipKey, VipMeta,
+        RateState, TrafficStats, VipFilter, VipGuard, VipKey, VipMeta,
     },
 };
 
@@ -32,6 +32,11 @@ pub static CONNTRACK_PER_CPU: Global<u32> = Global::new(0);
 /// Runtime knobs (one entry), changed by the agent without reloading.
 #[map]
 pub static CONFIG: Array<LbConfig> = Array::with_max_entries(1, 0);
+
+/// Which destination addresses may have a `VIPS` entry (lb_common's
+/// `VipFilter`): a clear bit passes the packet without a hash lookup.
+#[map]
+pub static VIP_FILTER: Array<VipFilter> = Array::with_max_entries(1, 0);
 
 /// (VIP address, port, protocol) → VIP id and flags; also the per-address
 /// markers (port 0, protocol 0).

@@ -135,6 +135,11 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
         Some(cfg) if cfg.layout_version == MAP_LAYOUT_VERSION => cfg,
         _ => return Verdict::done(PASS, Reason::PassNotConfigured),
     };
+    // Most traffic on an edge host is not for a VIP: one array read says
+    // so, before any hash lookup.
+    if !vip::may_be_vip(ip.family, &ip.dst) {
+        return Verdict::done(PASS, Reason::PassNotVip);
+    }
 
     let mut flow = FlowKey {
         src: ip.src,
