@@ -317,14 +317,18 @@ fn katran_world(quick: bool, rows: &mut Vec<Row>) -> Result<Value> {
     let (runs, calls) = if quick { (20_000, 10) } else { (100_000, 40) };
     if let Some(old) = std::env::var_os("LB_BENCH_AB") {
         // Development A/B: this build against an older balancer object.
-        let objects = vec![std::fs::read(old)?, lb::kernel::objects::BALANCER.to_vec()];
+        // Colon-separated older objects; this build last.
+        let mut objects = std::env::split_paths(&old)
+            .map(std::fs::read)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        objects.push(lb::kernel::objects::BALANCER.to_vec());
         let m = bench::katran_world::ab(runs, ingress, &objects)?;
         for (i, (case, _, _)) in bench::katran_world::CASES.iter().enumerate() {
+            let cols: Vec<String> = m.iter().map(|o| format!("{:>6.0}", o[i])).collect();
             eprintln!(
-                "    A/B {case:<18} old {:>6.0} ns  new {:>6.0} ns  new-old {:>+5.0} ns",
-                m[0][i],
-                m[1][i],
-                m[1][i] - m[0][i]
+                "    A/B {case:<18} {} ns (this build {:+.0} ns vs the first)",
+                cols.join(" "),
+                m[m.len() - 1][i] - m[0][i]
             );
         }
     }

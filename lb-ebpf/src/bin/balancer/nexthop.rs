@@ -59,8 +59,8 @@ pub fn resolve(
     dst: [u32; 4],
     our_mac: [u8; 6],
     fallback: Option<[u8; 6]>,
+    now: u64,
 ) -> Result<NextHop, Reason> {
-    let now = crate::conntrack::now_ns();
     let cached = NEXTHOPS.get_ptr_mut(backend_id);
     if let Some(c) = cached {
         // SAFETY: per-CPU slot of this program run.

@@ -29,6 +29,9 @@ pub struct Choice {
     /// The ring chose (connection-table miss).
     pub new_flow: bool,
     pub hash: u32,
+    /// The packet's one reading of the coarse clock, for the next-hop
+    /// cache too (a helper call each).
+    pub now: u64,
 }
 
 #[inline(always)]
@@ -186,6 +189,7 @@ fn try_choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u64) -> Result
                     backend: b,
                     new_flow: false,
                     hash,
+                    now,
                 });
             }
             // The slot was freed under the flow (backend removed) or reused:
@@ -211,5 +215,6 @@ fn try_choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u64) -> Result
         backend: b,
         new_flow: true,
         hash,
+        now,
     })
 }
