@@ -286,6 +286,7 @@ pub mod memory;
 pub mod reaction;
 pub mod svg;
 pub mod throughput;
+pub mod two_cpu;
 
 /// Writes each case's frames as raw files (`<case>.bin`: the first frame,
 /// `<case>.frames`: all of them, each prefixed by its u16 length) and one

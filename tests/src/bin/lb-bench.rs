@@ -74,6 +74,26 @@ fn main() -> Result<()> {
         results.insert("guard".into(), v);
         eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
     }
+    if want("two-cpu") {
+        let t = Instant::now();
+        eprintln!("==> connection table on two CPUs at once: shared vs per-CPU");
+        let (ns, ingress) = bench::bench_namespace()?;
+        let figs = bench::two_cpu::measure(if quick { 20_000 } else { 100_000 }, &ns, ingress)?;
+        for f in &figs {
+            rows.push(Row {
+                section: "two-cpu",
+                case: format!("{}: {}", f.table, f.case),
+                value: format!(
+                    "median {} / {} ns (CPU 0 / CPU 1), {:.2} M runs/s together",
+                    f.median_ns[0],
+                    f.median_ns[1],
+                    f.runs_per_sec / 1e6
+                ),
+            });
+        }
+        results.insert("two_cpu".into(), serde_json::to_value(&figs)?);
+        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+    }
     if want("throughput") {
         let t = Instant::now();
         eprintln!(
