@@ -45,7 +45,9 @@ pub fn pin_cpu(cpu: usize) -> Result<()> {
 
 /// `runs` per thread and case. Needs two CPUs.
 pub fn measure(runs: usize, ns: &Netns, ingress: u32) -> Result<Vec<TwoCpuFigure>> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Online CPUs, not this thread's affinity (earlier sections pin to 0).
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
     ensure!(
         cpus >= 2,
         "the two-CPU comparison needs two CPUs, this machine has {cpus}"
