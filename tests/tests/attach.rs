@@ -77,15 +77,8 @@ fn programs_fit_the_verifier_with_room_to_spare() -> Result<()> {
 #[test]
 fn incompatible_pinned_state_is_refused_with_a_clear_message() -> Result<()> {
     require_root()?;
-    let dir = std::path::PathBuf::from(format!("/sys/fs/bpf/lbt-{}-pins", std::process::id()));
-    struct Cleanup(std::path::PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = lb::kernel::pins::reset_pinned(&self.0);
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(dir.clone());
+    let pins = PinDir::new("pins");
+    let dir = pins.0.clone();
     let small = lb::core::config::Limits {
         max_vips: 4,
         max_backends: 16,
@@ -139,15 +132,8 @@ fn incompatible_pinned_state_is_refused_with_a_clear_message() -> Result<()> {
 fn the_vip_filter_follows_the_vip_table() -> Result<()> {
     use lb::core::{config::Protocol, tables::Tables as _};
     require_root()?;
-    let dir = std::path::PathBuf::from(format!("/sys/fs/bpf/lbt-{}-filter", std::process::id()));
-    struct Cleanup(std::path::PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = lb::kernel::pins::reset_pinned(&self.0);
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(dir.clone());
+    let pins = PinDir::new("filter");
+    let dir = pins.0.clone();
     let limits = lb::core::config::Limits {
         max_vips: 4,
         max_backends: 16,
@@ -188,4 +174,24 @@ fn the_vip_filter_follows_the_vip_table() -> Result<()> {
         "rebuilt from the pinned VIPS at load"
     );
     Ok(())
+}
+
+/// A pin directory of this test process, emptied and removed on drop (also
+/// when the test fails).
+struct PinDir(std::path::PathBuf);
+
+impl PinDir {
+    fn new(tag: &str) -> PinDir {
+        PinDir(std::path::PathBuf::from(format!(
+            "/sys/fs/bpf/lbt-{}-{tag}",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = lb::kernel::pins::reset_pinned(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

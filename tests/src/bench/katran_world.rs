@@ -26,11 +26,8 @@ use aya::{
     maps::{Array, ProgramArray},
     programs::{TestRun as _, TestRunOptions, Xdp},
 };
-use lb::{
-    core::{config::Limits, maglev},
-    kernel::{codec::addr_words, dataplane::Dataplane},
-};
-use lb_common::{Reason, maps::*};
+use lb::{core::config::Limits, kernel::dataplane::Dataplane};
+use lb_common::Reason;
 use serde::Serialize;
 
 use super::{BACKENDS_PER_VIP, BenchVip, backend_addrs, bench_vips};
@@ -115,59 +112,7 @@ fn provision(object: &[u8]) -> Result<Dataplane> {
         conntrack_per_cpu: false,
         ..Limits::default()
     };
-    let mut dp = Dataplane::load_object(object, limits, None)?;
-    dp.write_config(&LbConfig {
-        flags: CFG_F_NO_ALL_PORTS_VIPS,
-        ..crate::fixture::test_config(1)
-    })?;
-    let mut next = 0;
-    for (vip_id, vip) in world_vips().iter().enumerate() {
-        let vip_id = vip_id as u32;
-        let mut entries = vec![];
-        for i in 0..BACKENDS_PER_VIP {
-            let (a4, a6) = backend_addrs(i);
-            let addr: IpAddr = if vip.v6_backends {
-                a6.into()
-            } else {
-                a4.into()
-            };
-            let (words, family) = addr_words(addr);
-            dp.write_backend(
-                next,
-                &Backend {
-                    addr: words,
-                    family,
-                    fwd_mode: vip.fwd,
-                    flags: BACKEND_F_VALID,
-                    vip_id,
-                    ..Backend::default()
-                },
-            )?;
-            entries.push(maglev::Entry {
-                key: addr.to_string(),
-                weight: 1,
-                id: next,
-            });
-            next += 1;
-        }
-        let (words, family) = addr_words(vip.addr);
-        dp.write_vip(
-            &VipKey {
-                addr: words,
-                port: vip.port.to_be(),
-                proto: vip.proto,
-                family,
-            },
-            &VipMeta {
-                id: vip_id,
-                flags: 0,
-                hash_mode: HASH_FIVE_TUPLE,
-                _pad: 0,
-            },
-        )?;
-        dp.replace_ring(vip_id, &maglev::build(&entries, 65_537, 7))?;
-    }
-    Ok(dp)
+    super::provision_vips(object, limits, &world_vips(), true)
 }
 
 /// The outer packet leads to one of the VIP's backends and carries the
@@ -232,6 +177,46 @@ fn figures(floor: f64, medians: &[(f64, u64)]) -> MethodFigure {
     }
 }
 
+/// The world's frames: `flows` distinct flows per VIP, SYNs and ACKs of
+/// the same flows, the non-VIP frame and one hot ACK.
+struct Frames {
+    syn4: Vec<Vec<u8>>,
+    ack4: Vec<Vec<u8>>,
+    syn6: Vec<Vec<u8>>,
+    ack6: Vec<Vec<u8>>,
+    pass: Vec<Vec<u8>>,
+    hot: Vec<Vec<u8>>,
+}
+
+impl Frames {
+    fn new(vips: &[BenchVip], flows: u32) -> Frames {
+        let ack4 = super::tcp_frames(&vips[0], ACK, flows);
+        Frames {
+            syn4: super::tcp_frames(&vips[0], SYN, flows),
+            hot: vec![ack4[0].clone()],
+            ack4,
+            syn6: super::tcp_frames(&vips[1], SYN, flows),
+            ack6: super::tcp_frames(&vips[1], ACK, flows),
+            pass: super::non_vip_frames(),
+        }
+    }
+
+    /// The six cases of one round (its own slice of the flows), in
+    /// `CASES` order: frames, expected action, and for forwarded cases
+    /// whether the output is IPv6-in-IPv6.
+    fn round(&self, round: usize, per_round: usize) -> [(Vec<Vec<u8>>, u32, Option<bool>); 6] {
+        let slice = |f: &[Vec<u8>]| f[round * per_round..(round + 1) * per_round].to_vec();
+        [
+            (self.pass.clone(), XDP_PASS, None),
+            (slice(&self.syn4), XDP_TX, Some(false)),
+            (slice(&self.ack4), XDP_TX, Some(false)),
+            (self.hot.clone(), XDP_TX, Some(false)),
+            (slice(&self.syn6), XDP_TX, Some(true)),
+            (slice(&self.ack6), XDP_TX, Some(true)),
+        ]
+    }
+}
+
 /// Runs both methods. `runs`: single runs per case (repeat = 1); `calls`
 /// × `repeat` runs per case through the shim.
 pub fn measure(runs: usize, calls: usize, repeat: u32, ingress: u32) -> Result<WorldFigure> {
@@ -249,31 +234,18 @@ pub fn measure(runs: usize, calls: usize, repeat: u32, ingress: u32) -> Result<W
     const ROUNDS: usize = 5;
     let per_round = runs / ROUNDS;
     let flows = (per_round * ROUNDS) as u32;
-    let syn4 = super::tcp_frames(&vips[0], SYN, flows);
-    let ack4 = super::tcp_frames(&vips[0], ACK, flows);
-    let syn6 = super::tcp_frames(&vips[1], SYN, flows);
-    let ack6 = super::tcp_frames(&vips[1], ACK, flows);
-    let pass = super::non_vip_frames();
-    let hot = vec![ack4[0].clone()];
+    let world = Frames::new(&vips, flows);
     let mut floor_ns = vec![];
     let mut samples: Vec<Vec<u64>> = vec![vec![]; CASES.len()];
     let hits_before = hits(&dp)?;
     let mut out = vec![0u8; 4096];
     for round in 0..ROUNDS {
-        let slice = |f: &[Vec<u8>]| f[round * per_round..(round + 1) * per_round].to_vec();
-        let cases: [(Vec<Vec<u8>>, u32, Option<bool>); 6] = [
-            (pass.clone(), XDP_PASS, None),
-            (slice(&syn4), XDP_TX, Some(false)),
-            (slice(&ack4), XDP_TX, Some(false)),
-            (hot.clone(), XDP_TX, Some(false)),
-            (slice(&syn6), XDP_TX, Some(true)),
-            (slice(&ack6), XDP_TX, Some(true)),
-        ];
+        let cases = world.round(round, per_round);
         let floor: &Xdp = tools.program("xdp_tx").context("xdp_tx")?.try_into()?;
         floor_ns.extend(super::time_runs(
             floor,
             ingress,
-            &syn4[..per_round],
+            &world.syn4[..per_round],
             per_round,
             XDP_TX,
         )?);
@@ -344,7 +316,7 @@ pub fn measure(runs: usize, calls: usize, repeat: u32, ingress: u32) -> Result<W
     let hits_before = hits(&dp)?;
     next.set(0, &shim_floor_fd, 0)?;
     let mut floor_n = vec![];
-    for frame in syn4.iter().take(calls) {
+    for frame in world.syn4.iter().take(calls) {
         floor_n.push(run_shim(&mut tools, frame, flows_per_call, false, XDP_TX)?);
     }
     next.set(0, &balancer_fd, 0)?;
@@ -356,7 +328,7 @@ pub fn measure(runs: usize, calls: usize, repeat: u32, ingress: u32) -> Result<W
     let mut n_samples: Vec<Vec<f64>> = vec![vec![]; CASES.len()];
     for c in 0..calls {
         let k = base + c;
-        n_samples[0].push(run_shim(&mut tools, &pass[0], 0, false, XDP_PASS)?);
+        n_samples[0].push(run_shim(&mut tools, &world.pass[0], 0, false, XDP_PASS)?);
         n_samples[1].push(run_shim(
             &mut tools,
             &syn4n[k],
@@ -371,7 +343,7 @@ pub fn measure(runs: usize, calls: usize, repeat: u32, ingress: u32) -> Result<W
             false,
             XDP_TX,
         )?);
-        n_samples[3].push(run_shim(&mut tools, &hot[0], 0, false, XDP_TX)?);
+        n_samples[3].push(run_shim(&mut tools, &world.hot[0], 0, false, XDP_TX)?);
         n_samples[4].push(run_shim(
             &mut tools,
             &syn6n[k],
@@ -454,24 +426,11 @@ pub fn ab(runs: usize, ingress: u32, objects: &[Vec<u8>]) -> Result<Vec<Vec<f64>
     const ROUNDS: usize = 5;
     let per_round = runs / ROUNDS;
     let flows = (per_round * ROUNDS) as u32;
-    let syn4 = super::tcp_frames(&vips[0], SYN, flows);
-    let ack4 = super::tcp_frames(&vips[0], ACK, flows);
-    let syn6 = super::tcp_frames(&vips[1], SYN, flows);
-    let ack6 = super::tcp_frames(&vips[1], ACK, flows);
-    let pass = super::non_vip_frames();
-    let hot = vec![ack4[0].clone()];
+    let world = Frames::new(&vips, flows);
     let mut samples = vec![vec![vec![]; CASES.len()]; objects.len()];
     for round in 0..ROUNDS {
-        let slice = |f: &[Vec<u8>]| f[round * per_round..(round + 1) * per_round].to_vec();
-        let cases: [(Vec<Vec<u8>>, u32); 6] = [
-            (pass.clone(), XDP_PASS),
-            (slice(&syn4), XDP_TX),
-            (slice(&ack4), XDP_TX),
-            (hot.clone(), XDP_TX),
-            (slice(&syn6), XDP_TX),
-            (slice(&ack6), XDP_TX),
-        ];
-        for (i, (frames, expect)) in cases.iter().enumerate() {
+        let cases = world.round(round, per_round);
+        for (i, (frames, expect, _)) in cases.iter().enumerate() {
             // Every other round in reverse: whoever runs first after
             // another case pays for its cold caches.
             let order: Vec<usize> = if round % 2 == 0 {

@@ -164,6 +164,17 @@ pub fn provision_object(object: &[u8], per_cpu_conntrack: bool) -> Result<Datapl
         conntrack_per_cpu: per_cpu_conntrack,
         ..Limits::default()
     };
+    provision_vips(object, limits, &bench_vips(), false)
+}
+
+/// Loads `object` with `limits` and provisions `vips`, 100 backends each;
+/// the tables are Maglev's with `maglev`, else backends in turn.
+pub fn provision_vips(
+    object: &[u8],
+    limits: Limits,
+    vips: &[BenchVip],
+    maglev: bool,
+) -> Result<Dataplane> {
     let mut dp = Dataplane::load_object(object, limits, None)?;
     dp.write_config(&LbConfig {
         udp_idle_ns: 30_000_000_000,
@@ -172,9 +183,9 @@ pub fn provision_object(object: &[u8], per_cpu_conntrack: bool) -> Result<Datapl
         ..crate::fixture::test_config(1)
     })?;
     let mut next_backend = 0;
-    for (vip_id, vip) in bench_vips().iter().enumerate() {
+    for (vip_id, vip) in vips.iter().enumerate() {
         let vip_id = vip_id as u32;
-        let mut ids = vec![];
+        let mut entries = vec![];
         for i in 0..BACKENDS_PER_VIP {
             let (a4, a6) = backend_addrs(i);
             let addr: IpAddr = if vip.v6_backends {
@@ -192,7 +203,11 @@ pub fn provision_object(object: &[u8], per_cpu_conntrack: bool) -> Result<Datapl
                 ..Backend::default()
             };
             dp.write_backend(next_backend, &b)?;
-            ids.push(next_backend);
+            entries.push(lb::core::maglev::Entry {
+                key: addr.to_string(),
+                weight: 1,
+                id: next_backend,
+            });
             next_backend += 1;
         }
         let (words, family) = addr_words(vip.addr);
@@ -211,8 +226,14 @@ pub fn provision_object(object: &[u8], per_cpu_conntrack: bool) -> Result<Datapl
                 _pad: 0,
             },
         )?;
-        let m = dp.limits().ring_size as usize;
-        let ring: Vec<u32> = (0..m).map(|s| ids[s % ids.len()]).collect();
+        let m = dp.limits().ring_size;
+        let ring: Vec<u32> = if maglev {
+            lb::core::maglev::build(&entries, m, 7)
+        } else {
+            (0..m as usize)
+                .map(|s| entries[s % entries.len()].id)
+                .collect()
+        };
         dp.replace_ring(vip_id, &ring)?;
     }
     Ok(dp)
