@@ -393,7 +393,8 @@ impl Dataplane {
         for (k, _) in self.vip_keys()? {
             f.set(k.family, &k.addr);
         }
-        if f != self.filter || f == VipFilter::default() {
+        // A fresh (unpinned) map starts zeroed, as `self.filter` does.
+        if f != self.filter {
             self.vip_filter
                 .set(0, f, 0)
                 .map_err(tables_err("VIP_FILTER"))?;

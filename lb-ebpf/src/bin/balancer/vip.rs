@@ -2,20 +2,14 @@
 //! all ports, the all-ports VIP (address, port 0, protocol); and the
 //! per-address marker.
 
-use lb_common::maps::{VIP_FILTER_WORDS, VipKey, VipMeta, vip_filter_bit};
+use lb_common::maps::{VipKey, VipMeta};
 
 use crate::maps::{VIP_FILTER, VIPS};
 
 /// Whether `addr` may be a VIP address (`VIP_FILTER`); false is certain.
 #[inline(always)]
 pub fn may_be_vip(family: u8, addr: &[u32; 4]) -> bool {
-    let Some(f) = VIP_FILTER.get(0) else {
-        return true;
-    };
-    let bit = vip_filter_bit(family, addr) as usize;
-    // The mask keeps the index provably inside the array for the verifier.
-    let word = (bit / 64) & (VIP_FILTER_WORDS - 1);
-    f.words[word] & (1 << (bit % 64)) != 0
+    VIP_FILTER.get(0).is_none_or(|f| f.may_hold(family, addr))
 }
 
 #[inline(always)]

@@ -604,7 +604,10 @@ impl<T: Tables> Balancer<T> {
                     .collect(),
                 seed,
             );
-            if rt.plan.as_ref().map(|p| &p.0) != Some(&planned) {
+            if rt.plan.as_ref().is_some_and(|p| p.0 != planned) {
+                rt.plan = None;
+            }
+            let (_, plan) = rt.plan.get_or_insert_with(|| {
                 let entries: Vec<maglev::Entry> = planned
                     .0
                     .iter()
@@ -615,10 +618,9 @@ impl<T: Tables> Balancer<T> {
                     })
                     .collect();
                 let plan = maglev::Plan::new(&entries, m, seed);
-                rt.plan = Some((planned, plan));
-            }
+                (planned, plan)
+            });
             let now: BTreeMap<u32, u32> = inputs.0.iter().map(|&(_, w, id)| (id, w)).collect();
-            let (_, plan) = rt.plan.as_ref().expect("planned above");
             let table = plan.serve(|id| now.get(&id).copied().unwrap_or(0));
             if table != rt.live {
                 let half = self.tables.live_half(rt.id)? ^ 1;
