@@ -137,7 +137,7 @@ impl Tokens {
 
     /// A tokens file; `tenants`: the configured tenant names.
     pub fn parse(text: &str, tenants: &BTreeSet<String>) -> Result<Self, Vec<FieldError>> {
-        let de = serde_yaml::Deserializer::from_str(text);
+        let de = serde_norway::Deserializer::from_str(text);
         let raw: RawTokens = serde_path_to_error::deserialize(de).map_err(|e| {
             vec![FieldError {
                 path: e.path().to_string(),

@@ -202,11 +202,11 @@ fn deserialize<T: serde::de::DeserializeOwned>(
             }],
         ));
     }
-    let de = serde_yaml::Deserializer::from_str(text);
+    let de = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        // serde_yaml's message ends with the line and column (kept), and
+        // serde_norway's message ends with the line and column (kept), and
         // sometimes starts with the path (dropped: it is the field's).
         let inner = e.inner().to_string();
         let message = inner

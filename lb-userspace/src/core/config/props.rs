@@ -5,7 +5,7 @@
 //! anything — huge numbers, negative ones, wrong types, nested junk.
 
 use proptest::prelude::*;
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 use super::{ConfigError, parse, parse_backends, parse_vip};
 
@@ -260,7 +260,7 @@ fn well_formed(e: &ConfigError) -> Result<(), TestCaseError> {
 fn every_field_of_the_shipped_configs_survives_every_hostile_value() {
     let mut rejected = 0;
     for base in SHIPPED {
-        let doc: Value = serde_yaml::from_str(base).expect("shipped YAML");
+        let doc: Value = serde_norway::from_str(base).expect("shipped YAML");
         let mut paths = vec![];
         leaves(&doc, String::new(), &mut paths);
         // One path per field: `vips[3].backends[2].weight` is checked as
@@ -277,7 +277,7 @@ fn every_field_of_the_shipped_configs_survives_every_hostile_value() {
             for value in hostile() {
                 let mut d = doc.clone();
                 *at_path(&mut d, path) = value.clone();
-                let text = serde_yaml::to_string(&d).expect("serializes");
+                let text = serde_norway::to_string(&d).expect("serializes");
                 if let Err(e) = parse(&text, "hostile.yaml") {
                     rejected += 1;
                     assert!(
@@ -300,7 +300,7 @@ proptest! {
 
     #[test]
     fn any_document_is_parsed_or_rejected_with_reasons(doc in tree()) {
-        let yaml = serde_yaml::to_string(&doc).expect("a tree serializes");
+        let yaml = serde_norway::to_string(&doc).expect("a tree serializes");
         if let Err(e) = parse(&yaml, "prop.yaml") {
             well_formed(&e)?;
         }
@@ -320,12 +320,12 @@ proptest! {
         pick in any::<prop::sample::Index>(),
         replacement in prop_oneof![1 => tree(), 1 => prop::sample::select(hostile())],
     ) {
-        let mut doc: Value = serde_yaml::from_str(SHIPPED[base]).expect("shipped YAML");
+        let mut doc: Value = serde_norway::from_str(SHIPPED[base]).expect("shipped YAML");
         let mut paths = vec![];
         leaves(&doc, String::new(), &mut paths);
         let path = pick.get(&paths).clone();
         *at_path(&mut doc, &path) = replacement;
-        for text in [serde_yaml::to_string(&doc).expect("serializes"),
+        for text in [serde_norway::to_string(&doc).expect("serializes"),
                      serde_json::to_string(&doc).expect("serializes")] {
             if let Err(e) = parse(&text, "prop.yaml") {
                 well_formed(&e)?;
@@ -343,7 +343,7 @@ proptest! {
         replacement in tree(),
     ) {
         let base = super::parse(SHIPPED[1], "lab").expect("the lab config");
-        let lab: Value = serde_yaml::from_str(SHIPPED[1]).expect("shipped YAML");
+        let lab: Value = serde_norway::from_str(SHIPPED[1]).expect("shipped YAML");
         let mut vip = lab["vips"][0].clone();
         let mut paths = vec![];
         leaves(&vip, String::new(), &mut paths);

@@ -74,7 +74,7 @@ async fn put(app: &Router, uri: &str, body: &str) -> (StatusCode, serde_json::Va
 
 fn openapi_routes() -> BTreeSet<(String, String)> {
     let text = include_str!("../../../../docs/openapi.yaml");
-    let doc: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+    let doc: serde_norway::Value = serde_norway::from_str(text).unwrap();
     let mut out = BTreeSet::new();
     for (path, item) in doc["paths"].as_mapping().unwrap() {
         for (method, _) in item.as_mapping().unwrap() {
