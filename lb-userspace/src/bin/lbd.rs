@@ -34,17 +34,19 @@ struct RunArgs {
     /// fresh, instead of adopting it.
     #[arg(long)]
     reset_state: bool,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    log_format: LogFormat,
+    /// Log format on stderr (under systemd, logs go to journald); overrides
+    /// the file's `log.format`.
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<LogFormat>,
     /// Take VIPs and backends from etcd (comma-separated client URLs, e.g.
-    /// http://10.0.0.5:2379), in addition to the file.
+    /// http://10.0.0.5:2379), in addition to the file; overrides the
+    /// file's `etcd.endpoints`.
     #[arg(long, value_delimiter = ',')]
     etcd: Vec<String>,
     /// Key prefix in etcd (VIPs under PREFIX/vips/, agents publish under
-    /// PREFIX/agents/).
-    #[arg(long, default_value = "/lb")]
-    etcd_prefix: String,
+    /// PREFIX/agents/); overrides the file's `etcd.prefix` (default /lb).
+    #[arg(long)]
+    etcd_prefix: Option<String>,
     #[command(flatten)]
     etcd_security: lb::cli::EtcdSecurityArgs,
 }
@@ -112,6 +114,15 @@ enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    fn config(self) -> config::LogFormat {
+        match self {
+            LogFormat::Text => config::LogFormat::Text,
+            LogFormat::Json => config::LogFormat::Json,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the agent (the default).
@@ -150,8 +161,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.run.log_format);
-    match cli.command.unwrap_or(Command::Run) {
+    let command = cli.command.unwrap_or(Command::Run);
+    // The agent logs as its file says; the other commands at the default.
+    if !matches!(command, Command::Run) {
+        init_logging(config::LogCfg::default(), cli.run.log_format);
+    }
+    match command {
         Command::Check { json } => check(&cli.run.config, json),
         Command::Decap(args) => decap(&args),
         Command::Run => run(cli.run),
@@ -247,19 +262,12 @@ fn unload(config_path: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_logging(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    // Colours only for a terminal: journald and log files get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+fn init_logging(file: config::LogCfg, flag: Option<LogFormat>) -> &'static str {
+    let mut cfg = file;
+    if let Some(f) = flag {
+        cfg.format = f.config();
     }
+    lb::daemon::logging::init(cfg)
 }
 
 fn check(path: &std::path::Path, json: bool) -> ExitCode {
@@ -268,10 +276,13 @@ fn check(path: &std::path::Path, json: bool) -> ExitCode {
             if json {
                 lb::outln!(
                     "{}",
-                    serde_json::to_string_pretty(&c).expect("config serializes")
+                    serde_json::to_string_pretty(&config::render::to_file(&c))
+                        .expect("a JSON tree serializes")
                 );
             } else {
-                print_plan(&c);
+                for line in config::render::plan(&c) {
+                    lb::outln!("{line}");
+                }
             }
             ExitCode::SUCCESS
         }
@@ -379,56 +390,6 @@ fn decap(args: &DecapArgs) -> ExitCode {
     }
 }
 
-fn print_plan(c: &config::Config) {
-    lb::outln!("configuration OK");
-    lb::outln!(
-        "node {} (cloud {:?}, region {:?}, zone {:?}); data path pinned under {}",
-        c.node.name,
-        c.node.cloud,
-        c.node.region,
-        c.node.zone,
-        c.pin_path.display()
-    );
-    for i in &c.interfaces {
-        lb::outln!("attach XDP ({:?}) to {}", i.xdp_mode, i.name);
-    }
-    lb::outln!(
-        "limits: {} VIPs, {} backends, ring size {}, connection table {}",
-        c.limits.max_vips,
-        c.limits.max_backends,
-        c.limits.ring_size,
-        c.limits.conntrack_size
-    );
-    for v in &c.vips {
-        let port = if v.port == 0 {
-            "all ports".to_string()
-        } else {
-            format!("port {}", v.port)
-        };
-        lb::outln!(
-            "VIP {} = {} {port} {:?}: hash {:?}, {:?}, policy {:?}, {} backends",
-            v.name,
-            v.address,
-            v.protocol,
-            v.hash,
-            v.forwarding,
-            v.policy.mode,
-            v.backends.len()
-        );
-        for b in &v.backends {
-            lb::outln!(
-                "  backend {} weight {} {:?} cloud={} region={} zone={}",
-                b.address,
-                b.weight,
-                b.state,
-                b.labels.cloud,
-                b.labels.region,
-                b.labels.zone
-            );
-        }
-    }
-}
-
 fn run(args: RunArgs) -> ExitCode {
     let c = match config::load(&args.config) {
         Ok(c) => c,
@@ -440,12 +401,9 @@ fn run(args: RunArgs) -> ExitCode {
     let Some(rt) = lb::cli::runtime(Some(2)) else {
         return ExitCode::FAILURE;
     };
-    let etcd = (!args.etcd.is_empty()).then(|| etcd::EtcdOptions {
-        state_dir: None,
-        endpoints: args.etcd.clone(),
-        security: args.etcd_security.security(),
-        prefix: args.etcd_prefix.clone(),
-    });
+    let sink = init_logging(c.log, args.log_format);
+    tracing::debug!(to = sink, level = c.log.level.name(), "logging");
+    let etcd = etcd_options(&c, &args);
     let opts = agent::RunOptions {
         reset_state: args.reset_state,
         etcd,
@@ -457,4 +415,30 @@ fn run(args: RunArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The etcd feed from the file's `etcd:` section, each flag given on the
+/// command line taking the place of the file's value.
+fn etcd_options(c: &config::Config, args: &RunArgs) -> Option<etcd::EtcdOptions> {
+    let file = c.etcd.clone();
+    let endpoints = if args.etcd.is_empty() {
+        file.as_ref()?.endpoints.clone()
+    } else {
+        args.etcd.clone()
+    };
+    let file = file.unwrap_or_else(|| config::EtcdCfg::new(vec![]));
+    let flags = args.etcd_security.security();
+    let security = etcd::EtcdSecurity {
+        ca_file: flags.ca_file.or(file.ca_file),
+        cert_file: flags.cert_file.or(file.cert_file),
+        key_file: flags.key_file.or(file.key_file),
+        user: flags.user.or(file.user),
+        password_file: flags.password_file.or(file.password_file),
+    };
+    Some(etcd::EtcdOptions {
+        state_dir: None,
+        endpoints,
+        security,
+        prefix: args.etcd_prefix.clone().unwrap_or(file.prefix),
+    })
 }

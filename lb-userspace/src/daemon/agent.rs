@@ -185,7 +185,13 @@ pub async fn run(
             tracing::error!("reload rejected, running state kept: {e}");
         }
     };
-    tracing::info!(vips = config.vips.len(), "lbd running");
+    let mut notifier = super::notify::Notifier::from_env();
+    notifier.ready(shared.status_line());
+    tracing::info!(
+        vips = config.vips.len(),
+        watchdog = ?notifier.watchdog(),
+        "lbd running"
+    );
     loop {
         tokio::select! {
             Some(v) = verdicts.recv() => shared.on_verdict(&v),
@@ -195,6 +201,7 @@ pub async fn run(
                     tracing::error!(error = %e, "periodic reconcile failed");
                 }
                 shared.save_if_changed();
+                notifier.tick(shared.status_line(), Instant::now());
                 let m = config_path.as_deref().and_then(mtime);
                 if m != last_mtime {
                     last_mtime = m;
@@ -206,6 +213,7 @@ pub async fn run(
             _ = tokio::signal::ctrl_c() => break,
         }
     }
+    notifier.stopping("stopping: withdrawing routes, the data path stays attached");
     if let Some(a) = &config.announce {
         announce::on_exit(&shared, a).await;
     }

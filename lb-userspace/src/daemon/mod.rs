@@ -12,7 +12,9 @@ pub mod bird;
 pub mod drill;
 pub mod etcd;
 pub mod health;
+pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod shared;
 pub mod state;
 

@@ -671,6 +671,35 @@ impl<T: Tables + Send + 'static> Shared<T> {
         Ok(stopped)
     }
 
+    /// One line of what the agent serves, for systemd's STATUS and
+    /// `systemctl status`: VIPs, healthy backends, the feed and routes.
+    pub fn status_line(&self) -> String {
+        let state = self.balancer().state();
+        let backends: Vec<_> = state.vips.iter().flat_map(|v| &v.backends).collect();
+        let healthy = backends.iter().filter(|b| b.healthy).count();
+        let mut line = format!(
+            "{} VIPs, {healthy}/{} backends healthy",
+            state.vips.len(),
+            backends.len()
+        );
+        if let Some(f) = self.etcd_status.lock().expect("not poisoned").as_ref() {
+            line.push_str(if f.connected {
+                "; etcd connected"
+            } else {
+                "; etcd disconnected (serving the last revision)"
+            });
+        }
+        if let Some(r) = self.announce.lock().expect("not poisoned").as_ref() {
+            line.push_str(&format!(
+                "; {} of {} VIP addresses announced{}",
+                r.announced.len(),
+                r.routes.len(),
+                if r.bird_up { "" } else { ", BIRD not answering" }
+            ));
+        }
+        line
+    }
+
     /// Prometheus text for `/metrics`.
     pub fn metrics(&self) -> String {
         let feed = self.etcd_status.lock().expect("not poisoned").clone();

@@ -108,7 +108,7 @@ fn solo() -> Result<Solo> {
     let etcd = Etcd::start(&ns, PORT)?;
     let agent = Lbd::start(
         &ns,
-        &solo_config("edge-1", "lo", 9100),
+        &solo_config("edge-1", "lo", 9478),
         &args(&etcd_args(&etcd)),
     )?;
     agent.wait_for("the feed", WAIT, connected)?;
@@ -127,7 +127,7 @@ pub fn a_half_open_etcd_watch_is_detected_and_reconnected(_: &mut Env) -> Result
     let gauge = || -> Result<String> {
         let m = s.ns.exec(
             "curl",
-            &["-s", "--max-time", "2", "http://127.0.0.1:9100/metrics"],
+            &["-s", "--max-time", "2", "http://127.0.0.1:9478/metrics"],
         )?;
         Ok(m.lines()
             .find(|l| l.starts_with("lb_etcd_connected "))

@@ -12,6 +12,7 @@ mod check;
 mod model;
 mod raw;
 pub mod reload;
+pub mod render;
 mod validate;
 
 use std::{fmt, path::Path, time::Duration};
@@ -233,31 +234,37 @@ pub fn is_prime(n: u32) -> bool {
     true
 }
 
-/// `1500ms`, `2s`, `1.5m`, `1h`; a bare number is seconds. The error says
-/// what is wrong with the text.
+/// `1500ms`, `2s`, `1.5m`, `1h`, `1m30s`, `1h 5m`; a bare number is
+/// seconds. One number with a unit may be fractional; longer forms are
+/// humantime's (what [`format_duration`] writes). The error says what is
+/// wrong with the text.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
+    let wrong = || format!("expected a duration like 500ms, 2s, 1m30s or 1h, got {text:?}");
     // The unit is the letters at the end (the number may be `1e3`).
     let num = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = &t[num.len()..];
     let scale = match unit {
-        "ms" => 0.001,
-        "s" | "" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => {
-            return Err(format!(
-                "expected a duration like 500ms, 2s, 5m or 1h, got {text:?}"
-            ));
-        }
+        "ms" => Some(0.001),
+        "s" | "" => Some(1.0),
+        "m" => Some(60.0),
+        "h" => Some(3600.0),
+        _ => None,
     };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .ok()
-        .filter(|n: &f64| *n >= 0.0)
-        .ok_or_else(|| format!("expected a duration like 500ms, 2s, 5m or 1h, got {text:?}"))?;
-    Duration::try_from_secs_f64(n * scale).map_err(|_| format!("{text:?} is too long a duration"))
+    if let (Some(scale), Ok(n)) = (scale, num.trim().parse::<f64>()) {
+        if n.is_nan() || n < 0.0 {
+            return Err(wrong());
+        }
+        return Duration::try_from_secs_f64(n * scale)
+            .map_err(|_| format!("{text:?} is too long a duration"));
+    }
+    humantime::parse_duration(t).map_err(|_| wrong())
+}
+
+/// A duration as configuration text that [`parse_duration`] reads back
+/// exactly: `1m 30s`, `1s 500ms`, `0s`.
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
 }
 
 /// `02:00:00:00:00:01`.

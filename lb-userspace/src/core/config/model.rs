@@ -37,6 +37,10 @@ pub struct Config {
     pub api: ApiCfg,
     /// Route control through BIRD; `None`: lbd announces nothing.
     pub announce: Option<AnnounceCfg>,
+    /// The etcd feed; `None`: VIPs come from the file and the API only.
+    pub etcd: Option<EtcdCfg>,
+    /// What the agent logs and how.
+    pub log: LogCfg,
     /// A reload may leave the agent without any VIP (otherwise refused:
     /// an empty or cut file must not take every service down).
     pub allow_no_vips: bool,
@@ -74,6 +78,8 @@ impl Default for Config {
             metrics_listen: None,
             api: ApiCfg::default(),
             announce: None,
+            etcd: None,
+            log: LogCfg::default(),
             allow_no_vips: false,
             tenants: BTreeMap::new(),
             vips: vec![],
@@ -239,6 +245,81 @@ impl Default for AnnounceCfg {
             drain_time: Duration::from_secs(5),
         }
     }
+}
+
+/// The etcd feed (`etcd:`): VIPs and backend lists under `prefix`, and
+/// the agent's own records beside them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EtcdCfg {
+    /// `http://host:port` or `https://host:port` client URLs, tried in turn.
+    pub endpoints: Vec<String>,
+    /// Key prefix (VIPs under `PREFIX/vips/`).
+    pub prefix: String,
+    /// CA certificate (PEM) etcd's certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM), for `--client-cert-auth`.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// etcd user (with `auth enable`); the password comes from a file.
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+impl EtcdCfg {
+    pub const DEFAULT_PREFIX: &str = "/lb";
+
+    pub fn new(endpoints: Vec<String>) -> Self {
+        Self {
+            endpoints,
+            prefix: Self::DEFAULT_PREFIX.into(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            user: None,
+            password_file: None,
+        }
+    }
+}
+
+/// How much the agent logs (`log.level`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// How log lines are written when the journal is not there
+/// (`log.format`); under systemd they go to journald as structured
+/// entries either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LogCfg {
+    pub level: LogLevel,
+    pub format: LogFormat,
 }
 
 /// Who may reach a VIP and how fast (`vips[].allow`, `deny`, `rate_limit`).

@@ -12,7 +12,7 @@ use serde::{
 
 use super::model::{
     AdminState, AnnounceMode, FlowsOnDown, Forwarding, HashMode, InitialState, Locality,
-    PolicyKind, ProbeKind, Protocol, XdpModeCfg,
+    LogFormat, LogLevel, PolicyKind, ProbeKind, Protocol, XdpModeCfg,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -36,6 +36,9 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub api: RawApi,
     pub announce: Option<RawAnnounce>,
+    pub etcd: Option<RawEtcd>,
+    #[serde(default)]
+    pub log: RawLog,
     #[serde(default)]
     pub tenants: BTreeMap<String, RawTenant>,
     #[serde(default)]
@@ -60,6 +63,26 @@ pub(super) struct RawAnnounce {
     pub include_file: Option<String>,
     pub protocol: Option<String>,
     pub drain_time: Option<RawDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEtcd {
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    pub prefix: Option<String>,
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub user: Option<String>,
+    pub password_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub level: Option<Choice<LogLevel>>,
+    pub format: Option<Choice<LogFormat>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,7 +1,8 @@
 //! What a reload may change. The maps are sized by `limits` and pinned at
 //! `pin_path`, the program is attached to `interfaces`, the API and
 //! metrics sockets are bound, the state directory opened and the route
-//! control (`announce`) started once, at start-up: a reload keeps their running values and says which ones wait
+//! control (`announce`), the etcd feed and logging started once, at
+//! start-up: a reload keeps their running values and says which ones wait
 //! for a restart, so an operator is never told a change applied that did
 //! not.
 
@@ -62,6 +63,12 @@ pub fn plan(
     }
     if keep("announce", next.announce != running.announce) {
         next.announce = running.announce.clone();
+    }
+    if keep("etcd", next.etcd != running.etcd) {
+        next.etcd = running.etcd.clone();
+    }
+    if keep("log", next.log != running.log) {
+        next.log = running.log;
     }
     Ok(Reload {
         config: next,

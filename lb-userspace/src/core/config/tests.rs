@@ -305,7 +305,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "bad duration",
         "vips: [{address: 10.0.0.1, port: 80, policy: {drain_timeout: soon}}]",
-        "vips[0].policy.drain_timeout: expected a duration like 500ms, 2s, 5m or 1h, got \"soon\"",
+        "vips[0].policy.drain_timeout: expected a duration like 500ms, 2s, 1m30s or 1h, got \"soon\"",
     ),
     (
         "health timeout over interval",
@@ -460,7 +460,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "bad metrics address",
         "metrics: {listen: localhost}\nvips: []",
-        "metrics.listen: expected address:port like 127.0.0.1:9100, got \"localhost\"",
+        "metrics.listen: expected address:port like 127.0.0.1:9478, got \"localhost\"",
     ),
 ];
 
@@ -558,6 +558,18 @@ fn durations_and_primes() {
     assert_eq!(parse_duration("2").ok(), Some(Duration::from_secs(2)));
     assert_eq!(parse_duration("1.5m").ok(), Some(Duration::from_secs(90)));
     assert_eq!(parse_duration("-1s").ok(), None);
+    assert_eq!(parse_duration("1m30s").ok(), Some(Duration::from_secs(90)));
+    assert_eq!(parse_duration("1h 5m").ok(), Some(Duration::from_secs(3900)));
+    assert_eq!(parse_duration("soon").ok(), None);
+    for d in [
+        Duration::ZERO,
+        Duration::from_millis(1500),
+        Duration::from_secs(90),
+        Duration::from_secs(86400 + 61),
+        Duration::from_micros(100_250),
+    ] {
+        assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{d:?}");
+    }
     assert_eq!(
         parse_duration("1e30h").unwrap_err(),
         "\"1e30h\" is too long a duration"

@@ -60,7 +60,12 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
     ) as usize;
     let fleet_view = raw.health.fleet_view.unwrap_or(defaults.health.fleet_view);
     let announce = raw.announce.as_ref().map(|a| v.announce(a));
-    let metrics_listen = v.socket_addr("metrics.listen", &raw.metrics.listen, "127.0.0.1:9100");
+    let etcd = raw.etcd.as_ref().map(|e| v.etcd(e));
+    let log = LogCfg {
+        level: v.choice("log.level", &raw.log.level, LogLevel::default()),
+        format: v.choice("log.format", &raw.log.format, LogFormat::default()),
+    };
+    let metrics_listen = v.socket_addr("metrics.listen", &raw.metrics.listen, "127.0.0.1:9478");
     let tcp_listen = v.socket_addr("api.tcp_listen", &raw.api.tcp_listen, "127.0.0.1:9180");
     if tcp_listen.is_some() && raw.api.token_file.is_none() && raw.api.tokens_file.is_none() {
         v.err("api.tokens_file", "is required when api.tcp_listen is set (or api.token_file): the TCP API only serves requests with a bearer token");
@@ -144,6 +149,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
         metrics_listen,
         api,
         announce,
+        etcd,
+        log,
         vips,
     })
 }
@@ -206,6 +213,59 @@ impl Validator {
             out.insert(name.clone(), quota);
         }
         out
+    }
+
+    fn etcd(&mut self, raw: &RawEtcd) -> EtcdCfg {
+        if raw.endpoints.is_empty() {
+            self.err(
+                "etcd.endpoints",
+                "is required: at least one client URL like http://10.0.0.5:2379",
+            );
+        }
+        for (i, e) in raw.endpoints.iter().enumerate() {
+            let rest = e
+                .strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains('/')) {
+                self.err(
+                    format!("etcd.endpoints[{i}]"),
+                    format!("expected a client URL like http://10.0.0.5:2379 or https://etcd-1:2379, got {e:?}"),
+                );
+            }
+        }
+        let prefix = raw
+            .prefix
+            .clone()
+            .unwrap_or_else(|| EtcdCfg::DEFAULT_PREFIX.into());
+        if !prefix.starts_with('/') || prefix.len() < 2 || prefix.ends_with('/') {
+            self.err(
+                "etcd.prefix",
+                format!("must start with / and not end with one, like /lb, got {prefix:?}"),
+            );
+        }
+        for (a, b) in [("cert_file", "key_file"), ("user", "password_file")] {
+            let given = |f: &str| match f {
+                "cert_file" => raw.cert_file.is_some(),
+                "key_file" => raw.key_file.is_some(),
+                "user" => raw.user.is_some(),
+                _ => raw.password_file.is_some(),
+            };
+            for (x, y) in [(a, b), (b, a)] {
+                if given(x) && !given(y) {
+                    self.err(format!("etcd.{y}"), format!("is required with etcd.{x}"));
+                }
+            }
+        }
+        let path = |p: &Option<String>| p.as_ref().map(PathBuf::from);
+        EtcdCfg {
+            endpoints: raw.endpoints.clone(),
+            prefix,
+            ca_file: path(&raw.ca_file),
+            cert_file: path(&raw.cert_file),
+            key_file: path(&raw.key_file),
+            user: raw.user.clone(),
+            password_file: path(&raw.password_file),
+        }
     }
 
     fn announce(&mut self, raw: &RawAnnounce) -> AnnounceCfg {
