@@ -142,6 +142,8 @@ pub struct Lbd {
     pub binary: PathBuf,
     /// What `start` put before the caller's YAML (pins, state, API).
     header: String,
+    /// Environment the process gets besides `RUST_LOG` (`NOTIFY_SOCKET`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Lbd {
@@ -157,6 +159,17 @@ impl Lbd {
         config_yaml: &str,
         extra_args: &[&str],
         api_extra: &str,
+    ) -> Result<Self> {
+        Self::start_env(ns, config_yaml, extra_args, api_extra, &[])
+    }
+
+    /// Like [`Lbd::start_with`], with environment variables for the process.
+    pub fn start_env(
+        ns: &Netns,
+        config_yaml: &str,
+        extra_args: &[&str],
+        api_extra: &str,
+        env: &[(&str, &str)],
     ) -> Result<Self> {
         let dir = TempDir::new("lbd")?;
         let pin_path = PathBuf::from("/sys/fs/bpf").join(unique("pins"));
@@ -181,6 +194,10 @@ impl Lbd {
             keep_pins: false,
             binary: bin("lbd")?,
             header,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         lbd.spawn(extra_args)?;
         Ok(lbd)
@@ -199,6 +216,7 @@ impl Lbd {
             .arg(&self.config)
             .args(extra_args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -482,6 +500,20 @@ impl Etcd {
 
     /// The flags `lbd` (and `lbctl fleet`) need to reach it, endpoint
     /// included.
+    /// The `etcd:` section of an `lb.yaml` that reaches this etcd as
+    /// [`Etcd::lbd_args`] does, under `prefix`.
+    pub fn lb_yaml(&self, prefix: &str) -> String {
+        format!(
+            "etcd: {{endpoints: [\"{}\"], prefix: {prefix}, ca_file: {}, cert_file: {}, key_file: {}, user: {}, password_file: {}}}\n",
+            self.url(),
+            self.ca.display(),
+            self.client.cert.display(),
+            self.client.key.display(),
+            Self::USER,
+            self.password_file.display()
+        )
+    }
+
     pub fn lbd_args(&self) -> Vec<String> {
         let p = |p: &Path| p.to_string_lossy().into_owned();
         vec![

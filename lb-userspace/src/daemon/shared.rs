@@ -694,7 +694,11 @@ impl<T: Tables + Send + 'static> Shared<T> {
                 "; {} of {} VIP addresses announced{}",
                 r.announced.len(),
                 r.routes.len(),
-                if r.bird_up { "" } else { ", BIRD not answering" }
+                if r.bird_up {
+                    ""
+                } else {
+                    ", BIRD not answering"
+                }
             ));
         }
         line

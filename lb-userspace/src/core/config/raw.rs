@@ -11,8 +11,8 @@ use serde::{
 };
 
 use super::model::{
-    AdminState, AnnounceMode, FlowsOnDown, Forwarding, HashMode, InitialState, Locality,
-    LogFormat, LogLevel, PolicyKind, ProbeKind, Protocol, XdpModeCfg,
+    AdminState, AnnounceMode, FlowsOnDown, Forwarding, HashMode, InitialState, Locality, LogFormat,
+    LogLevel, PolicyKind, ProbeKind, Protocol, XdpModeCfg,
 };
 
 #[derive(Debug, Default, Deserialize)]

@@ -87,7 +87,9 @@ pub fn to_file(c: &Config) -> Value {
         "encap_source_v6".into(),
         text(format!("{}/{}", s6.base, 128 - s6.hash_bits)),
     );
-    put(&mut dataplane, "gateway_mac", &d.gateway_mac, |m| text(mac(m)));
+    put(&mut dataplane, "gateway_mac", &d.gateway_mac, |m| {
+        text(mac(m))
+    });
     doc.insert("dataplane".into(), dataplane.into());
     doc.insert(
         "health".into(),
@@ -116,9 +118,12 @@ pub fn to_file(c: &Config) -> Value {
                 let mut m = Map::new();
                 put(&mut m, "max_vips", &q.max_vips, |n| (*n).into());
                 put(&mut m, "max_backends", &q.max_backends, |n| (*n).into());
-                put(&mut m, "max_new_flows_per_sec", &q.max_new_flows_per_sec, |n| {
-                    (*n).into()
-                });
+                put(
+                    &mut m,
+                    "max_new_flows_per_sec",
+                    &q.max_new_flows_per_sec,
+                    |n| (*n).into(),
+                );
                 put(&mut m, "max_allow_list", &q.max_allow_list, |n| (*n).into());
                 (name.clone(), Value::Object(m))
             })
@@ -568,6 +573,9 @@ vips:
         ] {
             assert!(plan.contains(needle), "missing {needle:?} in\n{plan}");
         }
-        assert!(!plan.contains("Some(") && !plan.contains("LocalFirst"), "{plan}");
+        assert!(
+            !plan.contains("Some(") && !plan.contains("LocalFirst"),
+            "{plan}"
+        );
     }
 }

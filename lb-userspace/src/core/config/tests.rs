@@ -559,7 +559,10 @@ fn durations_and_primes() {
     assert_eq!(parse_duration("1.5m").ok(), Some(Duration::from_secs(90)));
     assert_eq!(parse_duration("-1s").ok(), None);
     assert_eq!(parse_duration("1m30s").ok(), Some(Duration::from_secs(90)));
-    assert_eq!(parse_duration("1h 5m").ok(), Some(Duration::from_secs(3900)));
+    assert_eq!(
+        parse_duration("1h 5m").ok(),
+        Some(Duration::from_secs(3900))
+    );
     assert_eq!(parse_duration("soon").ok(), None);
     for d in [
         Duration::ZERO,
