@@ -49,6 +49,11 @@ pub fn run(out_dir: Option<&Path>) -> Result<PathBuf> {
         doc_file(pkg.join("debian/copyright"), "copyright"),
         doc_file(ws.join("README.md"), "README.md"),
         doc_file(ws.join("docs/OPERATIONS.md"), "OPERATIONS.md"),
+        (
+            pkg.join("prometheus/lb-rules.yml"),
+            root.join("usr/share/lb/prometheus/lb-rules.yml"),
+            0o644,
+        ),
     ] {
         install(&from, &to, mode)?;
     }

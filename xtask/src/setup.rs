@@ -25,10 +25,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "bird2",             // BGP speaker of every LB host and the lab's router
     "util-linux",        // nsenter: lbd in a test namespace without remounting /sys
     "curl",              // the end-to-end tests talk to the API socket with it
-    "systemd",           // systemd-analyze verify; systemd-journald and journalctl for the journal test
-    "prometheus",        // promtool checks and unit-tests the shipped alert rules; a real scrape
-    "man-db",            // the package test renders the generated man pages
-    "vagrant",           // `vagrant validate` checks vagrant/Vagrantfile
+    "systemd", // systemd-analyze verify; systemd-journald and journalctl for the journal test
+    "prometheus", // promtool checks and unit-tests the shipped alert rules; a real scrape
+    "man-db",  // the package test renders the generated man pages
+    "vagrant", // `vagrant validate` checks vagrant/Vagrantfile
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

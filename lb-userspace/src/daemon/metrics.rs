@@ -115,6 +115,17 @@ pub fn render(s: &Snapshot<'_>) -> String {
     let mut o = String::new();
     header(
         &mut o,
+        "lb_build_info",
+        "gauge",
+        "Always 1; the agent's version as a label (join it to spot hosts left on an old build).",
+    );
+    let _ = writeln!(
+        o,
+        "lb_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    header(
+        &mut o,
         "lb_packets_by_reason_total",
         "counter",
         "Packets by data-path outcome or intermediate reason (see lbctl stats).",
@@ -335,6 +346,11 @@ mod tests {
         });
         for needle in [
             "lb_packets_by_reason_total{reason=\"fwd_tx\"} 3",
+            concat!(
+                "lb_build_info{version=\"",
+                env!("CARGO_PKG_VERSION"),
+                "\"} 1"
+            ),
             "lb_vip_packets_total{vip=\"a\\\"b\",tenant=\"default\"} 5",
             "lb_backend_bytes_total{vip=\"a\\\"b\",tenant=\"default\",backend=\"10.0.1.1\"} 500",
             "lb_backend_healthy{vip=\"a\\\"b\",tenant=\"default\",backend=\"10.0.1.1\"} 1",

@@ -62,7 +62,15 @@ pub fn journald_gets_priorities_and_fields_so_journalctl_p_warning_shows_only_wa
         .replace("SOCKET", &socket.to_string_lossy())
         .replace("OUT", &dir.0.to_string_lossy());
     let run = Command::new("timeout")
-        .args(["60", "unshare", "-m", "--propagation", "private", "sh", "-c"])
+        .args([
+            "60",
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+        ])
         .arg(&script)
         .output()
         .context("run journald and lbd")?;
@@ -90,16 +98,23 @@ pub fn journald_gets_priorities_and_fields_so_journalctl_p_warning_shows_only_wa
     };
     // A warning (--reset-state) and an info line (lbd running), as native
     // entries with their priorities and fields.
-    let warn = find("--reset-state").context(format!(
-        "no --reset-state warning in the journal: {all}"
-    ))?;
-    ensure!(warn["PRIORITY"] == "4", "warning at priority {}", warn["PRIORITY"]);
+    let warn =
+        find("--reset-state").context(format!("no --reset-state warning in the journal: {all}"))?;
+    ensure!(
+        warn["PRIORITY"] == "4",
+        "warning at priority {}",
+        warn["PRIORITY"]
+    );
     ensure!(
         warn["LB_PIN_PATH"] == pins.as_str(),
         "the event's field is not a journal field: {warn}"
     );
     let info = find("lbd running").context(format!("no 'lbd running' line: {all}"))?;
-    ensure!(info["PRIORITY"] == "5", "info at priority {}", info["PRIORITY"]);
+    ensure!(
+        info["PRIORITY"] == "5",
+        "info at priority {}",
+        info["PRIORITY"]
+    );
     ensure!(info["LB_VIPS"] == "1", "no LB_VIPS field: {info}");
     // journalctl -p warning: the warning, not the info lines.
     ensure!(

@@ -1,7 +1,8 @@
 //! Ecosystem scenarios: the agent among the tools SREs already run —
 //! systemd's notify protocol and watchdog (a `NOTIFY_SOCKET` listener of
 //! the test's own, as PID 1 here is not systemd), journald (a real
-//! `systemd-journald` in a private mount namespace), the configuration as
+//! `systemd-journald` in a private mount namespace), Prometheus (`promtool`
+//! on the shipped rules, a real server scraping the agent), the configuration as
 //! `lbd check` prints it, and the etcd feed named in `lb.yaml` — each with
 //! the real `lbd`, the real kernel program and a real etcd.
 //!
@@ -9,6 +10,7 @@
 
 mod config;
 mod journald;
+mod prometheus;
 mod systemd;
 
 use std::process::ExitCode;
@@ -33,6 +35,8 @@ const SCENARIOS: &[Scenario<Env>] = scenarios![
     systemd::the_watchdog_is_fed_from_the_main_loop_and_a_frozen_agent_misses_it,
     systemd::a_stopping_agent_says_so_before_it_exits,
     journald::journald_gets_priorities_and_fields_so_journalctl_p_warning_shows_only_warnings,
+    prometheus::the_shipped_alert_rules_pass_promtool_check_and_their_unit_tests,
+    prometheus::a_real_prometheus_scrapes_lbd_and_evaluates_the_shipped_rules,
     config::check_json_output_is_a_configuration_that_reads_back_to_the_same_plan,
     config::durations_written_as_1m30s_are_accepted_and_a_bad_one_names_its_field,
     config::the_etcd_feed_named_only_in_lb_yaml_connects_and_serves_its_vips,
