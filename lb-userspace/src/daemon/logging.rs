@@ -19,6 +19,7 @@ pub fn stderr_is_journal() -> bool {
     let Some((dev, ino)) = v.split_once(':') else {
         return false;
     };
+    // SAFETY: `stat` is plain data; all zeroes is a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat fills `st` for an open descriptor; stderr is one.
     if unsafe { libc::fstat(std::io::stderr().as_raw_fd(), &mut st) } != 0 {

@@ -37,7 +37,7 @@ fn put<T>(m: &mut Map<String, Value>, key: &str, v: &Option<T>, f: impl Fn(&T) -
     }
 }
 
-fn path(p: &std::path::PathBuf) -> Value {
+fn path(p: &std::path::Path) -> Value {
     text(p.display())
 }
 
@@ -138,13 +138,13 @@ fn api(a: &ApiCfg) -> Value {
     let mut m = Map::new();
     m.insert("socket".into(), path(&a.socket));
     put(&mut m, "tcp_listen", &a.tcp_listen, |a| text(a));
-    put(&mut m, "token_file", &a.token_file, path);
-    put(&mut m, "tokens_file", &a.tokens_file, path);
+    put(&mut m, "token_file", &a.token_file, |p| path(p));
+    put(&mut m, "tokens_file", &a.tokens_file, |p| path(p));
     put(&mut m, "tls", &a.tls, |t| {
         let mut tls = Map::new();
         tls.insert("cert_file".into(), path(&t.cert_file));
         tls.insert("key_file".into(), path(&t.key_file));
-        put(&mut tls, "client_ca_file", &t.client_ca_file, path);
+        put(&mut tls, "client_ca_file", &t.client_ca_file, |p| path(p));
         tls.into()
     });
     m.into()
@@ -154,11 +154,11 @@ fn etcd(e: &EtcdCfg) -> Value {
     let mut m = Map::new();
     m.insert("endpoints".into(), e.endpoints.clone().into());
     m.insert("prefix".into(), e.prefix.clone().into());
-    put(&mut m, "ca_file", &e.ca_file, path);
-    put(&mut m, "cert_file", &e.cert_file, path);
-    put(&mut m, "key_file", &e.key_file, path);
+    put(&mut m, "ca_file", &e.ca_file, |p| path(p));
+    put(&mut m, "cert_file", &e.cert_file, |p| path(p));
+    put(&mut m, "key_file", &e.key_file, |p| path(p));
     put(&mut m, "user", &e.user, |u| u.clone().into());
-    put(&mut m, "password_file", &e.password_file, path);
+    put(&mut m, "password_file", &e.password_file, |p| path(p));
     m.into()
 }
 
