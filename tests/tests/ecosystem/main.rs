@@ -20,7 +20,19 @@ use lb_tests::{
     netns::require_root,
 };
 
-/// Nothing shared yet: each scenario builds what it uses.
+/// An agent on loopback in a namespace of its own: one VIP, two backends
+/// that need no probe.
+pub const SHOP_ON_LO: &str = r#"interfaces: [{name: lo}]
+limits: {max_vips: 4, max_backends: 16, ring_size: 251, conntrack_size: 4096}
+vips:
+  - name: shop
+    address: 10.100.0.1
+    port: 80
+    health_check: {type: none}
+    backends: [{address: 10.0.1.1}, {address: 10.0.1.2}]
+"#;
+
+/// Each scenario builds what it uses.
 #[derive(Default)]
 pub struct Env;
 

@@ -15,7 +15,7 @@ use lb_tests::{
 };
 use serde_json::Value;
 
-use super::Env;
+use super::{Env, SHOP_ON_LO};
 
 fn rules_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/prometheus")
@@ -43,17 +43,6 @@ pub fn the_shipped_alert_rules_pass_promtool_check_and_their_unit_tests(_: &mut 
     ensure!(test.contains("SUCCESS"), "{test}");
     Ok(())
 }
-
-const AGENT: &str = r#"interfaces: [{name: lo}]
-limits: {max_vips: 4, max_backends: 16, ring_size: 251, conntrack_size: 4096}
-metrics: {listen: "127.0.0.1:9478"}
-vips:
-  - name: shop
-    address: 10.100.0.1
-    port: 80
-    health_check: {type: none}
-    backends: [{address: 10.0.1.1}, {address: 10.0.1.2}]
-"#;
 
 /// A Prometheus server in a namespace; killed when dropped.
 struct Prometheus {
@@ -99,7 +88,8 @@ fn wait(ns: &Netns, path: &str, within: Duration, ok: impl Fn(&Value) -> bool) -
 
 pub fn a_real_prometheus_scrapes_lbd_and_evaluates_the_shipped_rules(_: &mut Env) -> Result<()> {
     let ns = Netns::new("prom")?;
-    let _agent = Lbd::start(&ns, AGENT, &[])?;
+    let config = format!("metrics: {{listen: \"127.0.0.1:9478\"}}\n{SHOP_ON_LO}");
+    let _agent = Lbd::start(&ns, &config, &[])?;
     let dir = TempDir::new("prom")?;
     let config = dir.0.join("prometheus.yml");
     std::fs::write(

@@ -19,17 +19,7 @@ use lb_tests::{
     procs::{Lbd, TempDir},
 };
 
-use super::Env;
-
-const CONFIG: &str = r#"interfaces: [{name: lo}]
-limits: {max_vips: 4, max_backends: 16, ring_size: 251, conntrack_size: 4096}
-vips:
-  - name: shop
-    address: 10.100.0.1
-    port: 80
-    health_check: {type: none}
-    backends: [{address: 10.0.1.1}, {address: 10.0.1.2}]
-"#;
+use super::{Env, SHOP_ON_LO};
 
 /// One datagram as the service manager would get it.
 #[derive(Clone, Debug)]
@@ -131,7 +121,7 @@ fn agent(watchdog: Option<Duration>) -> Result<(Netns, TempDir, NotifySocket, Lb
     if let Some(u) = &usec {
         env.push(("WATCHDOG_USEC", u.as_str()));
     }
-    let lbd = Lbd::start_env(&ns, CONFIG, &[], "", &env)?;
+    let lbd = Lbd::start_env(&ns, SHOP_ON_LO, &[], "", &env)?;
     Ok((ns, dir, sock, lbd))
 }
 

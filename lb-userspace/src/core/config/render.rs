@@ -336,23 +336,14 @@ fn backend(b: &BackendCfg) -> Value {
 /// What `lbd check` prints: one line per decision, in the file's words.
 pub fn plan(c: &Config) -> Vec<String> {
     let mut out = vec!["configuration OK".to_string()];
-    let place = [
-        ("cloud", &c.node.cloud),
-        ("region", &c.node.region),
-        ("zone", &c.node.zone),
-    ]
-    .iter()
-    .filter(|(_, v)| !v.is_empty())
-    .map(|(k, v)| format!("{k}={v}"))
-    .collect::<Vec<_>>()
-    .join(" ");
+    let node_place = place(&c.node.cloud, &c.node.region, &c.node.zone).join(" ");
     out.push(format!(
         "node {}{}; data path pinned under {}; state in {}",
         c.node.name,
-        if place.is_empty() {
+        if node_place.is_empty() {
             String::new()
         } else {
-            format!(" ({place})")
+            format!(" ({node_place})")
         },
         c.pin_path.display(),
         c.state_dir.display()
@@ -463,15 +454,10 @@ pub fn plan(c: &Config) -> Vec<String> {
             h.fall
         ));
         for b in &v.backends {
-            let labels = [
-                ("cloud", &b.labels.cloud),
-                ("region", &b.labels.region),
-                ("zone", &b.labels.zone),
-            ]
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| format!(" {k}={v}"))
-            .collect::<String>();
+            let labels: String = place(&b.labels.cloud, &b.labels.region, &b.labels.zone)
+                .iter()
+                .map(|l| format!(" {l}"))
+                .collect();
             out.push(format!(
                 "  backend {} weight {} {}{labels}",
                 b.address,
@@ -481,6 +467,15 @@ pub fn plan(c: &Config) -> Vec<String> {
         }
     }
     out
+}
+
+/// `cloud=aws`, `region=…`, `zone=…` for the parts that are set.
+fn place(cloud: &str, region: &str, zone: &str) -> Vec<String> {
+    [("cloud", cloud), ("region", region), ("zone", zone)]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
 }
 
 fn word_str<T: Serialize>(t: &T) -> String {
