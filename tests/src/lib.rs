@@ -13,3 +13,4 @@ pub mod packet;
 pub mod pcap;
 pub mod pki;
 pub mod procs;
+pub mod stock;

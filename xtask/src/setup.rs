@@ -28,6 +28,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "systemd", // systemd-analyze verify; systemd-journald and journalctl for the journal test
     "prometheus", // promtool checks and unit-tests the shipped alert rules; a real scrape
     "man-db",  // the package test renders the generated man pages
+    "nginx-light", // stock HTTP server on the lab's backends (ecosystem test, demo --keep)
+    "iperf3",  // stock throughput server and client through every forwarding mode
     "vagrant", // `vagrant validate` checks vagrant/Vagrantfile
 ];
 

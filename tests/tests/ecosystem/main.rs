@@ -11,6 +11,7 @@
 mod config;
 mod journald;
 mod prometheus;
+mod stock;
 mod systemd;
 
 use std::process::ExitCode;
@@ -52,6 +53,7 @@ const SCENARIOS: &[Scenario<Env>] = scenarios![
     config::check_json_output_is_a_configuration_that_reads_back_to_the_same_plan,
     config::durations_written_as_1m30s_are_accepted_and_a_bad_one_names_its_field,
     config::the_etcd_feed_named_only_in_lb_yaml_connects_and_serves_its_vips,
+    stock::curl_and_iperf3_reach_nginx_and_iperf3_s_through_every_forwarding_mode,
 ];
 
 fn main() -> ExitCode {
