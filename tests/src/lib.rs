@@ -9,6 +9,7 @@ pub mod harness;
 pub mod json;
 pub mod lab;
 pub mod netns;
+pub mod openapi;
 pub mod packet;
 pub mod pcap;
 pub mod pki;

@@ -283,6 +283,16 @@ impl Lbd {
     }
 
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> Result<serde_json::Value> {
+        Ok(self.api_answer(method, path, body)?.1)
+    }
+
+    /// The status code and the JSON body of an API call.
+    pub fn api_answer(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, serde_json::Value)> {
         let mut cmd = Command::new("curl");
         cmd.args(["-s", "--max-time", "5", "-X", method, "--unix-socket"])
             .arg(&self.socket)
@@ -290,14 +300,20 @@ impl Lbd {
         if let Some(b) = body {
             cmd.args(["-H", "content-type: application/json", "--data-binary", b]);
         }
+        // The status on a line of its own after the body.
+        cmd.args(["-w", "\n%{http_code}"]);
         let out = cmd.output().context("curl")?;
         anyhow::ensure!(
             out.status.success(),
             "curl {method} {path}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("{method} {path}: {}", String::from_utf8_lossy(&out.stdout)))
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let status = status.trim().parse().context("curl's status code")?;
+        let json = serde_json::from_str(body)
+            .with_context(|| format!("{method} {path}: {status} {body}"))?;
+        Ok((status, json))
     }
 
     /// Sends SIGTERM and waits: the data path stays pinned and attached.

@@ -149,6 +149,9 @@ enum Command {
     /// the agent exits in failure, so a dead agent does not keep
     /// attracting traffic.
     Withdraw,
+    /// Print the API's OpenAPI document (YAML), generated from the
+    /// handlers: what docs/openapi.yaml holds.
+    Openapi,
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -172,6 +175,10 @@ fn main() -> ExitCode {
         Command::Run => run(cli.run),
         Command::Unload => unload(&cli.run.config),
         Command::Withdraw => withdraw(&cli.run.config),
+        Command::Openapi => {
+            print!("{}", lb::daemon::api::openapi::yaml());
+            ExitCode::SUCCESS
+        }
         Command::Completions { shell } => {
             lb::cli::completions(Cli::command(), shell);
             ExitCode::SUCCESS

@@ -17,8 +17,9 @@ use crate::core::{
 };
 
 /// One address's announcement.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Route {
+    #[schema(value_type = String)]
     pub address: IpAddr,
     pub announce: bool,
     pub reason: String,

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 const KEEP: usize = 512;
 
 /// What happened, as counted in `lb_events_total{kind}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     BackendDown,
@@ -97,7 +99,7 @@ impl EventKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Seconds since the Unix epoch.
     pub time: f64,

@@ -29,7 +29,7 @@ use crate::core::{
 };
 
 /// What the operator decided for this node; saved across restarts.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeControl {
     /// Withdrawn on purpose (`lbctl node drain`), until `undrain`.
     pub drained: bool,
@@ -45,11 +45,12 @@ impl NodeControl {
 }
 
 /// The route control's state, for `/v1/node`, metrics and `lbctl node`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AnnounceStatus {
     /// Every managed address, what it should be and why.
     pub routes: Vec<Route>,
     /// What the include file holds, as BIRD last accepted it.
+    #[schema(value_type = Vec<String>)]
     pub announced: BTreeSet<IpAddr>,
     /// BIRD answered the last `configure`.
     pub bird_up: bool,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::balancer::{DrillPreview, State};
 
 /// A running failover drill.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DrillRun {
     pub id: u64,
     pub fail: String,
@@ -60,7 +60,7 @@ pub fn counters(state: &State, traffic: impl Fn(u32) -> TrafficStats) -> Vec<Bac
 /// A finished drill: per VIP and backend, the share of new flows the
 /// policy predicted during the drill, the share the data path gave it, and
 /// the packets and new flows counted meanwhile.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DrillReport {
     pub id: u64,
     pub fail: String,
@@ -69,7 +69,7 @@ pub struct DrillReport {
     pub vips: Vec<VipReport>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VipReport {
     pub vip: String,
     /// New flows the VIP saw during the drill (0: nothing to compare).
@@ -77,8 +77,9 @@ pub struct VipReport {
     pub backends: Vec<BackendReport>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BackendReport {
+    #[schema(value_type = String)]
     pub address: IpAddr,
     pub predicted_share: f64,
     /// Share of the VIP's new flows during the drill (0 when it had none).

@@ -62,7 +62,7 @@ pub enum ReloadError {
 }
 
 /// State of the etcd feed, shown in `/v1/state` and metrics.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FeedStatus {
     pub endpoint: String,
     pub connected: bool,
@@ -72,7 +72,7 @@ pub struct FeedStatus {
 }
 
 /// Configuration reloads so far, by result.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reloads {
     pub applied: u64,
     /// Applied, except fields read only at start-up.

@@ -10,6 +10,7 @@
 
 mod config;
 mod journald;
+mod openapi;
 mod prometheus;
 mod stock;
 mod systemd;
@@ -53,6 +54,7 @@ const SCENARIOS: &[Scenario<Env>] = scenarios![
     config::check_json_output_is_a_configuration_that_reads_back_to_the_same_plan,
     config::durations_written_as_1m30s_are_accepted_and_a_bad_one_names_its_field,
     config::the_etcd_feed_named_only_in_lb_yaml_connects_and_serves_its_vips,
+    openapi::the_committed_openapi_document_is_generated_and_every_live_answer_fits_its_schema,
     stock::curl_and_iperf3_reach_nginx_and_iperf3_s_through_every_forwarding_mode,
 ];
 

@@ -15,7 +15,7 @@ use crate::core::{
 };
 
 /// Counters of the balancer's own work (for metrics).
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkStats {
     pub table_updates: u64,
     pub slots_written: u64,
@@ -25,7 +25,7 @@ pub struct WorkStats {
     pub resyncs: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct State {
     pub node: String,
     pub vips: Vec<VipState>,
@@ -42,13 +42,14 @@ impl State {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VipState {
     pub name: String,
     /// Whose VIP it is.
     #[serde(default)]
     pub tenant: String,
     pub id: u32,
+    #[schema(value_type = String)]
     pub address: IpAddr,
     pub port: u16,
     pub protocol: Protocol,
@@ -66,8 +67,9 @@ impl VipState {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BackendState {
+    #[schema(value_type = String)]
     pub address: IpAddr,
     pub id: u32,
     pub weight: u32,
@@ -81,7 +83,7 @@ pub struct BackendState {
 }
 
 /// One VIP's split before and during a drill.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DrillPreview {
     pub vip: String,
     pub backends: Vec<DrillShare>,
@@ -89,8 +91,9 @@ pub struct DrillPreview {
     pub events: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DrillShare {
+    #[schema(value_type = String)]
     pub address: IpAddr,
     pub cloud: String,
     pub region: String,

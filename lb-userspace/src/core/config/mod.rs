@@ -19,6 +19,7 @@ use std::{fmt, path::Path, time::Duration};
 
 pub use check::vips as check_vips;
 pub use model::*;
+pub use raw::RawBackend as BackendInput;
 
 use raw::{RawBackend, RawConfig, RawVip};
 use validate::Validator;

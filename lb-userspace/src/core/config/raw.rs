@@ -242,26 +242,42 @@ pub(super) struct RawHealthCheck {
     pub initial_state: Option<Choice<InitialState>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A backend as the configuration file's `vips[].backends` and
+/// `PUT /v1/vips/{vip}/backends` write it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawBackend {
-    pub address: Option<String>,
-    pub port: Option<i64>,
-    pub weight: Option<i64>,
+#[schema(as = Backend)]
+pub struct RawBackend {
+    /// IPv4 or IPv6 address (required).
+    #[schema(required = true, value_type = String)]
+    pub(super) address: Option<String>,
+    /// Health-check port (default: the VIP's port).
+    #[schema(minimum = 1, maximum = 65535)]
+    pub(super) port: Option<i64>,
+    /// A ratio against the other backends (default 100).
+    #[schema(minimum = 0, maximum = 65535)]
+    pub(super) weight: Option<i64>,
     #[serde(default)]
-    pub labels: RawLabels,
-    pub state: Option<Choice<AdminState>>,
-    pub forwarding: Option<Choice<Forwarding>>,
-    pub gue_port: Option<i64>,
-    pub mac: Option<String>,
+    pub(super) labels: RawLabels,
+    #[schema(value_type = Option<AdminState>)]
+    pub(super) state: Option<Choice<AdminState>>,
+    #[schema(value_type = Option<Forwarding>)]
+    pub(super) forwarding: Option<Choice<Forwarding>>,
+    /// UDP destination port of GUE (with `forwarding: gue`).
+    #[schema(minimum = 1, maximum = 65535)]
+    pub(super) gue_port: Option<i64>,
+    /// The backend's MAC address (with `forwarding: l2-dsr`).
+    pub(super) mac: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Where the backend runs, for locality and drills.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawLabels {
-    pub cloud: Option<String>,
-    pub region: Option<String>,
-    pub zone: Option<String>,
+#[schema(as = BackendLabels)]
+pub struct RawLabels {
+    pub(super) cloud: Option<String>,
+    pub(super) region: Option<String>,
+    pub(super) zone: Option<String>,
 }
 
 /// A word of a closed set, read by `T`'s own `Deserialize`. A word `T`

@@ -245,7 +245,9 @@ fn authorise<T: Tables + Send + 'static>(
     Ok(())
 }
 
-/// `GET /v1/whoami`: who the API takes the caller for.
+/// Who the API takes the caller for (token id or peer credentials), its
+/// role and tenant.
+#[utoipa::path(get, path = "/v1/whoami", tag = "agent", responses((status = 200, description = "The caller.", body = super::wire::WhoAmI)))]
 pub async fn whoami(axum::Extension(p): axum::Extension<Principal>) -> Json<super::wire::WhoAmI> {
     Json(super::wire::WhoAmI {
         who: p.who,

@@ -4,10 +4,12 @@
 //! [`auth`]); every change attempted is in the audit log. Every
 //! write is validated like the configuration file and applied atomically: a
 //! refused request changes nothing and answers 4xx with the field path.
-//! `docs/openapi.yaml` documents [`ROUTES`]; a test keeps the two equal.
+//! [`openapi`] generates `docs/openapi.yaml` from the handlers'
+//! attributes; tests keep it, [`ROUTES`] and the router equal.
 //! Bodies are the types of [`wire`].
 
 pub mod auth;
+pub mod openapi;
 pub mod tls;
 pub mod wire;
 
@@ -35,7 +37,7 @@ use super::{
 use crate::core::{
     access::Principal,
     balancer::VipState,
-    config::{self, AdminState, Config, FieldError},
+    config::{self, AdminState, BackendInput, Config, FieldError},
     events::Event,
     sources::{FailSelector, Override},
     tables::Tables,
@@ -131,14 +133,7 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 
 pub fn router<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, auth: Auth) -> Router {
     Router::new()
-        .route(
-            "/v1/health",
-            get(|| async {
-                Json(Health {
-                    status: "ok".into(),
-                })
-            }),
-        )
+        .route("/v1/health", get(health))
         .route("/v1/whoami", get(auth::whoami))
         .route("/v1/state", get(state::<T>))
         .route("/v1/events", get(events::<T>))
@@ -146,17 +141,14 @@ pub fn router<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, auth: Auth) ->
             "/v1/vips/{vip}/backends",
             put(replace_backends::<T>).delete(revert_backends::<T>),
         )
-        .route(
-            "/v1/vips/{vip}/backends/{backend}/drain",
-            post(|s, p| admin_state::<T>(s, p, "drain", AdminState::Draining)),
-        )
+        .route("/v1/vips/{vip}/backends/{backend}/drain", post(drain::<T>))
         .route(
             "/v1/vips/{vip}/backends/{backend}/undrain",
-            post(|s, p| admin_state::<T>(s, p, "undrain", AdminState::Active)),
+            post(undrain::<T>),
         )
         .route(
             "/v1/vips/{vip}/backends/{backend}/maintenance",
-            post(|s, p| admin_state::<T>(s, p, "maintenance", AdminState::Maintenance)),
+            post(maintenance::<T>),
         )
         .route("/v1/vips/{vip}/backends/{backend}/weight", put(weight::<T>))
         .route(
@@ -166,27 +158,9 @@ pub fn router<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, auth: Auth) ->
                 .delete(drill_stop::<T>),
         )
         .route("/v1/node", get(node::<T>))
-        .route(
-            "/v1/node/drain",
-            post(|State(s): State<Arc<Shared<T>>>| async move {
-                s.set_drained(true);
-                Json(node_state(&s))
-            }),
-        )
-        .route(
-            "/v1/node/undrain",
-            post(|State(s): State<Arc<Shared<T>>>| async move {
-                s.set_drained(false);
-                Json(node_state(&s))
-            }),
-        )
-        .route(
-            "/v1/node/hold",
-            put(hold::<T>).delete(|State(s): State<Arc<Shared<T>>>| async move {
-                s.hold(None);
-                Json(node_state(&s))
-            }),
-        )
+        .route("/v1/node/drain", post(node_drain::<T>))
+        .route("/v1/node/undrain", post(node_undrain::<T>))
+        .route("/v1/node/hold", put(hold::<T>).delete(hold_end::<T>))
         .fallback(|| async { ApiError::not_found("no such route (see docs/openapi.yaml)") })
         .layer(middleware::from_fn_with_state(
             (shared.clone(), auth),
@@ -195,6 +169,9 @@ pub fn router<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, auth: Auth) ->
         .with_state(shared)
 }
 
+/// VIPs, backends, health, policy state, table digests, drill, feed and
+/// reload counts.
+#[utoipa::path(get, path = "/v1/state", tag = "agent", responses((status = 200, description = "Current state.", body = AgentState)))]
 async fn state<T: Tables + Send + 'static>(
     State(s): State<Arc<Shared<T>>>,
     Extension(p): Extension<Principal>,
@@ -213,6 +190,40 @@ async fn state<T: Tables + Send + 'static>(
     })
 }
 
+/// Liveness.
+#[utoipa::path(get, path = "/v1/health", tag = "agent", responses((status = 200, description = "The agent answers.", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Withdraw every VIP of this host from its routers and keep forwarding
+/// (kept across restarts, until undrain).
+#[utoipa::path(post, path = "/v1/node/drain", tag = "node", responses((status = 200, description = "The node state.", body = NodeState)))]
+async fn node_drain<T: Tables + Send + 'static>(
+    State(s): State<Arc<Shared<T>>>,
+) -> Json<NodeState> {
+    s.set_drained(true);
+    Json(node_state(&s))
+}
+
+/// Announce again what should be announced.
+#[utoipa::path(post, path = "/v1/node/undrain", tag = "node", responses((status = 200, description = "The node state.", body = NodeState)))]
+async fn node_undrain<T: Tables + Send + 'static>(
+    State(s): State<Arc<Shared<T>>>,
+) -> Json<NodeState> {
+    s.set_drained(false);
+    Json(node_state(&s))
+}
+
+/// End a restart hold.
+#[utoipa::path(delete, path = "/v1/node/hold", tag = "node", responses((status = 200, description = "The node state.", body = NodeState)))]
+async fn hold_end<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) -> Json<NodeState> {
+    s.hold(None);
+    Json(node_state(&s))
+}
+
 fn node_state<T: Tables + Send + 'static>(s: &Shared<T>) -> NodeState {
     let control = s.node.lock().expect("not poisoned").clone();
     NodeState {
@@ -222,10 +233,16 @@ fn node_state<T: Tables + Send + 'static>(s: &Shared<T>) -> NodeState {
     }
 }
 
+/// This LB host's route control: drained, restart hold, and per VIP
+/// address whether it is announced to the routers and why.
+#[utoipa::path(get, path = "/v1/node", tag = "node", responses((status = 200, description = "The node state.", body = NodeState)))]
 async fn node<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) -> Json<NodeState> {
     Json(node_state(&s))
 }
 
+/// For the next `secs`, an agent exit keeps the routes (a restart or an
+/// upgrade follows).
+#[utoipa::path(put, path = "/v1/node/hold", tag = "node", request_body = HoldRequest, responses((status = 200, description = "The node state.", body = NodeState), (status = 400, description = "Refused; nothing changed.", body = ErrorBody)))]
 async fn hold<T: Tables + Send + 'static>(
     State(s): State<Arc<Shared<T>>>,
     body: Bytes,
@@ -242,6 +259,9 @@ async fn hold<T: Tables + Send + 'static>(
     Ok(Json(node_state(&s)))
 }
 
+/// The most recent decision events (backend up/down, tier switches,
+/// fail-over, panic...), oldest first.
+#[utoipa::path(get, path = "/v1/events", tag = "agent", responses((status = 200, description = "Oldest first.", body = Vec<Event>)))]
 async fn events<T: Tables + Send + 'static>(
     State(s): State<Arc<Shared<T>>>,
     Extension(p): Extension<Principal>,
@@ -290,6 +310,12 @@ fn vip_view<T: Tables + Send + 'static>(s: &Shared<T>, vip: &str) -> ApiResult<V
         .ok_or_else(|| no_vip(vip))
 }
 
+/// Replace the VIP's backend list (the control-plane push).
+///
+/// Same schema as `vips[].backends` in the configuration file; JSON or YAML.
+#[utoipa::path(put, path = "/v1/vips/{vip}/backends", tag = "backends", params(("vip" = String, Path, description = "The VIP's name.")),
+    request_body = Vec<BackendInput>,
+    responses((status = 200, description = "Applied; the VIP's new state.", body = VipState), (status = 400, description = "Refused; nothing changed.", body = ErrorBody), (status = 404, description = "No such VIP or backend (or not the caller's tenant's).", body = ErrorBody)))]
 async fn replace_backends<T: Tables + Send + 'static>(
     State(s): State<Arc<Shared<T>>>,
     Path(vip): Path<String>,
@@ -305,6 +331,9 @@ async fn replace_backends<T: Tables + Send + 'static>(
     vip_view(&s, &vip)
 }
 
+/// Drop the pushed list; the VIP goes back to its configured backends.
+#[utoipa::path(delete, path = "/v1/vips/{vip}/backends", tag = "backends", params(("vip" = String, Path, description = "The VIP's name.")),
+    responses((status = 200, description = "Reverted.", body = VipState), (status = 404, description = "No such VIP or backend (or not the caller's tenant's).", body = ErrorBody)))]
 async fn revert_backends<T: Tables + Send + 'static>(
     State(s): State<Arc<Shared<T>>>,
     Path(vip): Path<String>,
@@ -355,6 +384,38 @@ fn set_override<T: Tables + Send + 'static>(
     vip_view(s, vip)
 }
 
+/// No new flows; established flows stay until they end or the VIP's
+/// drain_timeout.
+#[utoipa::path(post, path = "/v1/vips/{vip}/backends/{backend}/drain", tag = "backends", params(("vip" = String, Path, description = "The VIP's name."), ("backend" = String, Path, description = "The backend's IP address.")),
+    responses((status = 200, description = "Draining.", body = VipState), (status = 400, description = "Refused; nothing changed.", body = ErrorBody), (status = 404, description = "No such VIP or backend (or not the caller's tenant's).", body = ErrorBody)))]
+async fn drain<T: Tables + Send + 'static>(
+    s: State<Arc<Shared<T>>>,
+    p: Path<(String, String)>,
+) -> ApiResult<VipState> {
+    admin_state(s, p, "drain", AdminState::Draining).await
+}
+
+/// Back to active.
+#[utoipa::path(post, path = "/v1/vips/{vip}/backends/{backend}/undrain", tag = "backends", params(("vip" = String, Path, description = "The VIP's name."), ("backend" = String, Path, description = "The backend's IP address.")),
+    responses((status = 200, description = "Active.", body = VipState), (status = 400, description = "Refused; nothing changed.", body = ErrorBody), (status = 404, description = "No such VIP or backend (or not the caller's tenant's).", body = ErrorBody)))]
+async fn undrain<T: Tables + Send + 'static>(
+    s: State<Arc<Shared<T>>>,
+    p: Path<(String, String)>,
+) -> ApiResult<VipState> {
+    admin_state(s, p, "undrain", AdminState::Active).await
+}
+
+/// Out of service now; established flows stay or move as the VIP's
+/// flows_on_backend_down says.
+#[utoipa::path(post, path = "/v1/vips/{vip}/backends/{backend}/maintenance", tag = "backends", params(("vip" = String, Path, description = "The VIP's name."), ("backend" = String, Path, description = "The backend's IP address.")),
+    responses((status = 200, description = "In maintenance.", body = VipState), (status = 400, description = "Refused; nothing changed.", body = ErrorBody), (status = 404, description = "No such VIP or backend (or not the caller's tenant's).", body = ErrorBody)))]
+async fn maintenance<T: Tables + Send + 'static>(
+    s: State<Arc<Shared<T>>>,
+    p: Path<(String, String)>,
+) -> ApiResult<VipState> {
+    admin_state(s, p, "maintenance", AdminState::Maintenance).await
+}
+
 /// Drain, undrain, maintenance: the backend's admin state.
 async fn admin_state<T: Tables + Send + 'static>(
     State(s): State<Arc<Shared<T>>>,
@@ -365,6 +426,10 @@ async fn admin_state<T: Tables + Send + 'static>(
     set_override(&s, &vip, &backend, what, |o| o.state = Some(state))
 }
 
+/// Set the backend's weight (a ratio against the others).
+#[utoipa::path(put, path = "/v1/vips/{vip}/backends/{backend}/weight", tag = "backends", params(("vip" = String, Path, description = "The VIP's name."), ("backend" = String, Path, description = "The backend's IP address.")),
+    request_body = WeightRequest,
+    responses((status = 200, description = "Applied.", body = VipState), (status = 400, description = "Refused; nothing changed.", body = ErrorBody), (status = 404, description = "No such VIP or backend (or not the caller's tenant's).", body = ErrorBody)))]
 async fn weight<T: Tables + Send + 'static>(
     State(s): State<Arc<Shared<T>>>,
     Path((vip, backend)): Path<(String, String)>,
@@ -383,6 +448,9 @@ async fn weight<T: Tables + Send + 'static>(
     })
 }
 
+/// The running failover drill, if any, and the report of the last one
+/// that ended.
+#[utoipa::path(get, path = "/v1/drill", tag = "drill", responses((status = 200, description = "The running drill and the last report.", body = Drill)))]
 async fn drill_get<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) -> Json<Drill> {
     Json(Drill {
         drill: s.drill(),
@@ -390,6 +458,11 @@ async fn drill_get<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) 
     })
 }
 
+/// Preview (dry_run) or start a failover drill that reverts by itself.
+#[utoipa::path(post, path = "/v1/drill", tag = "drill", request_body = DrillRequest, responses(
+    (status = 200, description = "The per-VIP split now and during the drill; the drill when started.", body = DrillStarted),
+    (status = 400, description = "Invalid, or the selector matches no backend (field `fail`); nothing changed.", body = ErrorBody),
+    (status = 409, description = "A drill is already running.", body = ErrorBody)))]
 async fn drill_start<T: Tables + Send + 'static>(
     State(s): State<Arc<Shared<T>>>,
     body: Bytes,
@@ -424,6 +497,12 @@ async fn drill_start<T: Tables + Send + 'static>(
     Ok(Json(answer))
 }
 
+/// Stop the running drill now (revert).
+///
+/// The report gives per VIP and backend the packets and new flows measured
+/// during the drill, the measured and predicted shares of new flows and
+/// their difference.
+#[utoipa::path(delete, path = "/v1/drill", tag = "drill", responses((status = 200, description = "The drill stopped and its report.", body = DrillStopped)))]
 async fn drill_stop<T: Tables + Send + 'static>(
     State(s): State<Arc<Shared<T>>>,
 ) -> ApiResult<DrillStopped> {

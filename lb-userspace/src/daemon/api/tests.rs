@@ -100,6 +100,17 @@ fn openapi_documents_exactly_the_routes() {
     );
 }
 
+#[test]
+fn committed_openapi_document_is_the_generated_one() {
+    let committed = include_str!("../../../../docs/openapi.yaml");
+    let generated = super::openapi::yaml();
+    assert!(
+        committed == generated,
+        "docs/openapi.yaml is not what the handlers generate; run \
+         `cargo run -p lb-userspace --bin lbd -- openapi > docs/openapi.yaml`"
+    );
+}
+
 #[tokio::test]
 async fn every_documented_route_is_served() {
     let app = router(shared(), Auth::Local);

@@ -16,13 +16,13 @@ use crate::{
 };
 
 /// `GET /v1/health`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: String,
 }
 
 /// `GET /v1/state`: the balancer's state and the agent's around it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentState {
     #[serde(flatten)]
     pub state: State,
@@ -37,7 +37,7 @@ pub struct AgentState {
 
 /// `GET /v1/node`: what the operator decided for this LB host and which
 /// VIP addresses it announces, and why.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeState {
     #[serde(flatten)]
     pub control: NodeControl,
@@ -48,21 +48,21 @@ pub struct NodeState {
 }
 
 /// `PUT /v1/node/hold`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoldRequest {
     pub secs: f64,
 }
 
 /// `PUT .../weight`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeightRequest {
     pub weight: i64,
 }
 
 /// `POST /v1/drill`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DrillRequest {
     /// `cloud=X`, `region=Y`, `zone=Z` or `backend=ADDR`.
@@ -76,7 +76,7 @@ pub struct DrillRequest {
 
 /// `POST /v1/drill`: what was started (nothing for a dry run) and the
 /// split it gives.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DrillStarted {
     pub dry_run: bool,
     pub fail: String,
@@ -86,27 +86,27 @@ pub struct DrillStarted {
 
 /// `GET /v1/drill`: the running drill, and the report of the last one
 /// that ended.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Drill {
     pub drill: Option<DrillRun>,
     pub last: Option<DrillReport>,
 }
 
 /// `DELETE /v1/drill`: the drill stopped, and its report.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DrillStopped {
     pub stopped: Option<DrillRun>,
     pub report: Option<DrillReport>,
 }
 
 /// Every refusal: the message, and each field at fault.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: String,
     pub errors: Vec<FieldErrorBody>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldErrorBody {
     pub path: String,
     pub message: String,
@@ -122,7 +122,7 @@ impl From<&FieldError> for FieldErrorBody {
 }
 
 /// `GET /v1/whoami`: who the API takes the caller for.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WhoAmI {
     pub who: String,
     pub role: crate::core::access::Role,
