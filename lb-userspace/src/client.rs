@@ -10,8 +10,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::{
     core::{balancer::VipState, events::Event},
     daemon::api::wire::{
-        AgentState, Drill, DrillRequest, DrillStarted, DrillStopped, ErrorBody, HoldRequest,
-        NodeState, WeightRequest, WhoAmI,
+        AgentState, Drill, DrillRequest, DrillStarted, DrillStopped, ErrorBody, Health,
+        HoldRequest, NodeState, WeightRequest, WhoAmI,
     },
     http::{self, Call, HttpError, Target},
 };
@@ -130,6 +130,10 @@ impl Agent {
             },
             other => ClientError::Protocol(other.to_string()),
         })
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.call(Method::GET, "/v1/health", None::<&()>).await
     }
 
     pub async fn state(&self) -> Result<AgentState, ClientError> {

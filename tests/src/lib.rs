@@ -14,4 +14,5 @@ pub mod packet;
 pub mod pcap;
 pub mod pki;
 pub mod procs;
+pub mod pty;
 pub mod stock;

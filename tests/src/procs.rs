@@ -355,16 +355,21 @@ impl Lbd {
 
     /// Runs lbctl against this agent inside its namespace.
     pub fn lbctl(&self, args: &[&str]) -> Result<Output> {
-        Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", self.netns))
+        self.lbctl_command(args)?.output().context("run lbctl")
+    }
+
+    /// The command line of lbctl against this agent, inside its namespace,
+    /// not started (for verbs that run until stopped).
+    pub fn lbctl_command(&self, args: &[&str]) -> Result<Command> {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{}", self.netns))
             .arg(bin("lbctl")?)
             .arg("--socket")
             .arg(&self.socket)
             .arg("--pin-path")
             .arg(&self.pin_path)
-            .args(args)
-            .output()
-            .context("run lbctl")
+            .args(args);
+        Ok(cmd)
     }
 
     /// lbctl with `--output json`, which must succeed.

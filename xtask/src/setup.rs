@@ -30,6 +30,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "man-db",  // the package test renders the generated man pages
     "nginx-light", // stock HTTP server on the lab's backends (ecosystem test, demo --keep)
     "iperf3",  // stock throughput server and client through every forwarding mode
+    "tmux",    // a pseudo-terminal for the lbctl top test
     "vagrant", // `vagrant validate` checks vagrant/Vagrantfile
 ];
 

@@ -19,7 +19,7 @@ use super::{
     SetupError, announce, api,
     etcd::{self, Snapshot},
     health::TrackerKey,
-    shared::Shared,
+    shared::{Attachment, Shared},
     state,
 };
 use crate::{
@@ -50,7 +50,10 @@ pub enum AgentError {
 
 /// Loads (or adopts) the data path and attaches it to the configured
 /// interfaces.
-pub fn start_dataplane(c: &Config, reset_state: bool) -> Result<Dataplane, AgentError> {
+pub fn start_dataplane(
+    c: &Config,
+    reset_state: bool,
+) -> Result<(Dataplane, Vec<Attachment>), AgentError> {
     let missing = host::missing_capabilities();
     if !missing.is_empty() {
         return Err(AgentError::MissingCapabilities(missing));
@@ -64,6 +67,7 @@ pub fn start_dataplane(c: &Config, reset_state: bool) -> Result<Dataplane, Agent
     let adopting = pins::maps_dir(&c.pin_path).join("CONNTRACK").exists();
     let mut dp = Dataplane::load(c.limits, Some(&c.pin_path))?;
     tracing::info!(pin_path = %c.pin_path.display(), adopted = adopting, "data path loaded");
+    let mut attachments = Vec::new();
     for iface in &c.interfaces {
         let ifindex = host::ifindex(&iface.name)
             .ok_or_else(|| SetupError(format!("interface {} does not exist", iface.name)))?;
@@ -71,8 +75,17 @@ pub fn start_dataplane(c: &Config, reset_state: bool) -> Result<Dataplane, Agent
         let (mode, adopted) = attach(&mut dp, &iface.name, iface.xdp_mode)?;
         host::ensure_forwarding(&iface.name);
         tracing::info!(interface = %iface.name, ?mode, replaced_in_place = adopted, "attached");
+        attachments.push(Attachment {
+            interface: iface.name.clone(),
+            mode: match mode {
+                XdpMode::Skb => "generic",
+                _ => "driver",
+            }
+            .into(),
+            adopted,
+        });
     }
-    Ok(dp)
+    Ok((dp, attachments))
 }
 
 /// Attaches in the configured mode; `auto` tries the driver first and
@@ -111,7 +124,7 @@ pub async fn run(
     config_path: Option<PathBuf>,
     opts: RunOptions,
 ) -> Result<(), AgentError> {
-    let dp = start_dataplane(&config, opts.reset_state)?;
+    let (dp, attachments) = start_dataplane(&config, opts.reset_state)?;
     let now = Instant::now();
     // What a previous agent knew besides the pinned maps.
     let saved = state::load(&config.state_dir).unwrap_or_else(|e| {
@@ -140,7 +153,8 @@ pub async fn run(
     let (tx, mut verdicts) = mpsc::channel(1024);
     let shared = Arc::new(
         Shared::new(balancer, sources, config_path.clone(), Some(tx))
-            .persist_to(config.state_dir.clone()),
+            .persist_to(config.state_dir.clone())
+            .attached_to(attachments),
     );
     shared.seed_health(known);
     shared.restart_checks(&merged);

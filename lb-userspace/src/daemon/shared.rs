@@ -71,6 +71,16 @@ pub struct FeedStatus {
     pub rejected_keys: BTreeMap<String, String>,
 }
 
+/// The balancer on one interface.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attachment {
+    pub interface: String,
+    /// `driver` (native XDP) or `generic` (skb XDP, much slower).
+    pub mode: String,
+    /// This agent took over the link a previous one pinned (no gap).
+    pub adopted: bool,
+}
+
 /// Configuration reloads so far, by result.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reloads {
@@ -128,6 +138,10 @@ pub struct Shared<T: Tables> {
     /// Every accepted and rejected change (none in API tests without a
     /// state directory: the log stream only).
     audit: Mutex<Option<AuditLog>>,
+    /// Seconds since the Unix epoch at start.
+    pub started_at: f64,
+    /// Where the balancer is attached (none in API tests).
+    pub attachments: Vec<Attachment>,
 }
 
 /// Another agent's own probe verdicts, as it published them.
@@ -175,7 +189,15 @@ impl<T: Tables + Send + 'static> Shared<T> {
             peers: Mutex::new(BTreeMap::new()),
             publish_wake: tokio::sync::Notify::new(),
             audit: Mutex::new(None),
+            started_at: unix_now(),
+            attachments: Vec::new(),
         }
+    }
+
+    /// Where the data path is attached, for `/v1/health`.
+    pub fn attached_to(mut self, attachments: Vec<Attachment>) -> Self {
+        self.attachments = attachments;
+        self
     }
 
     /// Saves what survives a restart under `dir` from now on, and keeps

@@ -8,6 +8,7 @@
 //!
 //! `cargo test --test ecosystem -- SUBSTRING` runs some (`lb_tests::harness`).
 
+mod cli;
 mod config;
 mod journald;
 mod openapi;
@@ -55,6 +56,8 @@ const SCENARIOS: &[Scenario<Env>] = scenarios![
     config::durations_written_as_1m30s_are_accepted_and_a_bad_one_names_its_field,
     config::the_etcd_feed_named_only_in_lb_yaml_connects_and_serves_its_vips,
     openapi::the_committed_openapi_document_is_generated_and_every_live_answer_fits_its_schema,
+    cli::lbctl_top_on_a_pty_shows_live_rates_health_and_intended_shares_and_sorts_from_the_keyboard,
+    cli::lbctl_status_version_and_the_json_streams_of_events_follow_and_stats_watch,
     stock::curl_and_iperf3_reach_nginx_and_iperf3_s_through_every_forwarding_mode,
 ];
 

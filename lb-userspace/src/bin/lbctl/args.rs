@@ -49,6 +49,14 @@ pub enum Output {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// The agent at a glance: version and uptime, the interfaces the data
+    /// path is attached to and how, the connection table's fill, the etcd
+    /// feed, the route control, healthy backends, and every warning.
+    ///
+    /// Example: `lbctl status` or `lbctl status -o json | jq .warnings`
+    Status,
+    /// This lbctl's version and the running agent's.
+    Version,
     /// VIPs.
     Vip {
         #[command(subcommand)]
@@ -70,11 +78,25 @@ pub enum Command {
         cmd: ConntrackCmd,
     },
     /// Per-VIP and per-backend rates and the data path's reasons by name.
+    ///
+    /// Example: `lbctl stats --watch -o json` (one JSON object per line and
+    /// interval, for a pipe)
     Stats {
         /// Refresh every --interval until interrupted.
         #[arg(long)]
         watch: bool,
         /// Sampling interval in seconds.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
+    /// A live full-screen view of every VIP and backend: packets, bits and
+    /// new flows per second, health, each backend's share of its VIP's new
+    /// flows beside the share the policy intends. Keys: q quit, s next
+    /// sort, p/b/n/h/a sort by pps/bps/new flows/share/backend, r reverse.
+    ///
+    /// Example: `lbctl top --interval 2`
+    Top {
+        /// Seconds between readings.
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
     },
@@ -126,7 +148,13 @@ pub enum Command {
         stop: bool,
     },
     /// Recent decision events of the agent.
-    Events,
+    ///
+    /// Example: `lbctl events --follow -o json` (one event per line)
+    Events {
+        /// Keep printing new events as they happen, until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// The audit log: every change accepted or rejected, who made it and
     /// from where (read from the agent's state directory).
     Audit {

@@ -21,7 +21,9 @@ mod join;
 mod node;
 mod ring;
 mod stats;
+mod status;
 mod table;
+mod top;
 mod vip;
 
 use std::process::ExitCode;
@@ -186,7 +188,10 @@ async fn run(ctx: &Ctx<'_>) -> Result<(), Fail> {
             detach,
             stop,
         } => drill::run(ctx, sel.as_deref(), *apply, duration, *detach, *stop).await,
-        Command::Events => events::list(ctx).await,
+        Command::Events { follow } => events::list(ctx, *follow).await,
+        Command::Status => status::show(ctx).await,
+        Command::Top { interval } => top::run(ctx, *interval).await,
+        Command::Version => status::version(ctx).await,
         Command::Audit {
             file,
             last,

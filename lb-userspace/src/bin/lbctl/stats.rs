@@ -19,15 +19,16 @@ use crate::{
 };
 
 /// One reading of the counters.
-struct Sample {
-    vips: Vec<(u32, TrafficStats)>,
+pub struct Sample {
+    pub vips: Vec<(u32, TrafficStats)>,
     /// (VIP id, reason, total) of guard and hygiene drops.
-    drops: Vec<(u32, Reason, u64)>,
-    backends: Vec<(u32, u32, IpAddr, TrafficStats)>,
-    reasons: Vec<(Reason, u64)>,
+    pub drops: Vec<(u32, Reason, u64)>,
+    /// (backend id, VIP id, address, counters).
+    pub backends: Vec<(u32, u32, IpAddr, TrafficStats)>,
+    pub reasons: Vec<(Reason, u64)>,
 }
 
-fn sample(p: &Pinned) -> Result<Sample, Fail> {
+pub fn sample(p: &Pinned) -> Result<Sample, Fail> {
     let vips = p
         .vips()?
         .iter()
@@ -237,7 +238,12 @@ pub async fn run(ctx: &Ctx<'_>, watch: bool, interval: f64) -> Result<(), Fail> 
         tokio::time::sleep(interval).await;
         let second = sample(&pinned)?;
         let stats = rates(state.as_ref(), &first, &second, t0.elapsed().as_secs_f64());
-        if ctx.output() == Output::Json {
+        if ctx.output() == Output::Json && watch {
+            // One object per line and interval, with its time: a stream
+            // for `jq -c`, a log shipper or a file.
+            let line = serde_json::json!({"time": table::unix_now(), "interval_secs": interval.as_secs_f64(), "stats": stats});
+            lb::outln!("{line}");
+        } else if ctx.output() == Output::Json {
             table::print_json(&stats);
         } else {
             if watch {

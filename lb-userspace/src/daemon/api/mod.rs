@@ -133,7 +133,7 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 
 pub fn router<T: Tables + Send + 'static>(shared: Arc<Shared<T>>, auth: Auth) -> Router {
     Router::new()
-        .route("/v1/health", get(health))
+        .route("/v1/health", get(health::<T>))
         .route("/v1/whoami", get(auth::whoami))
         .route("/v1/state", get(state::<T>))
         .route("/v1/events", get(events::<T>))
@@ -192,9 +192,12 @@ async fn state<T: Tables + Send + 'static>(
 
 /// Liveness.
 #[utoipa::path(get, path = "/v1/health", tag = "agent", responses((status = 200, description = "The agent answers.", body = Health)))]
-async fn health() -> Json<Health> {
+async fn health<T: Tables + Send + 'static>(State(s): State<Arc<Shared<T>>>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_at: s.started_at,
+        interfaces: s.attachments.clone(),
     })
 }
 

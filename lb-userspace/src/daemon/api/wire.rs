@@ -11,14 +11,24 @@ use crate::{
     daemon::{
         announce::{AnnounceStatus, NodeControl},
         drill::{DrillReport, DrillRun},
-        shared::{FeedStatus, Reloads},
+        shared::{Attachment, FeedStatus, Reloads},
     },
 };
 
-/// `GET /v1/health`.
+/// `GET /v1/health`: the agent answers, and which agent it is.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
+    /// Always `ok`.
     pub status: String,
+    /// The agent's version (`lbd --version`).
+    #[serde(default)]
+    pub version: String,
+    /// When this agent started, seconds since the Unix epoch.
+    #[serde(default)]
+    pub started_at: f64,
+    /// The interfaces the balancer is attached to, and how.
+    #[serde(default)]
+    pub interfaces: Vec<Attachment>,
 }
 
 /// `GET /v1/state`: the balancer's state and the agent's around it.
