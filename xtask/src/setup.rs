@@ -31,6 +31,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "nginx-light", // stock HTTP server on the lab's backends (ecosystem test, demo --keep)
     "iperf3",  // stock throughput server and client through every forwarding mode
     "tmux",    // a pseudo-terminal for the lbctl top test
+    "libelf-dev", // libbpf-sys (the libbpf-rs interop test) builds libbpf against it
+    "zlib1g-dev", // and zlib
+    "pkg-config", // which it finds with pkg-config
     "vagrant", // `vagrant validate` checks vagrant/Vagrantfile
 ];
 

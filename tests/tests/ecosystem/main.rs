@@ -11,6 +11,7 @@
 mod cli;
 mod config;
 mod journald;
+mod libbpf;
 mod openapi;
 mod prometheus;
 mod stock;
@@ -58,6 +59,7 @@ const SCENARIOS: &[Scenario<Env>] = scenarios![
     openapi::the_committed_openapi_document_is_generated_and_every_live_answer_fits_its_schema,
     cli::lbctl_top_on_a_pty_shows_live_rates_health_and_intended_shares_and_sorts_from_the_keyboard,
     cli::lbctl_status_version_and_the_json_streams_of_events_follow_and_stats_watch,
+    libbpf::a_libbpf_tool_opens_the_pinned_maps_program_and_links_and_reads_what_lbctl_shows,
     stock::curl_and_iperf3_reach_nginx_and_iperf3_s_through_every_forwarding_mode,
 ];
 
