@@ -293,37 +293,8 @@ impl Lab {
             // unwrapped in XDP, no kernel tunnel drivers needed; only
             // tunnels from the LB's encapsulation sources (the default
             // `dataplane.encap_source_*`) and for the VIPs.
-            let pin = lab.decap_pins.join(name);
-            let vips: Vec<String> = VIPS_V4
-                .iter()
-                .map(ToString::to_string)
-                .chain([VIP_V6.to_string()])
-                .collect();
-            let out = Command::new("nsenter")
-                .arg(format!("--net=/var/run/netns/{}", ns.name()))
-                .arg(bin("lbd")?)
-                .args([
-                    "decap",
-                    "--iface",
-                    "eth0",
-                    "--address",
-                    &v4.to_string(),
-                    "--address",
-                    &v6.to_string(),
-                    "--lb-source",
-                    "172.16.0.0/16,fd00:4c42::/32",
-                    "--vip",
-                    &vips.join(","),
-                    "--pin-path",
-                ])
-                .arg(&pin)
-                .output()?;
-            if !out.status.success() {
-                bail!(
-                    "lbd decap on {name}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+            decap(&ns, v4, v6, &lab.decap_pins.join(name), &[])
+                .with_context(|| format!("lbd decap on {name}"))?;
             lab.backends.push(Backend {
                 name,
                 cloud,
@@ -346,6 +317,19 @@ impl Lab {
 
     pub fn backend(&self, name: &str) -> &Backend {
         &self.backends[self.index(name)]
+    }
+
+    /// Runs `lbd decap` on backend `name` again, as the lab does, with
+    /// `extra` arguments (`--trace`): the pinned link takes the new program
+    /// atomically.
+    pub fn redecap(&self, name: &str, extra: &[&str]) -> Result<()> {
+        let b = self.backend(name);
+        decap(&b.ns, b.v4, b.v6, &self.decap_pin(name), extra)
+    }
+
+    /// Where backend `name`'s decap link is pinned (`--decap-pin-path`).
+    pub fn decap_pin(&self, name: &str) -> PathBuf {
+        self.decap_pins.join(name)
     }
 
     fn start_server_at(&mut self, i: usize) -> Result<()> {
@@ -610,4 +594,46 @@ impl Prober {
             .join()
             .map_err(|_| anyhow::anyhow!("prober thread panicked"))?
     }
+}
+
+/// `lbd decap` on a backend: tunnels to its addresses are unwrapped in
+/// XDP, no kernel tunnel drivers needed; only tunnels from the LB's
+/// encapsulation sources (the default `dataplane.encap_source_*`) and for
+/// the VIPs.
+fn decap(
+    ns: &Netns,
+    v4: Ipv4Addr,
+    v6: Ipv6Addr,
+    pin: &std::path::Path,
+    extra: &[&str],
+) -> Result<()> {
+    let vips: Vec<String> = VIPS_V4
+        .iter()
+        .map(ToString::to_string)
+        .chain([VIP_V6.to_string()])
+        .collect();
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", ns.name()))
+        .arg(bin("lbd")?)
+        .args([
+            "decap",
+            "--iface",
+            "eth0",
+            "--address",
+            &v4.to_string(),
+            "--address",
+            &v6.to_string(),
+            "--lb-source",
+            "172.16.0.0/16,fd00:4c42::/32",
+            "--vip",
+            &vips.join(","),
+            "--pin-path",
+        ])
+        .arg(pin)
+        .args(extra)
+        .output()?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }

@@ -748,3 +748,50 @@ impl Drop for Etcd {
         self.stop();
     }
 }
+
+/// The lines a long-running command writes (`lbctl events --follow`,
+/// `lbctl trace`), read on a thread; the command is killed when dropped.
+pub struct Lines {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Lines {
+    pub fn start(mut cmd: Command) -> Result<Self> {
+        use std::io::BufRead as _;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start the command")?;
+        let out = child.stdout.take().context("stdout")?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Self { child, lines })
+    }
+
+    /// The next line, within `within` (`None`: none came).
+    pub fn next(&self, within: Duration) -> Option<String> {
+        self.lines.recv_timeout(within).ok()
+    }
+
+    /// The next line as JSON, within `within`.
+    pub fn next_json(&self, within: Duration) -> Result<serde_json::Value> {
+        let line = self.next(within).context("no line in time")?;
+        serde_json::from_str(&line)
+            .with_context(|| format!("not one JSON object per line: {line:?}"))
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

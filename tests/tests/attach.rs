@@ -50,10 +50,12 @@ fn balancer_attaches_to_veth_in_driver_mode() -> Result<()> {
 fn programs_fit_the_verifier_with_room_to_spare() -> Result<()> {
     require_root()?;
     let dp = lb::kernel::dataplane::Dataplane::load(lb::core::config::Limits::default(), None)?;
-    let decap = lb::kernel::decap::Decap::load()?;
+    let decap = lb::kernel::decap::Decap::load(false)?;
+    let traced = lb::kernel::decap::Decap::load(true)?;
     for (name, info) in [
         ("lb_balancer", dp.program()?.info()?),
         ("lb_decap", decap.program()?.info()?),
+        ("lb_decap --trace", traced.program()?.info()?),
     ] {
         let verified = info.verified_instruction_count().unwrap_or(0);
         println!(

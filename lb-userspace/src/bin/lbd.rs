@@ -97,6 +97,11 @@ struct DecapArgs {
     /// bpffs directory for the pinned link.
     #[arg(long, default_value = "/sys/fs/bpf/lb-decap")]
     pin_path: PathBuf,
+    /// Log every IP packet's verdict and reason (read them with `lbctl
+    /// trace`); off, the logging is removed by the verifier and costs
+    /// nothing. Run again without it to turn it off.
+    #[arg(long)]
+    trace: bool,
     /// Remove the decap program from the interface instead.
     #[arg(long)]
     detach: bool,
@@ -333,7 +338,7 @@ fn decap(args: &DecapArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let result = (|| -> Result<(), DataplaneError> {
-        let mut d = Decap::load()?;
+        let mut d = Decap::load(args.trace)?;
         d.configure(
             *gue_port,
             Checks {

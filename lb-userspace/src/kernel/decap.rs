@@ -5,7 +5,7 @@
 use std::{net::IpAddr, path::Path};
 
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo, PerCpuArray, lpm_trie::Key},
     programs::{
         Xdp, XdpMode,
@@ -104,9 +104,25 @@ fn key_prefix(k: &Key<DecapPrefix>) -> Option<Prefix> {
         .ok()
 }
 
+/// The decap object's trace switch: 0 (off) leaves the traced variant of
+/// the program dead code, which the verifier removes.
+const TRACE_GLOBAL: &str = "TRACE";
+/// aya-log's level global: 0 is off, `LOG_DEBUG` lets the trace through.
+const LOG_LEVEL_GLOBAL: &str = "AYA_LOG_LEVEL";
+const LOG_OFF: u8 = 0;
+/// aya-log-common's `Level::Debug`, the level the trace logs at.
+const LOG_DEBUG: u8 = 4;
+
 impl Decap {
-    pub fn load() -> Result<Self, DataplaneError> {
-        let mut ebpf = Ebpf::load(objects::DECAP).map_err(DataplaneError::Load)?;
+    /// Loads the program; with `trace`, it logs every IP packet's verdict
+    /// for `lbctl trace` (read with `lbctl trace`).
+    pub fn load(trace: bool) -> Result<Self, DataplaneError> {
+        let level = if trace { LOG_DEBUG } else { LOG_OFF };
+        let mut ebpf = EbpfLoader::new()
+            .override_global(TRACE_GLOBAL, &u8::from(trace), true)
+            .override_global(LOG_LEVEL_GLOBAL, &level, true)
+            .load(objects::DECAP)
+            .map_err(DataplaneError::Load)?;
         let mut d = Self {
             addrs: take(&mut ebpf, &catalog::DECAP_ADDRS)?,
             sources: take(&mut ebpf, &catalog::DECAP_SOURCES)?,

@@ -5,10 +5,7 @@
 //! JSON object per line.
 
 use std::{
-    io::{BufRead as _, BufReader},
     net::SocketAddr,
-    process::Stdio,
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
@@ -16,7 +13,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use lb_tests::{
     lab::{Lab, lab_config},
     netns::Netns,
-    procs::{Lbd, bin},
+    procs::{Lbd, Lines, bin},
     pty::Pty,
 };
 use serde_json::Value;
@@ -135,50 +132,6 @@ fn indent(s: &str) -> String {
         .join("\n")
 }
 
-/// Lines a streaming lbctl writes, read on a thread; killed when dropped.
-struct Stream {
-    child: std::process::Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Stream {
-    fn start(agent: &Lbd, args: &[&str]) -> Result<Self> {
-        let mut child = agent
-            .lbctl_command(args)?
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start lbctl")?;
-        let out = child.stdout.take().context("stdout")?;
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Self { child, lines })
-    }
-
-    /// The next line as JSON, within `within`.
-    fn next_json(&self, within: Duration) -> Result<Value> {
-        let line = self
-            .lines
-            .recv_timeout(within)
-            .context("no line from lbctl in time")?;
-        serde_json::from_str(&line)
-            .with_context(|| format!("not one JSON object per line: {line:?}"))
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 pub fn lbctl_status_version_and_the_json_streams_of_events_follow_and_stats_watch(
     _: &mut Env,
 ) -> Result<()> {
@@ -234,7 +187,7 @@ pub fn lbctl_status_version_and_the_json_streams_of_events_follow_and_stats_watc
     );
 
     // A stream of events: a drain while it follows arrives as one object.
-    let events = Stream::start(&agent, &["-o", "json", "events", "--follow"])?;
+    let events = Lines::start(agent.lbctl_command(&["-o", "json", "events", "--follow"])?)?;
     // Whatever the agent already had comes first (its start); then the drain.
     std::thread::sleep(Duration::from_millis(700));
     agent.api("POST", "/v1/vips/shop/backends/10.0.1.1/drain", None)?;
@@ -248,10 +201,14 @@ pub fn lbctl_status_version_and_the_json_streams_of_events_follow_and_stats_watc
         }
     }
     // Stats every 0.2 s, one object per line, each with its time.
-    let stats = Stream::start(
-        &agent,
-        &["-o", "json", "stats", "--watch", "--interval", "0.2"],
-    )?;
+    let stats = Lines::start(agent.lbctl_command(&[
+        "-o",
+        "json",
+        "stats",
+        "--watch",
+        "--interval",
+        "0.2",
+    ])?)?;
     let mut times = Vec::new();
     for _ in 0..3 {
         let line = stats.next_json(Duration::from_secs(5))?;

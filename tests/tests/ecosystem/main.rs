@@ -16,6 +16,7 @@ mod openapi;
 mod prometheus;
 mod stock;
 mod systemd;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -60,6 +61,7 @@ const SCENARIOS: &[Scenario<Env>] = scenarios![
     cli::lbctl_top_on_a_pty_shows_live_rates_health_and_intended_shares_and_sorts_from_the_keyboard,
     cli::lbctl_status_version_and_the_json_streams_of_events_follow_and_stats_watch,
     libbpf::a_libbpf_tool_opens_the_pinned_maps_program_and_links_and_reads_what_lbctl_shows,
+    trace::lbd_decap_trace_shows_in_lbctl_trace_why_each_tunnel_was_unwrapped_or_refused,
     stock::curl_and_iperf3_reach_nginx_and_iperf3_s_through_every_forwarding_mode,
 ];
 

@@ -8,6 +8,12 @@
 //! prefix (`DECAP_SOURCES`) and its inner packet is for a VIP address this
 //! backend serves (`DECAP_VIPS`). Refused tunnels are counted and passed
 //! untouched (the stack has no tunnel driver to unwrap them) or dropped.
+//!
+//! Trace mode (`lbd decap --trace`, read with `lbctl trace`) logs every IP
+//! packet's verdict and reason through aya-log. [`TRACE`] is a read-only
+//! global the loader sets (0 = off, the default): the verifier sees the
+//! constant and removes the traced variant as dead code, so off costs a
+//! load and a branch.
 #![no_std]
 #![no_main]
 // Map keys and values are passed by reference on purpose: by value they
@@ -17,11 +23,13 @@
 use core::mem::MaybeUninit;
 
 use aya_ebpf::{
+    Global,
     bindings::xdp_action,
     macros::{map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::XdpContext,
 };
+use aya_log_ebpf::debug;
 use lb_common::{
     Reason,
     limits::{MAX_DECAP_ADDRS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS, REASON_SLOTS},
@@ -57,9 +65,37 @@ static DECAP_CONFIG: Array<DecapConfig> = Array::with_max_entries(1, 0);
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_SLOTS, 0);
 
+/// The outer header of what was judged, for the trace (family 0: not IP).
+struct Seen {
+    family: u8,
+    proto: u8,
+    src: [u32; 4],
+    dst: [u32; 4],
+}
+
+/// Non-zero: trace every IP packet (set by the loader, read-only).
+#[unsafe(no_mangle)]
+static TRACE: Global<u8> = Global::new(0);
+
 #[xdp]
 pub fn lb_decap(ctx: XdpContext) -> u32 {
-    let (action, reason) = match try_decap(&ctx) {
+    if TRACE.load() != 0 {
+        judge::<true>(&ctx)
+    } else {
+        judge::<false>(&ctx)
+    }
+}
+
+/// The verdict on one frame; with `TRACED`, also its trace line.
+#[inline(always)]
+fn judge<const TRACED: bool>(ctx: &XdpContext) -> u32 {
+    let mut seen = Seen {
+        family: 0,
+        proto: 0,
+        src: [0; 4],
+        dst: [0; 4],
+    };
+    let (action, reason) = match try_decap::<TRACED>(ctx, &mut seen) {
         Ok(reason) => (xdp_action::XDP_PASS, reason),
         Err(reason) => (xdp_action::XDP_DROP, reason),
     };
@@ -67,11 +103,44 @@ pub fn lb_decap(ctx: XdpContext) -> u32 {
         // SAFETY: per-CPU slot; nothing else runs on this CPU meanwhile.
         unsafe { *c += 1 };
     }
+    if TRACED {
+        trace(ctx, action, reason, &seen);
+    }
     action
 }
 
+/// One line per IP packet in trace mode: verdict, reason (numbers, named
+/// by `lbctl trace`), outer addresses and protocol.
 #[inline(always)]
-fn try_decap(ctx: &XdpContext) -> Result<Reason, Reason> {
+fn trace(ctx: &XdpContext, action: u32, reason: Reason, seen: &Seen) {
+    let (action, reason, proto) = (action, reason as u32, seen.proto);
+    if seen.family == FAMILY_V4 {
+        let (src, dst) = (u32::from_be(seen.src[0]), u32::from_be(seen.dst[0]));
+        debug!(
+            ctx,
+            "action={} reason={} proto={} {:i} -> {:i}", action, reason, proto, src, dst
+        );
+    } else if seen.family == FAMILY_V6 {
+        let (src, dst) = (bytes(&seen.src), bytes(&seen.dst));
+        debug!(
+            ctx,
+            "action={} reason={} proto={} {:i} -> {:i}", action, reason, proto, src, dst
+        );
+    }
+}
+
+/// Address words (network order) as the 16 bytes aya-log prints as IPv6.
+#[inline(always)]
+fn bytes(words: &[u32; 4]) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    for (i, w) in words.iter().enumerate() {
+        b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    b
+}
+
+#[inline(always)]
+fn try_decap<const TRACED: bool>(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> {
     let mut ip = MaybeUninit::<Ip>::uninit();
     // Frames we cannot parse are not ours to judge: pass them to the stack.
     let parsed = parse_ip::<false>(ctx, &mut ip);
@@ -80,6 +149,14 @@ fn try_decap(ctx: &XdpContext) -> Result<Reason, Reason> {
     }
     // SAFETY: parse_ip returned Ok(true), so it wrote `ip`.
     let ip = unsafe { ip.assume_init_ref() };
+    if TRACED {
+        *seen = Seen {
+            family: ip.family,
+            proto: ip.proto,
+            src: ip.src,
+            dst: ip.dst,
+        };
+    }
     if ip.fragment {
         return Ok(Reason::DecapPass);
     }

@@ -195,6 +195,19 @@ pub enum Command {
         #[arg(long, default_value = "/sys/fs/bpf/lb-decap")]
         decap_pin_path: PathBuf,
     },
+    /// On a backend: why the decap program passed, unwrapped or dropped
+    /// each packet, as it happens (from a program attached with
+    /// `lbd decap --trace`).
+    ///
+    /// Example: `lbctl trace --for 10s` or `lbctl trace -o json | jq -c 'select(.verdict == "drop")'`
+    Trace {
+        /// bpffs directory of the decap links (lbd decap --pin-path).
+        #[arg(long, default_value = "/sys/fs/bpf/lb-decap")]
+        decap_pin_path: PathBuf,
+        /// Stop after this long (e.g. 30s); otherwise until interrupted.
+        #[arg(long = "for")]
+        duration: Option<String>,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]

@@ -24,6 +24,7 @@ mod stats;
 mod status;
 mod table;
 mod top;
+mod trace;
 mod vip;
 
 use std::process::ExitCode;
@@ -205,5 +206,9 @@ async fn run(ctx: &Ctx<'_>) -> Result<(), Fail> {
         } => fleet::show(ctx, etcd, etcd_prefix, &etcd_security.security()).await,
         Command::Node { cmd } => node::run(ctx, cmd).await,
         Command::Decap { decap_pin_path } => decap::show(ctx, decap_pin_path),
+        Command::Trace {
+            decap_pin_path,
+            duration,
+        } => trace::run(ctx, decap_pin_path, duration.as_deref()).await,
     }
 }

@@ -446,7 +446,7 @@ pub fn mutated_tunnels_never_abort_decap_and_only_lb_tunnels_to_vips_are_unwrapp
 ) -> Result<()> {
     let ns = fuzz_netns()?;
     let _inside = ns.enter()?;
-    let mut d = Decap::load()?;
+    let mut d = Decap::load(false)?;
     d.configure(GUE_PORT, Checks::default())?;
     let sources: Vec<Prefix> = LB_SOURCES
         .iter()
