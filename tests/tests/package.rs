@@ -115,6 +115,8 @@ fn the_package_installs_into_a_throwaway_root_and_its_unit_verifies() -> Result<
         ("usr/share/fish/vendor_completions.d/lbctl.fish", 0o644),
         ("usr/share/doc/lb/copyright", 0o644),
         ("usr/share/doc/lb/OPERATIONS.md", 0o644),
+        ("usr/share/lb/prometheus/lb-rules.yml", 0o644),
+        ("usr/share/lb/grafana/lb.json", 0o644),
     ] {
         let got = mode(&root.join(path))?;
         ensure!(got == want, "{path}: mode {got:o}, want {want:o}");

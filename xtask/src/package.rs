@@ -54,6 +54,11 @@ pub fn run(out_dir: Option<&Path>) -> Result<PathBuf> {
             root.join("usr/share/lb/prometheus/lb-rules.yml"),
             0o644,
         ),
+        (
+            pkg.join("grafana/lb.json"),
+            root.join("usr/share/lb/grafana/lb.json"),
+            0o644,
+        ),
     ] {
         install(&from, &to, mode)?;
     }

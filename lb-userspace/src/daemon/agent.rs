@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::{
     SetupError, announce, api,
     etcd::{self, Snapshot},
+    fill,
     health::TrackerKey,
     shared::{Attachment, Shared},
     state,
@@ -173,6 +174,7 @@ pub async fn run(
     }
     shared.save();
 
+    fill::spawn(shared.clone(), config.pin_path.clone());
     if let Some(addr) = config.metrics_listen {
         serve_metrics(shared.clone(), addr).await?;
     }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use lb_common::{Reason, maps::TrafficStats};
 
+use super::fill::Fill;
 use crate::core::{
     balancer::{BackendState, State, VipState},
     events::EventKind,
@@ -27,6 +28,8 @@ pub struct Snapshot<'a> {
     pub announced: &'a [(std::net::IpAddr, bool)],
     /// Guard and hygiene drops per VIP id, by reason.
     pub vip_drops: &'a dyn Fn(u32) -> Vec<(Reason, u64)>,
+    /// The bounded tables' entries and capacity, last counted.
+    pub fill: &'a [Fill],
 }
 
 fn escape(v: &str) -> String {
@@ -278,6 +281,26 @@ pub fn render(s: &Snapshot<'_>) -> String {
         header(&mut o, name, "gauge", help);
         let _ = writeln!(o, "{name} {value}");
     }
+    if !s.fill.is_empty() {
+        header(
+            &mut o,
+            "lb_map_entries",
+            "gauge",
+            "Entries in the data path's bounded tables (counted every 10 s).",
+        );
+        for f in s.fill {
+            let _ = writeln!(o, "lb_map_entries{{map=\"{}\"}} {}", f.map, f.entries);
+        }
+        header(
+            &mut o,
+            "lb_map_capacity",
+            "gauge",
+            "Capacity of those tables (the connection table is an LRU: full, it evicts its oldest flows).",
+        );
+        for f in s.fill {
+            let _ = writeln!(o, "lb_map_capacity{{map=\"{}\"}} {}", f.map, f.capacity);
+        }
+    }
     if !s.announced.is_empty() {
         header(
             &mut o,
@@ -343,6 +366,11 @@ mod tests {
             extra: &[],
             announced: &[("10.0.0.1".parse().unwrap(), true)],
             vip_drops: &|_| vec![(Reason::DropDenied, 7)],
+            fill: &[Fill {
+                map: "CONNTRACK",
+                entries: 12,
+                capacity: 4096,
+            }],
         });
         for needle in [
             "lb_packets_by_reason_total{reason=\"fwd_tx\"} 3",
@@ -360,6 +388,8 @@ mod tests {
             "lb_events_total{kind=\"backend_down\"} 0",
             "lb_config_reloads_total{result=\"rejected\"} 1",
             "lb_vip_announced{address=\"10.0.0.1\"} 1",
+            "lb_map_entries{map=\"CONNTRACK\"} 12",
+            "lb_map_capacity{map=\"CONNTRACK\"} 4096",
         ] {
             assert!(text.contains(needle), "missing {needle}:\n{text}");
         }

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod bird;
 pub mod drill;
 pub mod etcd;
+pub mod fill;
 pub mod health;
 pub mod logging;
 pub mod metrics;

@@ -24,6 +24,7 @@ use super::{
     announce::{AnnounceStatus, NodeControl},
     audit::{self, AuditLog},
     drill::{self, Baseline, DrillReport, DrillRun},
+    fill,
     health::{self, Checker, TrackerKey, Verdict},
     metrics,
     state::{self, Saved},
@@ -142,6 +143,8 @@ pub struct Shared<T: Tables> {
     pub started_at: f64,
     /// Where the balancer is attached (none in API tests).
     pub attachments: Vec<Attachment>,
+    /// The bounded tables' fill, last counted (see [`fill`]).
+    pub fill: Mutex<Vec<fill::Fill>>,
 }
 
 /// Another agent's own probe verdicts, as it published them.
@@ -191,6 +194,7 @@ impl<T: Tables + Send + 'static> Shared<T> {
             audit: Mutex::new(None),
             started_at: unix_now(),
             attachments: Vec::new(),
+            fill: Mutex::new(Vec::new()),
         }
     }
 
@@ -759,6 +763,7 @@ impl<T: Tables + Send + 'static> Shared<T> {
             extra: &extra,
             announced: &announced,
             vip_drops: &|id| dp.guard_drops(id).unwrap_or_default(),
+            fill: &self.fill.lock().expect("not poisoned"),
         })
     }
 }

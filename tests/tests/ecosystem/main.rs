@@ -53,7 +53,7 @@ const SCENARIOS: &[Scenario<Env>] = scenarios![
     systemd::a_stopping_agent_says_so_before_it_exits,
     journald::journald_gets_priorities_and_fields_so_journalctl_p_warning_shows_only_warnings,
     prometheus::the_shipped_alert_rules_pass_promtool_check_and_their_unit_tests,
-    prometheus::a_real_prometheus_scrapes_lbd_and_evaluates_the_shipped_rules,
+    prometheus::a_real_prometheus_scrapes_lbd_evaluates_the_shipped_rules_and_runs_the_dashboard_queries,
     config::check_json_output_is_a_configuration_that_reads_back_to_the_same_plan,
     config::durations_written_as_1m30s_are_accepted_and_a_bad_one_names_its_field,
     config::the_etcd_feed_named_only_in_lb_yaml_connects_and_serves_its_vips,

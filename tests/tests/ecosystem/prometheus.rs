@@ -38,7 +38,7 @@ fn promtool(args: &[&str]) -> Result<String> {
 
 pub fn the_shipped_alert_rules_pass_promtool_check_and_their_unit_tests(_: &mut Env) -> Result<()> {
     let check = promtool(&["check", "rules", "lb-rules.yml"])?;
-    ensure!(check.contains("SUCCESS: 8 rules found"), "{check}");
+    ensure!(check.contains("SUCCESS: 9 rules found"), "{check}");
     let test = promtool(&["test", "rules", "lb-rules.test.yml"])?;
     ensure!(test.contains("SUCCESS"), "{test}");
     Ok(())
@@ -86,7 +86,7 @@ fn wait(ns: &Netns, path: &str, within: Duration, ok: impl Fn(&Value) -> bool) -
     bail!("{path} within {within:?}: last answer {last}")
 }
 
-pub fn a_real_prometheus_scrapes_lbd_and_evaluates_the_shipped_rules(_: &mut Env) -> Result<()> {
+pub fn a_real_prometheus_scrapes_lbd_evaluates_the_shipped_rules_and_runs_the_dashboard_queries(_: &mut Env) -> Result<()> {
     let ns = Netns::new("prom")?;
     let config = format!("metrics: {{listen: \"127.0.0.1:9478\"}}\n{SHOP_ON_LO}");
     let _agent = Lbd::start(&ns, &config, &[])?;
@@ -122,6 +122,16 @@ pub fn a_real_prometheus_scrapes_lbd_and_evaluates_the_shipped_rules(_: &mut Env
         within,
         |v| series(v).iter().any(|s| s["value"][1] == "1"),
     )?;
+    // The connection table's capacity as configured (conntrack_size).
+    wait(
+        &ns,
+        &format!(
+            "/api/v1/query?query={}",
+            url(r#"lb_map_capacity{map="CONNTRACK"}"#)
+        ),
+        within,
+        |v| series(v).iter().any(|s| s["value"][1] == "4096"),
+    )?;
     let healthy = wait(&ns, "/api/v1/query?query=lb_backend_healthy", within, |v| {
         series(v).len() == 2 && series(v).iter().all(|s| s["value"][1] == "1")
     })?;
@@ -137,7 +147,7 @@ pub fn a_real_prometheus_scrapes_lbd_and_evaluates_the_shipped_rules(_: &mut Env
     // agent's real series; none fires for a healthy agent.
     let rules = wait(&ns, "/api/v1/rules", within, |v| {
         v["data"]["groups"][0]["rules"].as_array().is_some_and(|r| {
-            r.len() == 8
+            r.len() == 9
                 && r.iter()
                     .all(|r| r["lastEvaluation"] != "0001-01-01T00:00:00Z")
         })
@@ -161,5 +171,88 @@ pub fn a_real_prometheus_scrapes_lbd_and_evaluates_the_shipped_rules(_: &mut Env
             r["state"]
         );
     }
+    grafana_queries_are_valid_promql_on_lbd_metrics(&ns)
+}
+
+/// Percent-encodes a query for a URL.
+fn url(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The shipped dashboard (`packaging/grafana/lb.json`): every panel's
+/// query, with its variables at "All", is valid PromQL to the real
+/// Prometheus; every `lb_` metric it names is one lbd defines; and the
+/// traffic and health panels show this agent's series.
+fn grafana_queries_are_valid_promql_on_lbd_metrics(ns: &Netns) -> Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/grafana/lb.json");
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path)?).context("lb.json")?;
+    let defined = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../lb-userspace/src/daemon/metrics.rs"),
+    )?;
+    let mut with_data = 0;
+    let panels = dashboard["panels"].as_array().context("panels")?;
+    for p in panels {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().context("expr")?;
+            let q = expr.replace("$instance", ".*").replace("$vip", ".*");
+            for name in q
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("lb_"))
+            {
+                ensure!(
+                    defined.contains(&format!("\"{name}")),
+                    "panel {}: lbd has no metric {name}",
+                    p["title"]
+                );
+            }
+            let v = query(ns, &format!("/api/v1/query?query={}", url(&q)))?;
+            ensure!(v["status"] == "success", "panel {}: {q}: {v}", p["title"]);
+            if v["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+            {
+                with_data += 1;
+            }
+        }
+    }
+    for title in [
+        "Agents up",
+        "Healthy backends",
+        "Packets per second by VIP",
+        "Connection table fill",
+    ] {
+        let p = panels
+            .iter()
+            .find(|p| p["title"] == title)
+            .with_context(|| title.to_string())?;
+        let q = p["targets"][0]["expr"]
+            .as_str()
+            .context("expr")?
+            .replace("$instance", ".*")
+            .replace("$vip", ".*");
+        wait(
+            ns,
+            &format!("/api/v1/query?query={}", url(&q)),
+            Duration::from_secs(30),
+            |v| {
+                v["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            },
+        )
+        .with_context(|| format!("panel {title} shows nothing"))?;
+    }
+    println!(
+        "    grafana: {} panels, every query valid PromQL, {with_data} with data now",
+        panels.len()
+    );
     Ok(())
 }
