@@ -69,13 +69,21 @@ pub fn completions(mut cmd: Command, shell: Shell) {
 
 /// Writes `NAME.SECTION` for the command and `NAME-SUB.SECTION` for each
 /// subcommand (nested ones too, e.g. `lbctl-vip-list.1`) into `dir`;
-/// returns the files written. Hidden subcommands get no page.
-pub fn man_pages(cmd: Command, section: &str, dir: &Path) -> io::Result<Vec<PathBuf>> {
+/// returns the files written. Hidden subcommands get no page. The
+/// command's own page also gets `extra` (EXIT STATUS, FILES, SIGNALS).
+pub fn man_pages(
+    cmd: Command,
+    section: &str,
+    dir: &Path,
+    extra: &crate::man::ManExtra,
+) -> io::Result<Vec<PathBuf>> {
     let mut cmd = cmd;
     cmd.build();
     let mut written = vec![];
     let name = cmd.get_name().to_string();
     page(&cmd, &name, &name, section, dir, &mut written)?;
+    let mut top = std::fs::OpenOptions::new().append(true).open(&written[0])?;
+    io::Write::write_all(&mut top, &extra.roff())?;
     Ok(written)
 }
 

@@ -17,3 +17,4 @@ pub mod core;
 pub mod daemon;
 pub mod http;
 pub mod kernel;
+pub mod man;

@@ -110,6 +110,7 @@ fn the_package_installs_into_a_throwaway_root_and_its_unit_verifies() -> Result<
         ("usr/share/man/man8/lbd-unload.8.gz", 0o644),
         ("usr/share/man/man1/lbctl.1.gz", 0o644),
         ("usr/share/man/man1/lbctl-drain.1.gz", 0o644),
+        ("usr/share/man/man5/lb.yaml.5.gz", 0o644),
         ("usr/share/bash-completion/completions/lbctl", 0o644),
         ("usr/share/zsh/vendor-completions/_lbd", 0o644),
         ("usr/share/fish/vendor_completions.d/lbctl.fish", 0o644),
@@ -141,6 +142,37 @@ fn the_package_installs_into_a_throwaway_root_and_its_unit_verifies() -> Result<
     ensure!(
         page.contains("--syn") && page.contains("--iface"),
         "lbctl-explain(1):\n{page}"
+    );
+
+    // lbd(8) says how it exits, what it keeps where and what signals do;
+    // lb.yaml(5) is the configuration reference.
+    let lbd8 = run(Command::new("man")
+        .env("MANWIDTH", "100")
+        .arg("-l")
+        .arg(root.join("usr/share/man/man8/lbd.8.gz")))?;
+    let lbd8 = String::from_utf8_lossy(&lbd8.stdout);
+    ensure!(
+        [
+            "EXIT STATUS",
+            "FILES",
+            "SIGNALS",
+            "SIGHUP",
+            "/etc/lb/lb.yaml"
+        ]
+        .iter()
+        .all(|s| lbd8.contains(s)),
+        "lbd(8):\n{lbd8}"
+    );
+    let five = run(Command::new("man")
+        .env("MANWIDTH", "100")
+        .arg("-l")
+        .arg(root.join("usr/share/man/man5/lb.yaml.5.gz")))?;
+    let five = String::from_utf8_lossy(&five.stdout);
+    ensure!(
+        ["LB.YAML(5)", "conntrack_size", "health_check", "rate_limit"]
+            .iter()
+            .all(|s| five.contains(s)),
+        "lb.yaml(5):\n{five}"
     );
 
     // The installed lbd accepts the shipped example configuration.

@@ -68,12 +68,27 @@ pub fn run(out_dir: Option<&Path>) -> Result<PathBuf> {
     for (bin, section) in [("lbd", "8"), ("lbctl", "1")] {
         let dir = root.join(format!("usr/share/man/man{section}"));
         fs::create_dir_all(&dir)?;
-        run_status(Command::new(bins.join(bin)).arg("man").arg(&dir))?;
+        let mut man = Command::new(bins.join(bin));
+        man.arg("man").arg(&dir);
+        if bin == "lbd" {
+            // lb.yaml(5), from the configuration reference.
+            let five = root.join("usr/share/man/man5");
+            fs::create_dir_all(&five)?;
+            man.arg("--config-dir").arg(&five);
+        }
+        run_status(&mut man)?;
         for page in fs::read_dir(&dir)? {
             let page = page?.path();
             if page.extension().is_some_and(|e| e == section) {
                 run_status(Command::new("gzip").args(["-9n"]).arg(&page))?;
             }
+        }
+        if bin == "lbd" {
+            run_status(
+                Command::new("gzip")
+                    .args(["-9n"])
+                    .arg(root.join("usr/share/man/man5/lb.yaml.5")),
+            )?;
         }
         for (shell, path) in [
             (

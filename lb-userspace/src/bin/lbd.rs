@@ -162,10 +162,65 @@ enum Command {
         #[arg(value_enum)]
         shell: lb::cli::Shell,
     },
-    /// Write man pages into DIR (used by `cargo xtask package`).
+    /// Write man pages into DIR (used by `cargo xtask package`), and
+    /// lb.yaml(5) into --config-dir.
     #[command(hide = true)]
-    Man { dir: PathBuf },
+    Man {
+        dir: PathBuf,
+        #[arg(long)]
+        config_dir: Option<PathBuf>,
+    },
 }
+
+/// lbd(8)'s sections beyond its flags.
+const LBD_MAN: lb::man::ManExtra = lb::man::ManExtra {
+    exit_status: &[
+        (
+            "0",
+            "The agent stopped on SIGTERM or SIGINT (the data path stays attached and forwarding), or the command succeeded.",
+        ),
+        (
+            "1",
+            "A failure: the data path could not be loaded or attached, a listener could not be bound, missing capabilities, or a command failed.",
+        ),
+        (
+            "2",
+            "The configuration file is invalid (every error is printed with its field path), or the command line is.",
+        ),
+    ],
+    files: &[
+        (
+            "/etc/lb/lb.yaml",
+            "The configuration, see lb.yaml(5); lbd check validates it.",
+        ),
+        (
+            "/run/lb/lbd.sock",
+            "The API's Unix socket (api.socket, mode 0600).",
+        ),
+        (
+            "/sys/fs/bpf/lb",
+            "The pinned data path (pin_path): program, XDP links, maps; adopted by the next lbd.",
+        ),
+        (
+            "/var/lib/lb",
+            "state_dir: state.json (health, drains, overrides, drills), etcd.json, audit.log.",
+        ),
+        (
+            "/sys/fs/bpf/lb-decap",
+            "lbd decap's pinned links, one per interface (decap --pin-path).",
+        ),
+    ],
+    signals: &[
+        (
+            "SIGHUP",
+            "Re-read the configuration file; a rejected file leaves the running configuration in place. The file's modification is also noticed without a signal.",
+        ),
+        (
+            "SIGTERM, SIGINT",
+            "Save the state, withdraw routes (unless a restart hold is in force) and exit; the data path keeps forwarding with its last tables.",
+        ),
+    ],
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -188,13 +243,17 @@ fn main() -> ExitCode {
             lb::cli::completions(Cli::command(), shell);
             ExitCode::SUCCESS
         }
-        Command::Man { dir } => match lb::cli::man_pages(Cli::command(), "8", &dir) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {}: {e}", dir.display());
-                ExitCode::FAILURE
+        Command::Man { dir, config_dir } => {
+            match lb::cli::man_pages(Cli::command(), "8", &dir, &LBD_MAN)
+                .and_then(|_| config_dir.map_or(Ok(()), |d| lb::man::config_page(&d).map(|_| ())))
+            {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", dir.display());
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }
 

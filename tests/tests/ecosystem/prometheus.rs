@@ -86,7 +86,9 @@ fn wait(ns: &Netns, path: &str, within: Duration, ok: impl Fn(&Value) -> bool) -
     bail!("{path} within {within:?}: last answer {last}")
 }
 
-pub fn a_real_prometheus_scrapes_lbd_evaluates_the_shipped_rules_and_runs_the_dashboard_queries(_: &mut Env) -> Result<()> {
+pub fn a_real_prometheus_scrapes_lbd_evaluates_the_shipped_rules_and_runs_the_dashboard_queries(
+    _: &mut Env,
+) -> Result<()> {
     let ns = Netns::new("prom")?;
     let config = format!("metrics: {{listen: \"127.0.0.1:9478\"}}\n{SHOP_ON_LO}");
     let _agent = Lbd::start(&ns, &config, &[])?;

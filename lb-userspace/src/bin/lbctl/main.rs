@@ -38,6 +38,44 @@ use lb::{
     kernel::inspect::{InspectError, Pinned},
 };
 
+/// lbctl(1)'s sections beyond its flags.
+const LBCTL_MAN: lb::man::ManExtra = lb::man::ManExtra {
+    exit_status: &[
+        ("0", "Success."),
+        ("1", "Another failure."),
+        ("2", "Usage: a bad flag or argument."),
+        ("3", "The agent is unreachable (its socket or --api)."),
+        ("4", "No such VIP or backend."),
+        (
+            "5",
+            "The agent refused the request (invalid, or a conflict such as a running drill).",
+        ),
+        (
+            "6",
+            "No pinned data path (or decap program) to read, or not root.",
+        ),
+    ],
+    files: &[
+        ("/run/lb/lbd.sock", "The agent's API socket (--socket)."),
+        (
+            "/sys/fs/bpf/lb",
+            "The pinned data path lbctl reads directly (--pin-path).",
+        ),
+        (
+            "/sys/fs/bpf/lb-decap",
+            "On a backend: the decap links (--decap-pin-path).",
+        ),
+        (
+            "/var/lib/lb/audit.log",
+            "The audit log lbctl audit reads (--file).",
+        ),
+    ],
+    signals: &[(
+        "SIGINT",
+        "Ends the commands that run until interrupted (stats --watch, events --follow, top, trace).",
+    )],
+};
+
 /// A failure with the exit code scripts can rely on.
 pub struct Fail {
     code: u8,
@@ -151,7 +189,7 @@ async fn run(ctx: &Ctx<'_>) -> Result<(), Fail> {
             lb::cli::completions(Cli::command(), *shell);
             Ok(())
         }
-        Command::Man { dir } => lb::cli::man_pages(Cli::command(), "1", dir)
+        Command::Man { dir } => lb::cli::man_pages(Cli::command(), "1", dir, &LBCTL_MAN)
             .map(|_| ())
             .map_err(|e| fail(1, format!("{}: {e}", dir.display()))),
         Command::Vip { cmd: VipCmd::List } => vip::list(ctx).await,
