@@ -134,12 +134,11 @@ fn inline(s: &str) -> String {
             rest = r;
         }
     }
-    let out = if out.starts_with('.') || out.starts_with('\'') {
+    if out.starts_with('.') || out.starts_with('\'') {
         format!("\\&{out}")
     } else {
         out
-    };
-    out
+    }
 }
 
 impl ManExtra {
