@@ -289,10 +289,7 @@ impl Lab {
                 sh(&ns, &format!("-6 route add default via fd{net}:{host}::1"))?;
                 (v4, v6)
             };
-            // The project's decap program: tunnels to this backend are
-            // unwrapped in XDP, no kernel tunnel drivers needed; only
-            // tunnels from the LB's encapsulation sources (the default
-            // `dataplane.encap_source_*`) and for the VIPs.
+            // The project's decap program (see `decap`).
             decap(&ns, v4, v6, &lab.decap_pins.join(name), &[])
                 .with_context(|| format!("lbd decap on {name}"))?;
             lab.backends.push(Backend {

@@ -1,8 +1,6 @@
 //! `lbctl drain|undrain|maintenance|weight`: one backend's admin state or
 //! weight, through the agent; prints the VIP as it is afterwards.
 
-use std::net::IpAddr;
-
 use lb::{
     client::AdminVerb,
     core::balancer::{BackendState, VipState},
@@ -11,7 +9,7 @@ use serde::Serialize;
 
 use crate::{
     Ctx, Fail,
-    args::Output,
+    args::{BackendRef, Output},
     table::{self, Row, health, percent, word},
 };
 
@@ -43,14 +41,14 @@ fn show(ctx: &Ctx<'_>, v: &VipState) {
     table::print(Output::Table, &rows);
 }
 
-pub async fn set(ctx: &Ctx<'_>, vip: &str, backend: IpAddr, verb: AdminVerb) -> Result<(), Fail> {
-    let v = ctx.agent()?.admin(vip, backend, verb).await?;
+pub async fn set(ctx: &Ctx<'_>, t: &BackendRef, verb: AdminVerb) -> Result<(), Fail> {
+    let v = ctx.agent()?.admin(&t.vip, t.backend, verb).await?;
     show(ctx, &v);
     Ok(())
 }
 
-pub async fn weight(ctx: &Ctx<'_>, vip: &str, backend: IpAddr, weight: i64) -> Result<(), Fail> {
-    let v = ctx.agent()?.weight(vip, backend, weight).await?;
+pub async fn weight(ctx: &Ctx<'_>, t: &BackendRef, weight: i64) -> Result<(), Fail> {
+    let v = ctx.agent()?.weight(&t.vip, t.backend, weight).await?;
     show(ctx, &v);
     Ok(())
 }

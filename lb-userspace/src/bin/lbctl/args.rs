@@ -117,15 +117,34 @@ pub enum Command {
     },
     /// Stop new flows to a backend; established ones stay until they end or
     /// the VIP's drain timeout.
-    Drain { vip: String, backend: IpAddr },
+    ///
+    /// Example: `lbctl drain web 10.20.0.11`
+    Drain {
+        #[command(flatten)]
+        target: BackendRef,
+    },
     /// Take a backend back into service.
-    Undrain { vip: String, backend: IpAddr },
+    ///
+    /// Example: `lbctl undrain web 10.20.0.11`
+    Undrain {
+        #[command(flatten)]
+        target: BackendRef,
+    },
     /// Take a backend out of service now.
-    Maintenance { vip: String, backend: IpAddr },
+    ///
+    /// Example: `lbctl maintenance web 10.20.0.11`
+    Maintenance {
+        #[command(flatten)]
+        target: BackendRef,
+    },
     /// Set a backend's weight.
+    ///
+    /// Example: `lbctl weight web 10.20.0.11 50`
     Weight {
-        vip: String,
-        backend: IpAddr,
+        #[command(flatten)]
+        target: BackendRef,
+        /// The new weight, 0–65535: a ratio against the VIP's other
+        /// backends (0 takes it out of the table).
         weight: i64,
     },
     /// A failover drill: preview the traffic split with a cloud, region,
@@ -218,6 +237,15 @@ pub enum Command {
     Man { dir: PathBuf },
 }
 
+/// A backend of a VIP, as the verbs that change one name it.
+#[derive(clap::Args)]
+pub struct BackendRef {
+    /// The VIP's name (`lbctl vip list`).
+    pub vip: String,
+    /// The backend's address, as in the VIP's backend list.
+    pub backend: IpAddr,
+}
+
 #[derive(Subcommand)]
 pub enum VipCmd {
     /// Every VIP.
@@ -228,6 +256,7 @@ pub enum VipCmd {
 pub enum BackendCmd {
     /// Backends with health, state, weight and ring share.
     List {
+        /// Only this VIP's backends.
         #[arg(long)]
         vip: Option<String>,
     },
@@ -237,6 +266,7 @@ pub enum BackendCmd {
 pub enum RingCmd {
     /// Slots per backend, expected vs actual share, digest.
     Show {
+        /// The VIP whose table to show.
         #[arg(long)]
         vip: String,
     },
@@ -246,10 +276,13 @@ pub enum RingCmd {
 pub enum ConntrackCmd {
     /// Entries, filtered.
     List {
+        /// Only flows of this VIP.
         #[arg(long)]
         vip: Option<String>,
+        /// Only flows pinned to this backend.
         #[arg(long)]
         backend: Option<IpAddr>,
+        /// At most this many entries.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
@@ -269,8 +302,10 @@ pub enum NodeCmd {
     /// Keep the routes through the agent's next exit within --for (a
     /// restart or upgrade follows); --release ends the hold.
     Hold {
+        /// How long the hold lasts (1s–1h), e.g. 90s.
         #[arg(long = "for", default_value = "60s")]
         duration: String,
+        /// End the hold now.
         #[arg(long, conflicts_with = "duration")]
         release: bool,
     },

@@ -208,18 +208,12 @@ async fn run(ctx: &Ctx<'_>) -> Result<(), Fail> {
             syn,
             iface,
         } => explain::run(ctx, *src, *dst, proto, *syn, iface.as_deref()).await,
-        Command::Drain { vip, backend } => admin::set(ctx, vip, *backend, AdminVerb::Drain).await,
-        Command::Undrain { vip, backend } => {
-            admin::set(ctx, vip, *backend, AdminVerb::Undrain).await
+        Command::Drain { target } => admin::set(ctx, target, AdminVerb::Drain).await,
+        Command::Undrain { target } => admin::set(ctx, target, AdminVerb::Undrain).await,
+        Command::Maintenance { target } => {
+            admin::set(ctx, target, AdminVerb::Maintenance).await
         }
-        Command::Maintenance { vip, backend } => {
-            admin::set(ctx, vip, *backend, AdminVerb::Maintenance).await
-        }
-        Command::Weight {
-            vip,
-            backend,
-            weight,
-        } => admin::weight(ctx, vip, *backend, *weight).await,
+        Command::Weight { target, weight } => admin::weight(ctx, target, *weight).await,
         Command::Drill {
             fail: sel,
             apply,

@@ -28,6 +28,26 @@ pub struct Sample {
     pub reasons: Vec<(Reason, u64)>,
 }
 
+impl Sample {
+    /// VIP `id`'s counters in this reading (zero if it was not there yet).
+    pub fn vip(&self, id: u32) -> TrafficStats {
+        self.vips
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, t)| *t)
+            .unwrap_or_default()
+    }
+
+    /// Backend `id`'s counters in this reading (zero if it was not there yet).
+    pub fn backend(&self, id: u32) -> TrafficStats {
+        self.backends
+            .iter()
+            .find(|(i, ..)| *i == id)
+            .map(|(.., t)| *t)
+            .unwrap_or_default()
+    }
+}
+
 pub fn sample(p: &Pinned) -> Result<Sample, Fail> {
     let vips = p
         .vips()?
@@ -155,12 +175,7 @@ fn rates(state: Option<&AgentState>, a: &Sample, b: &Sample, dt: f64) -> Stats {
             .vips
             .iter()
             .map(|(id, t)| {
-                let before = a
-                    .vips
-                    .iter()
-                    .find(|(i, _)| i == id)
-                    .map(|(_, t)| *t)
-                    .unwrap_or_default();
+                let before = a.vip(*id);
                 VipRate {
                     vip: name(*id),
                     pps: rate(before.packets, t.packets),
@@ -193,12 +208,7 @@ fn rates(state: Option<&AgentState>, a: &Sample, b: &Sample, dt: f64) -> Stats {
             .backends
             .iter()
             .map(|(id, vip, addr, t)| {
-                let before = a
-                    .backends
-                    .iter()
-                    .find(|(i, ..)| i == id)
-                    .map(|(.., t)| *t)
-                    .unwrap_or_default();
+                let before = a.backend(*id);
                 BackendRate {
                     vip: name(*vip),
                     backend: *addr,

@@ -117,12 +117,7 @@ pub fn view(
         .vips
         .iter()
         .map(|(id, t)| {
-            let before = a
-                .vips
-                .iter()
-                .find(|(i, _)| i == id)
-                .map(|(_, t)| *t)
-                .unwrap_or_default();
+            let before = a.vip(*id);
             let (pps, bps, new_per_sec) = moved(&before, t);
             let v = vip_state(*id);
             VipLine {
@@ -140,14 +135,8 @@ pub fn view(
         .collect();
     // The VIP's new flows as the sum of its backends' (read together, so
     // the shares add up to 100% even while traffic moves the counters).
-    let backend_new = |id: u32, after: &TrafficStats| {
-        let before = a
-            .backends
-            .iter()
-            .find(|(i, ..)| *i == id)
-            .map_or(0, |(.., t)| t.new_flows);
-        after.new_flows.saturating_sub(before)
-    };
+    let backend_new =
+        |id: u32, after: &TrafficStats| after.new_flows.saturating_sub(a.backend(id).new_flows);
     let vip_new = |vip: u32| -> u64 {
         b.backends
             .iter()
@@ -159,12 +148,7 @@ pub fn view(
         .backends
         .iter()
         .map(|(id, vip, addr, t)| {
-            let before = a
-                .backends
-                .iter()
-                .find(|(i, ..)| i == id)
-                .map(|(.., t)| *t)
-                .unwrap_or_default();
+            let before = a.backend(*id);
             let (pps, bps, new_per_sec) = moved(&before, t);
             let known = vip_state(*vip).and_then(|v| v.backend_by_id(*id));
             let total = vip_new(*vip);
