@@ -159,6 +159,7 @@ enum Command {
     Openapi,
     /// Print a shell completion script.
     Completions {
+        /// bash, zsh, fish, elvish or powershell.
         #[arg(value_enum)]
         shell: lb::cli::Shell,
     },

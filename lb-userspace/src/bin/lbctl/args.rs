@@ -229,6 +229,7 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completions {
+        /// bash, zsh, fish, elvish or powershell.
         #[arg(value_enum)]
         shell: lb::cli::Shell,
     },
