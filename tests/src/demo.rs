@@ -135,7 +135,53 @@ fn until_down_everywhere(f: &Fleet, t0: Instant, addresses: &[&str]) -> Result<D
     Ok(took)
 }
 
-pub fn run() -> Result<()> {
+/// Set by SIGINT/SIGTERM while `--keep` holds the lab up.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn stop(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// With `--keep`: says how to reach the running lab, then waits for Ctrl-C
+/// (or SIGTERM); the caller then tears everything down as usual.
+fn keep_until_interrupted(f: &Fleet) -> Result<()> {
+    let lbctl = crate::procs::bin("lbctl")?;
+    let client = f.lab.client.name();
+    println!("\nthe lab stays up; Ctrl-C tears it down (namespaces, pins, processes).");
+    println!("  a shell on the client:        ip netns exec {client} bash");
+    for (vip, name) in [
+        ("10.100.0.1", "web (L2 DSR to aws, local-first)"),
+        ("10.100.0.3", "orders (IPIP to gcp)"),
+        ("10.100.0.4", "partners (active-passive)"),
+        ("[fd00:100::1]", "web6 (IPv6-in-IPv6, GUE over IPv6)"),
+    ] {
+        println!("  {name:<36} ip netns exec {client} curl -s http://{vip}/");
+    }
+    for i in 0..f.hosts() {
+        let a = f.agent(i);
+        println!(
+            "  lbctl on LB host {}:              ip netns exec {} {} --socket {} --pin-path {} status   (or top, stats --watch, events --follow)",
+            i + 1,
+            a.netns,
+            lbctl.display(),
+            a.socket.display(),
+            a.pin_path.display()
+        );
+    }
+    // SAFETY: installing a handler that only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, stop as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, stop as libc::sighandler_t);
+    }
+    while !STOP.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    println!();
+    Ok(())
+}
+
+/// The demo; with `keep`, the lab stays up until Ctrl-C before step 9.
+pub fn run(keep: bool) -> Result<()> {
     require_root()?;
     let start = Instant::now();
     let total = 9;
@@ -295,6 +341,9 @@ pub fn run() -> Result<()> {
     let path = dir.join("summary.json");
     std::fs::write(&path, serde_json::to_string_pretty(&outcomes)?)?;
 
+    if keep {
+        keep_until_interrupted(&f)?;
+    }
     step(9, total, "tearing the lab down");
     drop(f);
     println!(

@@ -33,7 +33,13 @@ enum Task {
     /// Check formatting and clippy lints (what CI checks besides tests).
     Lint,
     /// Run the load balancer on its built-in lab.
-    Demo,
+    Demo {
+        /// Leave the lab running at the end and print how to reach it
+        /// (a shell on the client, curl to each VIP, lbctl on each LB
+        /// host); Ctrl-C removes every namespace, pin and process.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Run the benchmarks (BENCHMARKS.md) and write target/bench/results.json.
     Bench {
         /// Fewer runs: finishes in under two minutes.
@@ -55,7 +61,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Test { args } => test(&args),
         Task::Lint => lint(),
-        Task::Demo => demo(),
+        Task::Demo { keep } => demo(keep),
         Task::Bench { quick } => bench(quick),
         Task::Package { out_dir } => package::run(out_dir.as_deref()).map(|_| ()),
     };
@@ -117,11 +123,15 @@ fn lint() -> anyhow::Result<()> {
     ])
 }
 
-fn demo() -> anyhow::Result<()> {
+fn demo(keep: bool) -> anyhow::Result<()> {
     setup::run()?;
     util::sweep_stale_namespaces();
     util::step("building and starting the lab demo");
-    util::cargo(&["run", "--quiet", "-p", "lb-tests", "--bin", "lb-demo"])
+    let mut args = vec!["run", "--quiet", "-p", "lb-tests", "--bin", "lb-demo"];
+    if keep {
+        args.extend(["--", "--keep"]);
+    }
+    util::cargo(&args)
 }
 
 fn bench(quick: bool) -> anyhow::Result<()> {

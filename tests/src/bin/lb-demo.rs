@@ -1,5 +1,7 @@
-//! `cargo xtask demo`: the load balancer on its built-in lab.
+//! `cargo xtask demo [--keep]`: the load balancer on its built-in lab;
+//! `--keep` leaves it up, says how to reach it, and tears it down on Ctrl-C.
 
 fn main() -> anyhow::Result<()> {
-    lb_tests::demo::run()
+    let keep = std::env::args().skip(1).any(|a| a == "--keep");
+    lb_tests::demo::run(keep)
 }
