@@ -5,7 +5,12 @@ use std::fmt::Write as _;
 
 use lb_common::{Reason, maps::TrafficStats};
 
-use super::fill::Fill;
+use std::collections::BTreeMap;
+
+use super::{
+    fill::Fill,
+    health::{Latency, TrackerKey},
+};
 use crate::core::{
     balancer::{BackendState, State, VipState},
     events::EventKind,
@@ -30,6 +35,8 @@ pub struct Snapshot<'a> {
     pub vip_drops: &'a dyn Fn(u32) -> Vec<(Reason, u64)>,
     /// The bounded tables' entries and capacity, last counted.
     pub fill: &'a [Fill],
+    /// How long each backend's health probes took.
+    pub probe_latency: &'a BTreeMap<TrackerKey, Latency>,
 }
 
 fn escape(v: &str) -> String {
@@ -281,6 +288,33 @@ pub fn render(s: &Snapshot<'_>) -> String {
         header(&mut o, name, "gauge", help);
         let _ = writeln!(o, "{name} {value}");
     }
+    if !s.probe_latency.is_empty() {
+        header(
+            &mut o,
+            "lb_health_probe_duration_seconds",
+            "histogram",
+            "How long the backend's health probes take (failed ones included: a timeout lands in the top buckets).",
+        );
+        for v in &s.state.vips {
+            for b in &v.backends {
+                let Some(l) = s.probe_latency.get(&((v.address, v.port, v.protocol), b.address))
+                else {
+                    continue;
+                };
+                let labels = format!(
+                    "vip=\"{}\",tenant=\"{}\",backend=\"{}\"",
+                    escape(&v.name),
+                    escape(&v.tenant),
+                    b.address
+                );
+                for (le, n) in l.cumulative() {
+                    let _ = writeln!(o, "lb_health_probe_duration_seconds_bucket{{{labels},le=\"{le}\"}} {n}");
+                }
+                let _ = writeln!(o, "lb_health_probe_duration_seconds_sum{{{labels}}} {}", l.sum_secs());
+                let _ = writeln!(o, "lb_health_probe_duration_seconds_count{{{labels}}} {}", l.count());
+            }
+        }
+    }
     if !s.fill.is_empty() {
         header(
             &mut o,
@@ -348,6 +382,13 @@ mod tests {
         let b = Balancer::new(MemoryTables::new(c.limits), c, Instant::now()).unwrap();
         let state = b.state();
         let reasons: Vec<_> = Reason::ALL.iter().map(|r| (*r, 3)).collect();
+        let mut probe = Latency::default();
+        probe.observe(std::time::Duration::from_millis(3));
+        let vip = &state.vips[0];
+        let latency = BTreeMap::from([(
+            ((vip.address, vip.port, vip.protocol), vip.backends[0].address),
+            probe,
+        )]);
         let text = render(&Snapshot {
             state: &state,
             reasons: &reasons,
@@ -371,6 +412,7 @@ mod tests {
                 entries: 12,
                 capacity: 4096,
             }],
+            probe_latency: &latency,
         });
         for needle in [
             "lb_packets_by_reason_total{reason=\"fwd_tx\"} 3",
@@ -390,6 +432,8 @@ mod tests {
             "lb_vip_announced{address=\"10.0.0.1\"} 1",
             "lb_map_entries{map=\"CONNTRACK\"} 12",
             "lb_map_capacity{map=\"CONNTRACK\"} 4096",
+            "lb_health_probe_duration_seconds_bucket{vip=\"a\\\"b\",tenant=\"default\",backend=\"10.0.1.1\",le=\"0.005\"} 1",
+            "lb_health_probe_duration_seconds_count{vip=\"a\\\"b\",tenant=\"default\",backend=\"10.0.1.1\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle}:\n{text}");
         }

@@ -749,6 +749,13 @@ impl<T: Tables + Send + 'static> Shared<T> {
             let drained = self.node.lock().expect("not poisoned").drained;
             extra.extend(metrics::announce_gauges(r.bird_up, drained));
         }
+        let latency = self
+            .checker
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .map(Checker::latencies)
+            .unwrap_or_default();
         let b = self.balancer();
         let state = b.state();
         let dp = b.tables();
@@ -764,6 +771,7 @@ impl<T: Tables + Send + 'static> Shared<T> {
             announced: &announced,
             vip_drops: &|id| dp.guard_drops(id).unwrap_or_default(),
             fill: &self.fill.lock().expect("not poisoned"),
+            probe_latency: &latency,
         })
     }
 }

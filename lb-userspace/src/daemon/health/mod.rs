@@ -3,6 +3,7 @@
 //! scheduler with jittered intervals and bounded concurrency. Verdicts (only
 //! transitions) go to the agent over a channel.
 
+mod latency;
 mod probe;
 
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
@@ -12,6 +13,7 @@ use tokio::{
     task::JoinHandle,
 };
 
+pub use latency::Latency;
 pub use probe::{Failure, dns_check, dns_query, probe};
 
 use crate::core::config::{Config, HealthCheck, Probe, VipIdent};
@@ -48,6 +50,8 @@ pub struct Tracker {
     fall: u32,
     successes: u32,
     failures: u32,
+    /// How long its probes took.
+    pub latency: Latency,
 }
 
 impl Tracker {
@@ -59,6 +63,7 @@ impl Tracker {
             fall,
             successes: 0,
             failures: 0,
+            latency: Latency::default(),
         }
     }
 
@@ -218,6 +223,16 @@ impl Checker {
         }
     }
 
+    /// How long each tracked backend's probes took.
+    pub fn latencies(&self) -> BTreeMap<TrackerKey, Latency> {
+        self.trackers
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(k, t)| (*k, t.latency.clone()))
+            .collect()
+    }
+
     /// Current state of every tracked backend.
     pub fn states(&self) -> BTreeMap<(VipIdent, IpAddr), bool> {
         self.trackers
@@ -242,15 +257,18 @@ fn spawn_check(
         // Spread the first probes over one interval.
         tokio::time::sleep(t.check.interval.mul_f64(fastrand::f64())).await;
         loop {
-            let result = {
+            let (result, took) = {
                 let _permit = limit.acquire().await;
-                probe(&t).await
+                // Timed without the wait for a permit: the backend's time.
+                let started = std::time::Instant::now();
+                (probe(&t).await, started.elapsed())
             };
             let reachable = result.as_ref().map_or_else(|f| f.reachable, |_| true);
             let (transition, up, answer_changed) = {
                 let mut map = trackers.lock().expect("not poisoned");
                 // Gone from the map: the checker stopped watching it.
                 let Some(tr) = map.get_mut(&key) else { return };
+                tr.latency.observe(took);
                 let was_reachable = std::mem::replace(&mut tr.reachable, reachable);
                 let transition = tr.observe(result.is_ok());
                 (transition, tr.up, !tr.up && was_reachable != reachable)
