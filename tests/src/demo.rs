@@ -170,8 +170,8 @@ fn keep_until_interrupted(f: &Fleet) -> Result<()> {
     }
     // SAFETY: installing a handler that only stores to an atomic.
     unsafe {
-        libc::signal(libc::SIGINT, stop as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, stop as libc::sighandler_t);
+        libc::signal(libc::SIGINT, stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, stop as *const () as libc::sighandler_t);
     }
     while !STOP.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(std::time::Duration::from_millis(200));

@@ -297,7 +297,9 @@ pub fn render(s: &Snapshot<'_>) -> String {
         );
         for v in &s.state.vips {
             for b in &v.backends {
-                let Some(l) = s.probe_latency.get(&((v.address, v.port, v.protocol), b.address))
+                let Some(l) = s
+                    .probe_latency
+                    .get(&((v.address, v.port, v.protocol), b.address))
                 else {
                     continue;
                 };
@@ -308,10 +310,21 @@ pub fn render(s: &Snapshot<'_>) -> String {
                     b.address
                 );
                 for (le, n) in l.cumulative() {
-                    let _ = writeln!(o, "lb_health_probe_duration_seconds_bucket{{{labels},le=\"{le}\"}} {n}");
+                    let _ = writeln!(
+                        o,
+                        "lb_health_probe_duration_seconds_bucket{{{labels},le=\"{le}\"}} {n}"
+                    );
                 }
-                let _ = writeln!(o, "lb_health_probe_duration_seconds_sum{{{labels}}} {}", l.sum_secs());
-                let _ = writeln!(o, "lb_health_probe_duration_seconds_count{{{labels}}} {}", l.count());
+                let _ = writeln!(
+                    o,
+                    "lb_health_probe_duration_seconds_sum{{{labels}}} {}",
+                    l.sum_secs()
+                );
+                let _ = writeln!(
+                    o,
+                    "lb_health_probe_duration_seconds_count{{{labels}}} {}",
+                    l.count()
+                );
             }
         }
     }
@@ -386,7 +399,10 @@ mod tests {
         probe.observe(std::time::Duration::from_millis(3));
         let vip = &state.vips[0];
         let latency = BTreeMap::from([(
-            ((vip.address, vip.port, vip.protocol), vip.backends[0].address),
+            (
+                (vip.address, vip.port, vip.protocol),
+                vip.backends[0].address,
+            ),
             probe,
         )]);
         let text = render(&Snapshot {
@@ -443,9 +459,20 @@ mod tests {
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .map(|l| l.split(' ').next().unwrap())
             .collect();
+        // A histogram's samples carry its name with a suffix.
+        let histograms: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.strip_suffix(" histogram"))
+            .collect();
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let name = l.split(['{', ' ']).next().unwrap();
-            assert!(families.contains(&name), "undeclared {name}");
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|suffix| name.strip_suffix(suffix))
+                .find(|base| histograms.contains(base))
+                .unwrap_or(name);
+            assert!(families.contains(&family), "undeclared {name}");
         }
     }
 }

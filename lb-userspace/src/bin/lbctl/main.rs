@@ -210,9 +210,7 @@ async fn run(ctx: &Ctx<'_>) -> Result<(), Fail> {
         } => explain::run(ctx, *src, *dst, proto, *syn, iface.as_deref()).await,
         Command::Drain { target } => admin::set(ctx, target, AdminVerb::Drain).await,
         Command::Undrain { target } => admin::set(ctx, target, AdminVerb::Undrain).await,
-        Command::Maintenance { target } => {
-            admin::set(ctx, target, AdminVerb::Maintenance).await
-        }
+        Command::Maintenance { target } => admin::set(ctx, target, AdminVerb::Maintenance).await,
         Command::Weight { target, weight } => admin::weight(ctx, target, *weight).await,
         Command::Drill {
             fail: sel,

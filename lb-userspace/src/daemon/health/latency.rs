@@ -20,7 +20,10 @@ pub struct Latency {
 impl Latency {
     pub fn observe(&mut self, d: Duration) {
         let secs = d.as_secs_f64();
-        let i = BOUNDS.iter().position(|b| secs <= *b).unwrap_or(BOUNDS.len());
+        let i = BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BOUNDS.len());
         self.buckets[i] += 1;
         self.sum_micros = self.sum_micros.saturating_add(d.as_micros() as u64);
     }
@@ -32,7 +35,9 @@ impl Latency {
         let mut out = Vec::with_capacity(self.buckets.len());
         for (i, n) in self.buckets.iter().enumerate() {
             total += n;
-            let le = BOUNDS.get(i).map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+            let le = BOUNDS
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
             out.push((le, total));
         }
         out
