@@ -157,10 +157,12 @@ fn keep_until_interrupted(f: &Fleet) -> Result<()> {
     ] {
         println!("  {name:<36} ip netns exec {client} curl -s http://{vip}/");
     }
+    // nsenter, not `ip netns exec`: that remounts /sys, and the pins
+    // under /sys/fs/bpf would vanish from lbctl's view.
     for i in 0..f.hosts() {
         let a = f.agent(i);
         println!(
-            "  lbctl on LB host {}:              ip netns exec {} {} --socket {} --pin-path {} status   (or top, stats --watch, events --follow)",
+            "  lbctl on LB host {}:            nsenter --net=/var/run/netns/{} {} --socket {} --pin-path {} status",
             i + 1,
             a.netns,
             lbctl.display(),
@@ -168,6 +170,7 @@ fn keep_until_interrupted(f: &Fleet) -> Result<()> {
             a.pin_path.display()
         );
     }
+    println!("  (and top, stats --watch, events --follow, explain ... in place of status)");
     // SAFETY: installing a handler that only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGINT, stop as *const () as libc::sighandler_t);

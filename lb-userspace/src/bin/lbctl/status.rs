@@ -79,11 +79,11 @@ pub async fn show(ctx: &Ctx<'_>) -> Result<(), Fail> {
     let agent = ctx.agent()?;
     let health = agent.health().await;
     let state = agent.state().await.ok();
-    let pinned = ctx.pinned().ok();
+    let pinned = ctx.pinned();
     let mut status = summarise(
         health.as_ref().ok(),
         state.as_ref(),
-        pinned.as_ref(),
+        pinned.as_ref().ok(),
         table::unix_now(),
     );
     if let Err(e) = &health {
@@ -91,11 +91,10 @@ pub async fn show(ctx: &Ctx<'_>) -> Result<(), Fail> {
             .warnings
             .insert(0, format!("agent not answering: {e}"));
     }
-    if pinned.is_none() {
-        status.warnings.push(format!(
-            "no pinned data path readable at {} (root needed)",
-            ctx.cli.pin_path.display()
-        ));
+    if let Err(f) = &pinned {
+        status
+            .warnings
+            .push(format!("the pinned data path: {}", f.message));
     }
     if ctx.output() == Output::Json {
         table::print_json(&status);
