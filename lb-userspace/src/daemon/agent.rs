@@ -174,8 +174,9 @@ pub async fn run(
     }
     shared.save();
 
-    fill::spawn(shared.clone(), config.pin_path.clone());
     if let Some(addr) = config.metrics_listen {
+        // Only the metrics show the fill: without them, no table walks.
+        fill::spawn(shared.clone(), config.pin_path.clone());
         serve_metrics(shared.clone(), addr).await?;
     }
     api::serve(shared.clone(), &config).await?;

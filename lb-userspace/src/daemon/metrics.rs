@@ -7,13 +7,13 @@ use lb_common::{Reason, maps::TrafficStats};
 
 use std::collections::BTreeMap;
 
-use super::{
-    fill::Fill,
-    health::{Latency, TrackerKey},
-};
-use crate::core::{
-    balancer::{BackendState, State, VipState},
-    events::EventKind,
+use super::health::{Latency, TrackerKey};
+use crate::{
+    core::{
+        balancer::{BackendState, State, VipState},
+        events::EventKind,
+    },
+    kernel::fill::Fill,
 };
 
 /// Everything one scrape shows, gathered by the agent.

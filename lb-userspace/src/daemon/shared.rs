@@ -24,17 +24,19 @@ use super::{
     announce::{AnnounceStatus, NodeControl},
     audit::{self, AuditLog},
     drill::{self, Baseline, DrillReport, DrillRun},
-    fill,
     health::{self, Checker, TrackerKey, Verdict},
     metrics,
     state::{self, Saved},
 };
-use crate::core::{
-    balancer::{ApplyError, Balancer, DrillPreview, Health},
-    config::{self, Config, ConfigError, FieldError},
-    events::EventKind,
-    sources::{FailSelector, Sources},
-    tables::Tables,
+use crate::{
+    core::{
+        balancer::{ApplyError, Balancer, DrillPreview, Health},
+        config::{self, Config, ConfigError, FieldError},
+        events::EventKind,
+        sources::{FailSelector, Sources},
+        tables::Tables,
+    },
+    kernel::fill::Fill,
 };
 
 /// Why a change was refused; nothing changed.
@@ -143,8 +145,8 @@ pub struct Shared<T: Tables> {
     pub started_at: f64,
     /// Where the balancer is attached (none in API tests).
     pub attachments: Vec<Attachment>,
-    /// The bounded tables' fill, last counted (see [`fill`]).
-    pub fill: Mutex<Vec<fill::Fill>>,
+    /// The bounded tables' fill, last counted (see `daemon::fill`).
+    pub fill: Mutex<Vec<Fill>>,
 }
 
 /// Another agent's own probe verdicts, as it published them.

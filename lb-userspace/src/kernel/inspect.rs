@@ -76,7 +76,6 @@ pub struct Pinned {
     ring_size: u32,
     backends: Array<MapData, Backend>,
     conntrack: HashMap<MapData, FlowKey, ConnEntry>,
-    conntrack_capacity: u32,
     stats: PerCpuArray<MapData, u64>,
     vip_stats: PerCpuArray<MapData, TrafficStats>,
     backend_stats: PerCpuArray<MapData, TrafficStats>,
@@ -135,10 +134,6 @@ impl Pinned {
             _rings_map: rings_map,
             ring_size,
             backends: typed(&dir, &catalog::BACKENDS, Map::Array)?,
-            conntrack_capacity: open(&dir, &catalog::CONNTRACK)?
-                .info()
-                .map_err(map_err("CONNTRACK"))?
-                .max_entries(),
             conntrack: typed(&dir, &catalog::CONNTRACK, Map::LruHashMap)?,
             stats: typed(&dir, &catalog::STATS, Map::PerCpuArray)?,
             vip_stats: typed(&dir, &catalog::VIP_STATS, Map::PerCpuArray)?,
@@ -238,12 +233,6 @@ impl Pinned {
             }
         }
         Ok(out)
-    }
-
-    /// The connection table's size (an LRU: when full, the oldest flow
-    /// goes).
-    pub fn conntrack_capacity(&self) -> u32 {
-        self.conntrack_capacity
     }
 
     pub fn conntrack_count(&self) -> usize {

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod dataplane;
 pub mod decap;
 mod error;
+pub mod fill;
 pub mod host;
 pub mod inspect;
 pub mod objects;

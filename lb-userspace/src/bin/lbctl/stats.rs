@@ -251,7 +251,7 @@ pub async fn run(ctx: &Ctx<'_>, watch: bool, interval: f64) -> Result<(), Fail> 
         if ctx.output() == Output::Json && watch {
             // One object per line and interval, with its time: a stream
             // for `jq -c`, a log shipper or a file.
-            let line = serde_json::json!({"time": table::unix_now(), "interval_secs": interval.as_secs_f64(), "stats": stats});
+            let line = serde_json::json!({"time": lb::daemon::state::unix_now(), "interval_secs": interval.as_secs_f64(), "stats": stats});
             lb::outln!("{line}");
         } else if ctx.output() == Output::Json {
             table::print_json(&stats);

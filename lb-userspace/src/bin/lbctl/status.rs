@@ -5,8 +5,11 @@
 
 use lb::{
     core::balancer::VipState,
-    daemon::api::wire::{AgentState, Health},
-    kernel::inspect::Pinned,
+    daemon::{
+        api::wire::{AgentState, Health},
+        state::unix_now,
+    },
+    kernel::fill,
 };
 use serde::Serialize;
 
@@ -48,7 +51,7 @@ pub async fn version(ctx: &Ctx<'_>) -> Result<(), Fail> {
 struct Status {
     lbctl_version: &'static str,
     agent: Option<AgentInfo>,
-    conntrack: Option<Fill>,
+    conntrack: Option<ConntrackFill>,
     vips: usize,
     backends: usize,
     healthy_backends: usize,
@@ -69,8 +72,8 @@ struct AgentInfo {
 }
 
 #[derive(Serialize)]
-struct Fill {
-    entries: usize,
+struct ConntrackFill {
+    entries: u64,
     capacity: u32,
     share: f64,
 }
@@ -80,11 +83,13 @@ pub async fn show(ctx: &Ctx<'_>) -> Result<(), Fail> {
     let health = agent.health().await;
     let state = agent.state().await.ok();
     let pinned = ctx.pinned();
+    // Counted as the agent counts them for its metrics.
+    let tables = pinned.as_ref().ok().map(|p| fill::count(&p.pin_dir));
     let mut status = summarise(
         health.as_ref().ok(),
         state.as_ref(),
-        pinned.as_ref().ok(),
-        table::unix_now(),
+        tables.as_deref(),
+        unix_now(),
     );
     if let Err(e) = &health {
         status
@@ -107,7 +112,7 @@ pub async fn show(ctx: &Ctx<'_>) -> Result<(), Fail> {
 fn summarise(
     health: Option<&Health>,
     state: Option<&AgentState>,
-    pinned: Option<&Pinned>,
+    tables: Option<&[fill::Fill]>,
     now: f64,
 ) -> Status {
     let mut warnings = Vec::new();
@@ -115,7 +120,7 @@ fn summarise(
         version: h.version.clone(),
         node: state.map(|s| s.state.node.clone()).unwrap_or_default(),
         started_at: h.started_at,
-        uptime_secs: (now - h.started_at).max(0.0),
+        uptime_secs: h.uptime(now).as_secs_f64(),
         interfaces: h.interfaces.clone(),
     });
     for a in health.iter().flat_map(|h| &h.interfaces) {
@@ -126,15 +131,16 @@ fn summarise(
             ));
         }
     }
-    let conntrack = pinned.map(|p| {
-        let entries = p.conntrack_count();
-        let capacity = p.conntrack_capacity();
-        Fill {
-            entries,
-            capacity,
-            share: entries as f64 / f64::from(capacity.max(1)),
-        }
-    });
+    // CONNTRACK, or CONNTRACK_PCPU with `limits.conntrack_per_cpu`.
+    let conntrack = tables
+        .into_iter()
+        .flatten()
+        .find(|f| f.map.starts_with("CONNTRACK"))
+        .map(|f| ConntrackFill {
+            entries: f.entries,
+            capacity: f.capacity,
+            share: f.entries as f64 / f64::from(f.capacity.max(1)),
+        });
     if let Some(f) = &conntrack
         && f.share >= CONNTRACK_WARN
     {

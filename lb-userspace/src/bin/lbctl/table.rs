@@ -79,10 +79,3 @@ pub fn clock(t: f64) -> String {
         s % 60
     )
 }
-
-/// Now, in seconds since the Unix epoch (the agent's timestamps).
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}

@@ -6,11 +6,15 @@
 //! (pure, tested); the terminal is ratatui's.
 
 use std::{
+    collections::BTreeMap,
     net::IpAddr,
     time::{Duration, Instant},
 };
 
-use lb::daemon::api::wire::{AgentState, Health};
+use lb::daemon::{
+    api::wire::{AgentState, Health},
+    state::unix_now,
+};
 use lb_common::maps::TrafficStats;
 use ratatui::{
     Frame,
@@ -25,7 +29,7 @@ use crate::{
     Ctx, Fail, fail,
     join::vip_name,
     stats::{Sample, sample},
-    table::{percent, unix_now},
+    table::percent,
 };
 
 /// What the backend rows are ordered by.
@@ -133,25 +137,24 @@ pub fn view(
             }
         })
         .collect();
-    // The VIP's new flows as the sum of its backends' (read together, so
-    // the shares add up to 100% even while traffic moves the counters).
-    let backend_new =
-        |id: u32, after: &TrafficStats| after.new_flows.saturating_sub(a.backend(id).new_flows);
-    let vip_new = |vip: u32| -> u64 {
-        b.backends
-            .iter()
-            .filter(|(_, v, ..)| *v == vip)
-            .map(|(id, _, _, t)| backend_new(*id, t))
-            .sum()
-    };
+    // Each backend's earlier reading, and each VIP's new flows as the sum
+    // of its backends' (read together, so the shares add up to 100% even
+    // while traffic moves the counters), once per view.
+    let earlier: BTreeMap<u32, TrafficStats> =
+        a.backends.iter().map(|(id, .., t)| (*id, *t)).collect();
+    let before = |id: u32| earlier.get(&id).copied().unwrap_or_default();
+    let mut vip_new: BTreeMap<u32, u64> = BTreeMap::new();
+    for (id, vip, _, t) in &b.backends {
+        *vip_new.entry(*vip).or_default() += t.new_flows.saturating_sub(before(*id).new_flows);
+    }
     let mut backends: Vec<BackendLine> = b
         .backends
         .iter()
         .map(|(id, vip, addr, t)| {
-            let before = a.backend(*id);
+            let before = before(*id);
             let (pps, bps, new_per_sec) = moved(&before, t);
             let known = vip_state(*vip).and_then(|v| v.backend_by_id(*id));
-            let total = vip_new(*vip);
+            let total = vip_new.get(vip).copied().unwrap_or(0);
             BackendLine {
                 vip: vip_name(state, *vip, || vip.to_string()),
                 backend: *addr,
@@ -233,9 +236,7 @@ fn draw(f: &mut Frame, s: &Screen) {
             "lbd {} on node {} — up {}",
             h.version,
             st.map_or("?", |s| s.state.node.as_str()),
-            humantime::format_duration(Duration::from_secs(
-                (unix_now() - h.started_at).max(0.0) as u64
-            ))
+            humantime::format_duration(Duration::from_secs(h.uptime(unix_now()).as_secs()))
         ),
         (None, _) => "agent not answering (counters from the pinned maps only)".into(),
     };

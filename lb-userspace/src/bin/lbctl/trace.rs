@@ -12,16 +12,11 @@ use std::{
 };
 
 use aya_log::EbpfLogger;
-use lb::{core::config::parse_duration, kernel::decap};
+use lb::{core::config::parse_duration, daemon::state::unix_now, kernel::decap};
 use lb_common::Reason;
 use serde::Serialize;
 
-use crate::{
-    Ctx, Fail,
-    args::Output,
-    fail,
-    table::{clock, unix_now},
-};
+use crate::{Ctx, Fail, args::Output, fail, table::clock};
 
 /// How often the ring buffers are read.
 const POLL: Duration = Duration::from_millis(100);

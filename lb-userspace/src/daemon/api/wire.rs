@@ -57,6 +57,13 @@ pub struct NodeState {
     pub announce: Option<AnnounceStatus>,
 }
 
+impl Health {
+    /// How long the agent has run at `now` (seconds since the Unix epoch).
+    pub fn uptime(&self, now: f64) -> std::time::Duration {
+        std::time::Duration::from_secs_f64((now - self.started_at).max(0.0))
+    }
+}
+
 /// `PUT /v1/node/hold`.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
