@@ -15,4 +15,4 @@ pub mod reason;
 pub mod wire;
 
 pub use maps::*;
-pub use reason::Reason;
+pub use reason::{Reason, Verdict};

@@ -139,6 +139,64 @@ impl Reason {
     pub const COUNT: u32 = Reason::ALL.len() as u32;
 }
 
+/// What the balancer finally did with a packet. Every packet it sees ends
+/// on exactly one reason that has a verdict, so the verdict counters add up
+/// to the packets seen; the other reasons are steps counted on the way
+/// (a connection-table hit, the FIB answer, the forwarding mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    /// Handed to the host stack untouched (`XDP_PASS`).
+    Pass,
+    /// Dropped and counted (`XDP_DROP`).
+    Drop,
+    /// Sent on to a backend (`XDP_TX` or `XDP_REDIRECT`).
+    Forward,
+    /// Answered by the balancer itself: an ICMP echo reply or a too-big
+    /// error back to the client (`XDP_TX`).
+    Answer,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 4] = [Self::Pass, Self::Drop, Self::Forward, Self::Answer];
+
+    /// Stable label value in metrics and the CLI.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Drop => "drop",
+            Self::Forward => "forward",
+            Self::Answer => "answer",
+        }
+    }
+}
+
+impl Reason {
+    /// The verdict a balancer packet ends on when this is its last reason;
+    /// `None` for a step (counted besides the verdict) and for the decap
+    /// program's own reasons.
+    pub const fn verdict(self) -> Option<Verdict> {
+        use Reason::*;
+        match self {
+            PassNotIp | PassNotVip | PassVipNoService | PassIcmpOther | PassNotConfigured => {
+                Some(Verdict::Pass)
+            }
+            FwdTx | FwdRedirect => Some(Verdict::Forward),
+            IcmpEchoReply | IcmpTooBigSent => Some(Verdict::Answer),
+            DropNoBackend | DropBadBackend | DropFragment | DropMalformedL2 | DropMalformedL3
+            | DropMalformedL4 | DropMalformedIcmp | DropIpv6ExtHeaders | DropNoNextHop
+            | DropNoHeadroom | DropRedirect | DropMartianSource | DropBadTcpFlags
+            | DropBadIpOptions | DropDenied | DropNotAllowed | DropSourceRateLimit
+            | DropSourceFlowLimit | DropVipFlowBudget => Some(Verdict::Drop),
+            ConntrackHit | ConntrackMiss | ConntrackUdpExpired | ConntrackBackendDown
+            | FloodGuard | IcmpSteered | FibOk | FibFallbackMac | TooBigNoDf | FwdL2Dsr
+            | FwdEncap | ConntrackStale => None,
+            DecapOk | DecapPass | DecapDropMalformed | DecapRefusedSource | DecapRefusedInner => {
+                None
+            }
+        }
+    }
+}
+
 const _: () = assert!(Reason::COUNT <= crate::limits::REASON_SLOTS);
 // The guard's per-VIP counters are indexed from the first guard reason.
 const _: () = assert!(
@@ -161,5 +219,21 @@ mod tests {
             assert!(!r.describe().is_empty());
         }
         assert_eq!(Reason::from_index(Reason::COUNT), None);
+    }
+
+    #[test]
+    fn verdict_names_follow_the_reason_names() {
+        // A verdict reason's name says what happened (pass_/drop_/fwd_/icmp_),
+        // so a new reason placed in the wrong arm shows here.
+        for r in Reason::ALL {
+            let want = match r.verdict() {
+                Some(Verdict::Pass) => "pass_",
+                Some(Verdict::Drop) => "drop_",
+                Some(Verdict::Forward) => "fwd_",
+                Some(Verdict::Answer) => "icmp_",
+                None => continue,
+            };
+            assert!(r.name().starts_with(want), "{r:?} as {:?}", r.verdict());
+        }
     }
 }

@@ -136,9 +136,25 @@ pub fn render(s: &Snapshot<'_>) -> String {
     );
     header(
         &mut o,
+        "lb_packets_total",
+        "counter",
+        "Packets the balancer saw, each once, by verdict (pass, drop, forward, answer) and the reason it ended on; the series add up to every packet.",
+    );
+    for (r, v) in s.reasons {
+        if let Some(verdict) = r.verdict() {
+            let _ = writeln!(
+                o,
+                "lb_packets_total{{verdict=\"{}\",reason=\"{}\"}} {v}",
+                verdict.name(),
+                r.name()
+            );
+        }
+    }
+    header(
+        &mut o,
         "lb_packets_by_reason_total",
         "counter",
-        "Packets by data-path outcome or intermediate reason (see lbctl stats).",
+        "Packets by reason: the verdict reasons of lb_packets_total and the steps on the way (conntrack_hit, fib_ok, fwd_encap, ...), so these do not add up to the packets seen.",
     );
     for (r, v) in s.reasons {
         let _ = writeln!(
@@ -432,6 +448,8 @@ mod tests {
         });
         for needle in [
             "lb_packets_by_reason_total{reason=\"fwd_tx\"} 3",
+            "lb_packets_total{verdict=\"forward\",reason=\"fwd_tx\"} 3",
+            "lb_packets_total{verdict=\"drop\",reason=\"drop_denied\"} 3",
             concat!(
                 "lb_build_info{version=\"",
                 env!("CARGO_PKG_VERSION"),
@@ -453,6 +471,15 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle}:\n{text}");
         }
+        // Steps are not verdicts: each packet is in lb_packets_total once.
+        let verdicts = text
+            .lines()
+            .filter(|l| l.starts_with("lb_packets_total{"))
+            .count();
+        assert_eq!(
+            verdicts,
+            Reason::ALL.iter().filter(|r| r.verdict().is_some()).count()
+        );
         // Every sample line belongs to a declared family.
         let families: Vec<&str> = text
             .lines()

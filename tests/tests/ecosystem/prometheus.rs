@@ -230,6 +230,7 @@ fn grafana_queries_are_valid_promql_on_lbd_metrics(ns: &Netns) -> Result<()> {
         "Healthy backends",
         "Packets per second by VIP",
         "Connection table fill",
+        "Packets by verdict, and the steps on the way",
     ] {
         let p = panels
             .iter()

@@ -124,6 +124,10 @@ struct BackendRate {
 #[derive(Serialize)]
 struct ReasonRate {
     reason: &'static str,
+    /// The packet's verdict when it ended on this reason (pass, drop,
+    /// forward, answer; these add up to every packet), or `step` for a
+    /// reason counted on the way.
+    verdict: &'static str,
     total: u64,
     per_sec: f64,
     meaning: &'static str,
@@ -156,10 +160,11 @@ impl Row for BackendRate {
 }
 
 impl Row for ReasonRate {
-    const HEADERS: &'static [&'static str] = &["REASON", "TOTAL", "PER SEC", "MEANING"];
+    const HEADERS: &'static [&'static str] = &["REASON", "VERDICT", "TOTAL", "PER SEC", "MEANING"];
     fn cells(&self) -> Vec<String> {
         vec![
             self.reason.into(),
+            self.verdict.into(),
             self.total.to_string(),
             format!("{:.1}", self.per_sec),
             self.meaning.into(),
@@ -225,6 +230,7 @@ fn rates(state: Option<&AgentState>, a: &Sample, b: &Sample, dt: f64) -> Stats {
             .filter(|((_, total), _)| *total > 0)
             .map(|((r, total), (_, before))| ReasonRate {
                 reason: r.name(),
+                verdict: r.verdict().map_or("step", |v| v.name()),
                 total: *total,
                 per_sec: rate(*before, *total),
                 meaning: r.describe().trim(),
