@@ -17,7 +17,8 @@ use anyhow::{Result, ensure};
 use serde::Serialize;
 
 use crate::{
-    fleet::{Fleet, base_config},
+    fleet::Fleet,
+    kept,
     lab::{Lab, Talkers, lb_host_v4},
     netns::require_root,
     procs::Lbd,
@@ -135,50 +136,15 @@ fn until_down_everywhere(f: &Fleet, t0: Instant, addresses: &[&str]) -> Result<D
     Ok(took)
 }
 
-/// Set by SIGINT/SIGTERM while `--keep` holds the lab up.
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn stop(_: libc::c_int) {
-    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
 /// With `--keep`: says how to reach the running lab, then waits for Ctrl-C
 /// (or SIGTERM); the caller then tears everything down as usual.
 fn keep_until_interrupted(f: &Fleet) -> Result<()> {
-    let lbctl = crate::procs::bin("lbctl")?;
-    let client = f.lab.client.name();
-    println!("\nthe lab stays up; Ctrl-C tears it down (namespaces, pins, processes).");
-    println!("  a shell on the client:        ip netns exec {client} bash");
-    for (vip, name) in [
-        ("10.100.0.1", "web (L2 DSR to aws, local-first)"),
-        ("10.100.0.3", "orders (IPIP to gcp)"),
-        ("10.100.0.4", "partners (active-passive)"),
-        ("[fd00:100::1]", "web6 (IPv6-in-IPv6, GUE over IPv6)"),
-    ] {
-        println!("  {name:<36} ip netns exec {client} curl -s http://{vip}/");
-    }
-    // nsenter, not `ip netns exec`: that remounts /sys, and the pins
-    // under /sys/fs/bpf would vanish from lbctl's view.
-    for i in 0..f.hosts() {
-        let a = f.agent(i);
-        println!(
-            "  lbctl on LB host {}:            nsenter --net=/var/run/netns/{} {} --socket {} --pin-path {} status",
-            i + 1,
-            a.netns,
-            lbctl.display(),
-            a.socket.display(),
-            a.pin_path.display()
-        );
-    }
-    println!("  (and top, stats --watch, events --follow, explain ... in place of status)");
-    // SAFETY: installing a handler that only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, stop as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, stop as *const () as libc::sighandler_t);
-    }
-    while !STOP.load(std::sync::atomic::Ordering::SeqCst) {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    kept::catch_stop_signals();
+    print!(
+        "{}",
+        kept::describe(&kept::ways_in(f)?, "Ctrl-C tears it down")
+    );
+    kept::wait_for_stop();
     println!();
     Ok(())
 }
@@ -196,6 +162,8 @@ pub fn run(keep: bool) -> Result<()> {
         "building the lab: a client, a router, three LB hosts and six backends in three clouds",
     );
     let mut f = Fleet::build(3)?;
+    // After the fleet: dropped first, while their namespaces still exist.
+    let iperf3 = kept::iperf3_servers(&f)?;
     println!("    router: BIRD, BGP from each LB host, BFD (3 x 100 ms), ECMP by the 5-tuple");
     println!("    LB hosts: lb1 10.20.0.2, lb2 10.20.0.3, lb3 10.20.0.4 — each lbd + BIRD");
     println!(
@@ -207,7 +175,7 @@ pub fn run(keep: bool) -> Result<()> {
         total,
         "starting lbd on every LB host with examples/lab.yaml",
     );
-    f.start_all(&base_config()?)?;
+    f.start_all(&kept::config()?)?;
     show(f.agent(0), &["node", "status"])?;
     println!(
         "    the router's route to web: {:?}",
@@ -348,6 +316,7 @@ pub fn run(keep: bool) -> Result<()> {
         keep_until_interrupted(&f)?;
     }
     step(9, total, "tearing the lab down");
+    drop(iperf3);
     drop(f);
     println!(
         "\n{:<30} {:>11} {:>7} {:>9}",

@@ -7,6 +7,7 @@ pub mod fixture;
 pub mod fleet;
 pub mod harness;
 pub mod json;
+pub mod kept;
 pub mod lab;
 pub mod netns;
 pub mod openapi;

@@ -1,4 +1,4 @@
-//! Developer tasks: `cargo xtask setup|test|lint|demo|bench|package`.
+//! Developer tasks: `cargo xtask setup|test|lint|demo|lab|bench|package`.
 //!
 //! Like aya's and bpfman's xtask this only orchestrates: the eBPF objects are
 //! built by `lb-userspace/build.rs`, tests live in the crates.
@@ -40,6 +40,11 @@ enum Task {
         #[arg(long)]
         keep: bool,
     },
+    /// The demo's lab without its scenarios, left running to try by hand.
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
     /// Run the benchmarks (BENCHMARKS.md) and write target/bench/results.json.
     Bench {
         /// Fewer runs: finishes in under two minutes.
@@ -55,6 +60,17 @@ enum Task {
     },
 }
 
+#[derive(Subcommand)]
+enum LabAction {
+    /// Build the lab (client, router, three LB hosts with lbd and BIRD,
+    /// six backends with HTTP and iperf3 servers), print how to reach it
+    /// and return; it runs in the background until `lab down`.
+    Up,
+    /// Stop the lab `lab up` started and remove every namespace, pin,
+    /// scratch directory and process it left.
+    Down,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -62,6 +78,7 @@ fn main() -> ExitCode {
         Task::Test { args } => test(&args),
         Task::Lint => lint(),
         Task::Demo { keep } => demo(keep),
+        Task::Lab { action } => lab(action),
         Task::Bench { quick } => bench(quick),
         Task::Package { out_dir } => package::run(out_dir.as_deref()).map(|_| ()),
     };
@@ -132,6 +149,21 @@ fn demo(keep: bool) -> anyhow::Result<()> {
         args.extend(["--", "--keep"]);
     }
     util::cargo(&args)
+}
+
+fn lab(action: LabAction) -> anyhow::Result<()> {
+    let verb = match action {
+        LabAction::Up => {
+            setup::run()?;
+            util::sweep_stale_namespaces();
+            util::step("building and starting the lab");
+            "up"
+        }
+        LabAction::Down => "down",
+    };
+    util::cargo(&[
+        "run", "--quiet", "-p", "lb-tests", "--bin", "lb-demo", "--", verb,
+    ])
 }
 
 fn bench(quick: bool) -> anyhow::Result<()> {

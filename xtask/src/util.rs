@@ -94,13 +94,19 @@ fn describe(cmd: &Command) -> String {
 }
 
 /// Removes network namespaces left by an earlier test run that was killed
-/// before its destructors ran (they are all named `lbt-*`).
+/// before its destructors ran (they are all named `lbt-<pid>-*`). Those of
+/// a process still running — a lab from `lab up`, another test run — stay.
 pub fn sweep_stale_namespaces() {
     let Some(list) = output(Command::new("ip").args(["netns", "list"])) else {
         return;
     };
     for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        if name.starts_with("lbt-") {
+        let owner = name
+            .strip_prefix("lbt-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let alive = owner.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if name.starts_with("lbt-") && !alive {
             eprintln!("    removing stale test namespace {name}");
             let _ = Command::new("ip").args(["netns", "del", name]).status();
         }

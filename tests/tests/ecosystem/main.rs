@@ -11,6 +11,7 @@
 mod cli;
 mod config;
 mod journald;
+mod lab;
 mod libbpf;
 mod openapi;
 mod prometheus;
@@ -63,6 +64,7 @@ const SCENARIOS: &[Scenario<Env>] = scenarios![
     libbpf::a_libbpf_tool_opens_the_pinned_maps_program_and_links_and_reads_what_lbctl_shows,
     trace::lbd_decap_trace_shows_in_lbctl_trace_why_each_tunnel_was_unwrapped_or_refused,
     stock::curl_and_iperf3_reach_nginx_and_iperf3_s_through_every_forwarding_mode,
+    lab::lab_up_prints_ways_in_that_work_as_printed_and_lab_down_leaves_nothing_behind,
 ];
 
 fn main() -> ExitCode {
