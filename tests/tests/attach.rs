@@ -45,7 +45,9 @@ fn balancer_attaches_to_veth_in_driver_mode() -> Result<()> {
 
 /// Loads every program and prints what the verifier and JIT made of it
 /// (the figures docs/ARCHITECTURE.md quotes). The kernel's limit is 1M
-/// processed instructions; fail well before that.
+/// processed instructions; fail well before that. The balancer's body is
+/// compiled twice (traffic, and explain probes that record nothing), so
+/// the verifier walks its paths twice: 264k of the 1M when this was set.
 #[test]
 fn programs_fit_the_verifier_with_room_to_spare() -> Result<()> {
     require_root()?;
@@ -66,7 +68,7 @@ fn programs_fit_the_verifier_with_room_to_spare() -> Result<()> {
         );
         assert!(verified > 0, "{name}: verifier statistics unavailable");
         assert!(
-            verified < 200_000,
+            verified < 350_000,
             "{name}: {verified} verified instructions is too close to the 1M limit"
         );
     }

@@ -141,8 +141,6 @@ pub const BACKEND_STATS: MapSpec = spec::<u32, TrafficStats>(
 );
 pub const FLOOD: MapSpec =
     spec::<u32, FloodState>("FLOOD", MapType::PerCpuArray, Entries::Object(1), true);
-pub const DRY_RUN: MapSpec =
-    spec::<u32, u32>("DRY_RUN", MapType::PerCpuArray, Entries::Object(1), true);
 pub const EXPLAIN: MapSpec =
     spec::<u32, Explain>("EXPLAIN", MapType::PerCpuArray, Entries::Object(1), true);
 /// The access guard of each guarded VIP.
@@ -216,7 +214,6 @@ pub const BALANCER: &[MapSpec] = &[
     VIP_STATS,
     BACKEND_STATS,
     FLOOD,
-    DRY_RUN,
     EXPLAIN,
     VIP_GUARD,
     ACL,
@@ -257,6 +254,11 @@ pub const DECAP_STATS: MapSpec = MapSpec {
 
 /// The balancer's pinned maps: the pinned state, and the layout a pinned
 /// state found on start must have.
+/// Maps earlier versions pinned and this one no longer has: unpinned at
+/// load (a program still attached keeps its own reference until replaced).
+/// `DRY_RUN` was the per-CPU explain flag, now a second compiled path.
+pub const RETIRED: &[&str] = &["DRY_RUN"];
+
 pub fn pinned() -> impl Iterator<Item = &'static MapSpec> {
     BALANCER.iter().filter(|m| m.pinned)
 }

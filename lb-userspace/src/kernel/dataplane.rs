@@ -182,6 +182,9 @@ impl Dataplane {
         dp.rebuild_filter()?;
         dp.program_mut()?.load().map_err(program_err)?;
         if let Some(dir) = &dp.pin_dir {
+            for name in catalog::RETIRED {
+                let _ = fs::remove_file(maps_dir(dir).join(name));
+            }
             // Re-pin the program (an upgrade brings a new one) for lbctl.
             let path = program_pin(dir);
             let _ = fs::remove_file(&path);

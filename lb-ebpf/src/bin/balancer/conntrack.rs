@@ -11,7 +11,7 @@ use lb_common::{
 
 use crate::{
     maps::{CONNTRACK, CONNTRACK_PCPU, CONNTRACK_PER_CPU, FLOOD},
-    stats::{count, dry_run},
+    stats::count,
 };
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -31,7 +31,11 @@ pub fn now_ns() -> u64 {
 
 /// The entry for `flow`, if one is present and still valid.
 #[inline(always)]
-pub fn lookup(flow: &FlowKey, cfg: &LbConfig, now: u64) -> Option<*mut ConnEntry> {
+pub fn lookup<const PROBE: bool>(
+    flow: &FlowKey,
+    cfg: &LbConfig,
+    now: u64,
+) -> Option<*mut ConnEntry> {
     let entry = if per_cpu() {
         CONNTRACK_PCPU.get_ptr_mut(flow)?
     } else {
@@ -47,10 +51,10 @@ pub fn lookup(flow: &FlowKey, cfg: &LbConfig, now: u64) -> Option<*mut ConnEntry
     }
     if flow.proto == PROTO_UDP {
         if now.saturating_sub(last_seen) > cfg.udp_idle_ns {
-            count(Reason::ConntrackUdpExpired);
+            count::<PROBE>(Reason::ConntrackUdpExpired);
             return None;
         }
-        if !dry_run() {
+        if !PROBE {
             // SAFETY: as above.
             unsafe { (*entry).last_seen_ns = now };
         }
@@ -62,7 +66,7 @@ pub fn lookup(flow: &FlowKey, cfg: &LbConfig, now: u64) -> Option<*mut ConnEntry
 /// inserting faster than the configured rate (then an attack's flood of new
 /// flows cannot flush the table; the flow is still forwarded by the ring).
 #[inline(always)]
-pub fn record(
+pub fn record<const PROBE: bool>(
     flow: &FlowKey,
     backend_id: u32,
     vip_id: u32,
@@ -70,7 +74,7 @@ pub fn record(
     now: u64,
     seq: Option<u32>,
 ) {
-    if dry_run() {
+    if PROBE {
         return;
     }
     if cfg.flood_new_flows_per_sec != 0
@@ -83,7 +87,7 @@ pub fn record(
             state.inserts = 0;
         }
         if state.inserts >= cfg.flood_new_flows_per_sec as u64 {
-            count(Reason::FloodGuard);
+            count::<PROBE>(Reason::FloodGuard);
             return;
         }
         state.inserts += 1;

@@ -21,21 +21,21 @@ fn backend_mac(b: &Backend) -> Option<[u8; 6]> {
 /// not fit (the caller answers with ICMP). Out of line so the hot path's
 /// parsing and its delivery each get their own stack frame.
 #[inline(never)]
-pub fn deliver(
+pub fn deliver<const PROBE: bool>(
     ctx: &XdpContext,
     ip: &Ip,
     cfg: &LbConfig,
     choice: &Choice,
     ingress: u32,
 ) -> Verdict {
-    match try_deliver(ctx, ip, cfg, choice, ingress) {
+    match try_deliver::<PROBE>(ctx, ip, cfg, choice, ingress) {
         Ok(v) => v,
         Err(reason) => Verdict::drop(reason),
     }
 }
 
 #[inline(always)]
-fn try_deliver(
+fn try_deliver<const PROBE: bool>(
     ctx: &XdpContext,
     ip: &Ip,
     cfg: &LbConfig,
@@ -46,7 +46,7 @@ fn try_deliver(
     let (our_mac, _) = l2::macs(ctx)?;
 
     if b.fwd_mode == FWD_L2_DSR {
-        let hop = nexthop::resolve(
+        let hop = nexthop::resolve::<PROBE>(
             ctx,
             ingress,
             choice.backend_id,
@@ -59,13 +59,13 @@ fn try_deliver(
         write(ctx, 0, hop.dmac).ok_or(Reason::DropMalformedL2)?;
         write(ctx, 6, hop.smac).ok_or(Reason::DropMalformedL2)?;
         let (action, reason) = nexthop::transmit(ingress, &hop)?;
-        count(Reason::FwdL2Dsr);
+        count::<PROBE>(Reason::FwdL2Dsr);
         return Ok(Verdict::done(action, reason));
     }
 
     let outer = encap::plan(b, cfg, choice.hash);
     let fallback = backend_mac(b).or(nexthop::gateway(cfg));
-    let hop = nexthop::resolve(
+    let hop = nexthop::resolve::<PROBE>(
         ctx,
         ingress,
         choice.backend_id,
@@ -77,13 +77,13 @@ fn try_deliver(
     )?;
     if ip.len as u32 + outer.overhead as u32 > cfg.mtu as u32 {
         if ip.family == FAMILY_V4 && !ip.dont_fragment {
-            count(Reason::TooBigNoDf);
+            count::<PROBE>(Reason::TooBigNoDf);
         } else {
             return Ok(Verdict::too_big(cfg.mtu.saturating_sub(outer.overhead)));
         }
     }
     encap::encapsulate(ctx, ip, &outer, &hop, choice.hash)?;
     let (action, reason) = nexthop::transmit(ingress, &hop)?;
-    count(Reason::FwdEncap);
+    count::<PROBE>(Reason::FwdEncap);
     Ok(Verdict::done(action, reason))
 }

@@ -21,15 +21,14 @@ use lb_ebpf::{
 
 use crate::{
     maps::{ACL, GUARD_STATS, RATE, VIP_BUDGET, VIP_GUARD},
-    stats::dry_run,
     vip,
 };
 
 /// A guard or hygiene drop of a packet to `vip_id`: counted for the VIP
 /// here, globally (as every verdict) by the caller's final count.
 #[inline(always)]
-pub fn dropped(vip_id: u32, reason: Reason) -> Verdict {
-    if !dry_run()
+pub fn dropped<const PROBE: bool>(vip_id: u32, reason: Reason) -> Verdict {
+    if !PROBE
         && let Some(s) = GUARD_STATS.get_ptr_mut(vip_id)
     {
         let i = (reason as usize).wrapping_sub(Reason::DropMartianSource as usize);
@@ -44,7 +43,7 @@ pub fn dropped(vip_id: u32, reason: Reason) -> Verdict {
 /// A packet the parser found suspect: dropped and counted if it is to a
 /// VIP address, passed untouched otherwise. Out of line: rare.
 #[inline(never)]
-pub fn reject_suspect(family: u8, dst: &[u32; 4], suspect: u8) -> Verdict {
+pub fn reject_suspect<const PROBE: bool>(family: u8, dst: &[u32; 4], suspect: u8) -> Verdict {
     let Some(marker) = vip::marker(family, *dst) else {
         return Verdict::done(xdp_action::XDP_PASS, Reason::PassNotVip);
     };
@@ -53,7 +52,7 @@ pub fn reject_suspect(family: u8, dst: &[u32; 4], suspect: u8) -> Verdict {
     } else {
         Reason::DropBadIpOptions
     };
-    dropped(marker.id, reason)
+    dropped::<PROBE>(marker.id, reason)
 }
 
 /// SYN+FIN, SYN+RST, or no flag at all: no TCP stack sends these.
@@ -137,7 +136,7 @@ fn rate_key(g: &VipGuard, vip_id: u32, family: u8, src: &[u32; 4]) -> RateKey {
 /// A guarded VIP's allow and deny lists, then the source's packet rate.
 /// Out of line: its keys get their own stack frame.
 #[inline(never)]
-pub fn admit_packet(vip_id: u32, ip: &Ip, now: u64) -> Verdict {
+pub fn admit_packet<const PROBE: bool>(vip_id: u32, ip: &Ip, now: u64) -> Verdict {
     let Some(g) = VIP_GUARD.get(vip_id) else {
         return Verdict::proceed();
     };
@@ -152,18 +151,18 @@ pub fn admit_packet(vip_id: u32, ip: &Ip, now: u64) -> Verdict {
             },
         );
         match ACL.get(&key).copied() {
-            Some(ACL_DENY) => return dropped(vip_id, Reason::DropDenied),
+            Some(ACL_DENY) => return dropped::<PROBE>(vip_id, Reason::DropDenied),
             Some(ACL_ALLOW) => {}
             _ if g.flags & GUARD_F_ALLOW_LIST != 0 => {
-                return dropped(vip_id, Reason::DropNotAllowed);
+                return dropped::<PROBE>(vip_id, Reason::DropNotAllowed);
             }
             _ => {}
         }
     }
-    if g.src_pkt_interval_ns != 0 && !dry_run() {
+    if g.src_pkt_interval_ns != 0 && !PROBE {
         let key = rate_key(g, vip_id, ip.family, &ip.src);
         if !charge_source::<true>(&key, now, g.src_pkt_interval_ns, g.src_pkt_tolerance_ns) {
-            return dropped(vip_id, Reason::DropSourceRateLimit);
+            return dropped::<PROBE>(vip_id, Reason::DropSourceRateLimit);
         }
     }
     Verdict::proceed()
@@ -172,17 +171,22 @@ pub fn admit_packet(vip_id: u32, ip: &Ip, now: u64) -> Verdict {
 /// A new flow of a guarded VIP: the source's new-flow rate, then the
 /// VIP's budget. Out of line, as above.
 #[inline(never)]
-pub fn admit_new_flow(vip_id: u32, family: u32, src: &[u32; 4], now: u64) -> Verdict {
+pub fn admit_new_flow<const PROBE: bool>(
+    vip_id: u32,
+    family: u32,
+    src: &[u32; 4],
+    now: u64,
+) -> Verdict {
     let Some(g) = VIP_GUARD.get(vip_id) else {
         return Verdict::proceed();
     };
-    if dry_run() {
+    if PROBE {
         return Verdict::proceed();
     }
     if g.src_flow_interval_ns != 0 {
         let key = rate_key(g, vip_id, family as u8, src);
         if !charge_source::<false>(&key, now, g.src_flow_interval_ns, g.src_flow_tolerance_ns) {
-            return dropped(vip_id, Reason::DropSourceFlowLimit);
+            return dropped::<PROBE>(vip_id, Reason::DropSourceFlowLimit);
         }
     }
     if g.vip_flow_interval_ns != 0
@@ -191,7 +195,7 @@ pub fn admit_new_flow(vip_id: u32, family: u32, src: &[u32; 4], now: u64) -> Ver
         // SAFETY: per-CPU slot.
         let tat = unsafe { &mut *tat };
         if !admit(tat, now, g.vip_flow_interval_ns, g.vip_flow_tolerance_ns) {
-            return dropped(vip_id, Reason::DropVipFlowBudget);
+            return dropped::<PROBE>(vip_id, Reason::DropVipFlowBudget);
         }
     }
     Verdict::proceed()

@@ -100,10 +100,6 @@ pub static FIB_SCRATCH: PerCpuArray<FibParams> = PerCpuArray::with_max_entries(1
 pub static NEXTHOPS: PerCpuArray<crate::nexthop::CachedHop> =
     PerCpuArray::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
 
-/// 1 while this CPU runs an `lbctl explain` probe (nothing is recorded).
-#[map]
-pub static DRY_RUN: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
-
 /// How the last explain probe on this CPU was steered.
 #[map]
 pub static EXPLAIN: PerCpuArray<Explain> = PerCpuArray::with_max_entries(1, 0);

@@ -51,7 +51,7 @@ pub struct CachedHop {
 /// where a gateway would route the VIP-addressed packet back to us).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub fn resolve(
+pub fn resolve<const PROBE: bool>(
     ctx: &XdpContext,
     ingress: u32,
     backend_id: u32,
@@ -66,7 +66,7 @@ pub fn resolve(
         // SAFETY: per-CPU slot of this program run.
         let c = unsafe { &*c };
         if c.expires_ns > now && c.ingress == ingress && c.dst == dst {
-            count(Reason::FibOk);
+            count::<PROBE>(Reason::FibOk);
             return Ok(NextHop {
                 dmac: c.dmac,
                 smac: c.smac,
@@ -97,7 +97,7 @@ pub fn resolve(
     // passed.
     let rc = unsafe { bpf_fib_lookup(ctx.ctx.cast(), p, size_of::<FibParams>() as i32, 0) };
     if rc == BPF_FIB_LKUP_RET_SUCCESS {
-        count(Reason::FibOk);
+        count::<PROBE>(Reason::FibOk);
         if let Some(c) = cached {
             // SAFETY: per-CPU slot of this program run.
             let c = unsafe { &mut *c };
@@ -119,7 +119,7 @@ pub fn resolve(
     }
     match fallback {
         Some(mac) => {
-            count(Reason::FibFallbackMac);
+            count::<PROBE>(Reason::FibFallbackMac);
             Ok(NextHop {
                 dmac: mac,
                 smac: our_mac,

@@ -31,7 +31,7 @@ use lb_ebpf::{
 };
 
 use crate::{
-    maps::{CONFIG, DRY_RUN, EXPLAIN},
+    maps::{CONFIG, EXPLAIN},
     stats::count,
     steer::{Choice, STEER_RECORD, STEER_SYN},
 };
@@ -43,17 +43,23 @@ pub fn lb_balancer(ctx: XdpContext) -> u32 {
     // constant offsets from the unmodified pointer.
     // SAFETY: `ctx.ctx` is the kernel's xdp_md for this run.
     let ingress = unsafe { core::ptr::read_volatile(&raw const (*ctx.ctx).ingress_ifindex) };
-    mark_explain_probe(&ctx);
+    // The body is compiled twice: for traffic, and for explain probes,
+    // which record nothing. A packet pays one test for the difference,
+    // here, instead of one per counter.
+    if explain_probe(&ctx) {
+        return try_balance::<true>(&ctx, ingress).action();
+    }
     // Every error is a counted drop: never XDP_ABORTED, never forwarded.
-    let v = try_balance(&ctx, ingress);
-    count(v.reason());
+    let v = try_balance::<false>(&ctx, ingress);
+    count::<false>(v.reason());
     v.action()
 }
 
 /// An `lbctl explain` probe carries `ExplainMeta` in the XDP metadata;
-/// everything else has none. Sets this CPU's dry-run flag either way.
+/// everything else has none. For a probe, clears this CPU's explain record
+/// and stamps it with the probe's nonce.
 #[inline(always)]
-fn mark_explain_probe(ctx: &XdpContext) {
+fn explain_probe(ctx: &XdpContext) -> bool {
     // SAFETY: ctx.ctx is the kernel's xdp_md for this run; volatile loads
     // keep the field accesses at constant offsets of the context.
     let (meta, data) = unsafe {
@@ -62,23 +68,15 @@ fn mark_explain_probe(ctx: &XdpContext) {
             core::ptr::read_volatile(&raw const (*ctx.ctx).data) as usize,
         )
     };
-    let mut probe = 0;
-    let mut nonce = 0;
-    if meta + size_of::<ExplainMeta>() <= data {
-        // SAFETY: the metadata area [meta, data) holds at least 8 bytes.
-        let m = unsafe { core::ptr::read_unaligned(meta as *const ExplainMeta) };
-        if m.magic == EXPLAIN_MAGIC {
-            probe = 1;
-            nonce = m.nonce;
-        }
+    if meta + size_of::<ExplainMeta>() > data {
+        return false;
     }
-    if let Some(d) = DRY_RUN.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot of this program run.
-        unsafe { *d = probe };
+    // SAFETY: the metadata area [meta, data) holds at least 8 bytes.
+    let m = unsafe { core::ptr::read_unaligned(meta as *const ExplainMeta) };
+    if m.magic != EXPLAIN_MAGIC {
+        return false;
     }
-    if probe != 0
-        && let Some(e) = EXPLAIN.get_ptr_mut(0)
-    {
+    if let Some(e) = EXPLAIN.get_ptr_mut(0) {
         // Field by field, volatile: a struct assignment becomes a memset
         // call, which BPF cannot make.
         let words = e.cast::<u32>();
@@ -87,8 +85,9 @@ fn mark_explain_probe(ctx: &XdpContext) {
             unsafe { words.add(i).write_volatile(0) };
         }
         // SAFETY: as above.
-        unsafe { (*e).nonce = nonce };
+        unsafe { (*e).nonce = m.nonce };
     }
+    true
 }
 
 /// Hygiene checks on (the balancer). The bench builds this same program
@@ -117,7 +116,7 @@ const fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[inline(always)]
-fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
+fn try_balance<const PROBE: bool>(ctx: &XdpContext, ingress: u32) -> Verdict {
     const PASS: u32 = xdp_action::XDP_PASS;
     let mut ip = MaybeUninit::<Ip>::uninit();
     let parsed = parse_ip::<HYGIENE>(ctx, &mut ip);
@@ -127,7 +126,7 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
     // SAFETY: parse_ip wrote `ip` unless it returned a final verdict.
     let ip = unsafe { ip.assume_init_ref() };
     if HYGIENE && ip.suspect != 0 {
-        return guard::reject_suspect(ip.family, &ip.dst, ip.suspect);
+        return guard::reject_suspect::<PROBE>(ip.family, &ip.dst, ip.suspect);
     }
     // The array slot always exists; a zero layout version means the agent
     // has not written a configuration yet.
@@ -179,10 +178,10 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
                 && let Some(l4) = &l4
                 && guard::impossible_tcp_flags(l4.tcp_flags)
             {
-                return guard::dropped(vip.id, Reason::DropBadTcpFlags);
+                return guard::dropped::<PROBE>(vip.id, Reason::DropBadTcpFlags);
             }
             if vip.flags & VIP_F_GUARDED != 0 {
-                let admitted = guard::admit_packet(vip.id, ip, conntrack::now_ns());
+                let admitted = guard::admit_packet::<PROBE>(vip.id, ip, conntrack::now_ns());
                 if admitted.is_done() {
                     return admitted;
                 }
@@ -233,16 +232,16 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
         }
     }
     let mut choice = MaybeUninit::<Choice>::uninit();
-    let chosen = steer::choose(&flow, &vip, cfg, how, &mut choice);
+    let chosen = steer::choose::<PROBE>(&flow, &vip, cfg, how, &mut choice);
     if chosen.is_done() {
         return chosen;
     }
     // SAFETY: choose wrote `choice` unless it returned a final verdict.
     let choice = unsafe { choice.assume_init_ref() };
     if !icmp_error {
-        stats::count_traffic(vip.id, choice.backend_id, len(ctx) as u64, choice.new_flow);
+        stats::count_traffic::<PROBE>(vip.id, choice.backend_id, len(ctx) as u64, choice.new_flow);
     }
-    let v = forward::deliver(ctx, ip, cfg, choice, ingress);
+    let v = forward::deliver::<PROBE>(ctx, ip, cfg, choice, ingress);
     if v.is_too_big() {
         // An ICMP error that is still too big is not answered with another.
         if icmp_error {
@@ -251,7 +250,7 @@ fn try_balance(ctx: &XdpContext, ingress: u32) -> Verdict {
         return icmp::send_too_big(ctx, ip, v.mtu());
     }
     if icmp_error && v.action() != xdp_action::XDP_DROP {
-        count(Reason::IcmpSteered);
+        count::<PROBE>(Reason::IcmpSteered);
     }
     v
 }

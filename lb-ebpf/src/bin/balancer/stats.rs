@@ -1,18 +1,16 @@
 //! Counters. Per-CPU, so increments are plain adds without atomics.
+//!
+//! `PROBE` is true on the path of an `lbctl explain` probe, which records
+//! nothing: the balancer is compiled once for probes and once for traffic
+//! (see `lb_balancer`), so a packet pays no test for it.
 
 use lb_common::{Reason, maps::TrafficStats};
 
-use crate::maps::{BACKEND_STATS, DRY_RUN, STATS, VIP_STATS};
-
-/// Is this packet an `lbctl explain` probe (record nothing)?
-#[inline(always)]
-pub fn dry_run() -> bool {
-    DRY_RUN.get(0).is_some_and(|d| *d != 0)
-}
+use crate::maps::{BACKEND_STATS, STATS, VIP_STATS};
 
 #[inline(always)]
-pub fn count(reason: Reason) {
-    if dry_run() {
+pub fn count<const PROBE: bool>(reason: Reason) {
+    if PROBE {
         return;
     }
     if let Some(c) = STATS.get_ptr_mut(reason as u32) {
@@ -36,8 +34,8 @@ fn add(stats: Option<*mut TrafficStats>, bytes: u64, new_flow: bool) {
 }
 
 #[inline(always)]
-pub fn count_traffic(vip_id: u32, backend_id: u32, bytes: u64, new_flow: bool) {
-    if dry_run() {
+pub fn count_traffic<const PROBE: bool>(vip_id: u32, backend_id: u32, bytes: u64, new_flow: bool) {
+    if PROBE {
         return;
     }
     add(VIP_STATS.get_ptr_mut(vip_id), bytes, new_flow);

@@ -18,7 +18,7 @@ use lb_ebpf::verdict::Verdict;
 use crate::{
     conntrack, guard,
     maps::{BACKENDS, EXPLAIN, RING_SELECT, RING_SIZE, RINGS},
-    stats::{count, dry_run},
+    stats::count,
 };
 
 /// The chosen backend.
@@ -69,8 +69,8 @@ pub fn ring_slot(vip: &VipMeta, hash: u32) -> Result<u32, Reason> {
 
 /// For an explain probe, records how the backend was chosen.
 #[inline(always)]
-fn explain(vip: &VipMeta, backend_id: u32, hash: u32, path: u32) {
-    if !dry_run() {
+fn explain<const PROBE: bool>(vip: &VipMeta, backend_id: u32, hash: u32, path: u32) {
+    if !PROBE {
         return;
     }
     let Some(e) = EXPLAIN.get_ptr_mut(0) else {
@@ -120,16 +120,16 @@ pub const fn with_seq(seq: u32) -> u64 {
 /// refreshes its sequence number when the flow has moved on. An explain
 /// probe's made-up sequence number says nothing: never stale for it.
 #[inline(always)]
-fn stale(entry: *mut ConnEntry, seq: Option<u32>) -> bool {
+fn stale<const PROBE: bool>(entry: *mut ConnEntry, seq: Option<u32>) -> bool {
     let Some(seq) = seq else { return false };
     // SAFETY: map value pointer, valid for this run.
     let (flags, stored) = unsafe { ((*entry).flags, (*entry).seq) };
-    if flags & CONN_F_SEQ == 0 || dry_run() {
+    if flags & CONN_F_SEQ == 0 || PROBE {
         return false;
     }
     let d = seq.wrapping_sub(stored) as i32;
     if d.unsigned_abs() > SEQ_WINDOW {
-        count(Reason::ConntrackStale);
+        count::<PROBE>(Reason::ConntrackStale);
         return true;
     }
     if d > SEQ_REFRESH {
@@ -143,14 +143,14 @@ fn stale(entry: *mut ConnEntry, seq: Option<u32>) -> bool {
 /// `out`; returns `Verdict::proceed()` or a drop. Out of line: its hashing
 /// and table temporaries get their own stack frame.
 #[inline(never)]
-pub fn choose(
+pub fn choose<const PROBE: bool>(
     flow: &FlowKey,
     vip: &VipMeta,
     cfg: &LbConfig,
     how: u64,
     out: &mut MaybeUninit<Choice>,
 ) -> Verdict {
-    match try_choose(flow, vip, cfg, how) {
+    match try_choose::<PROBE>(flow, vip, cfg, how) {
         Ok(c) => {
             out.write(c);
             Verdict::proceed()
@@ -160,7 +160,12 @@ pub fn choose(
 }
 
 #[inline(always)]
-fn try_choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u64) -> Result<Choice, Reason> {
+fn try_choose<const PROBE: bool>(
+    flow: &FlowKey,
+    vip: &VipMeta,
+    cfg: &LbConfig,
+    how: u64,
+) -> Result<Choice, Reason> {
     let is_syn = how & STEER_SYN != 0;
     let record = how & STEER_RECORD != 0;
     let seq = (how & STEER_SEQ != 0).then_some((how >> 32) as u32);
@@ -169,8 +174,8 @@ fn try_choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u64) -> Result
     let now = conntrack::now_ns();
     if use_table
         && !is_syn
-        && let Some(entry) = conntrack::lookup(flow, cfg, now)
-        && !stale(entry, seq)
+        && let Some(entry) = conntrack::lookup::<PROBE>(flow, cfg, now)
+        && !stale::<PROBE>(entry, seq)
     {
         // SAFETY: map value pointer, valid for this run.
         let id = unsafe { (*entry).backend_id };
@@ -178,12 +183,12 @@ fn try_choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u64) -> Result
             Some(b)
                 if b.flags & BACKEND_F_DOWN != 0 && vip.flags & VIP_F_MOVE_FLOWS_ON_DOWN != 0 =>
             {
-                count(Reason::ConntrackBackendDown);
+                count::<PROBE>(Reason::ConntrackBackendDown);
             }
             // A freed id may since belong to another VIP's backend.
             Some(b) if b.vip_id == vip.id => {
-                count(Reason::ConntrackHit);
-                explain(vip, id, hash, EXPLAIN_PATH_TABLE);
+                count::<PROBE>(Reason::ConntrackHit);
+                explain::<PROBE>(vip, id, hash, EXPLAIN_PATH_TABLE);
                 return Ok(Choice {
                     backend_id: id,
                     backend: b,
@@ -197,18 +202,18 @@ fn try_choose(flow: &FlowKey, vip: &VipMeta, cfg: &LbConfig, how: u64) -> Result
             _ => {}
         }
     }
-    count(Reason::ConntrackMiss);
+    count::<PROBE>(Reason::ConntrackMiss);
     if vip.flags & VIP_F_GUARDED != 0 && record {
-        let admitted = guard::admit_new_flow(vip.id, flow.family as u32, &flow.src, now);
+        let admitted = guard::admit_new_flow::<PROBE>(vip.id, flow.family as u32, &flow.src, now);
         if admitted.is_done() {
             return Err(admitted.reason());
         }
     }
     let id = ring_slot(vip, hash)?;
-    explain(vip, id, hash, EXPLAIN_PATH_RING);
+    explain::<PROBE>(vip, id, hash, EXPLAIN_PATH_RING);
     let b = backend(id).ok_or(Reason::DropBadBackend)?;
     if use_table && record {
-        conntrack::record(flow, id, vip.id, cfg, now, seq);
+        conntrack::record::<PROBE>(flow, id, vip.id, cfg, now, seq);
     }
     Ok(Choice {
         backend_id: id,
