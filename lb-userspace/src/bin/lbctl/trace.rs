@@ -125,7 +125,12 @@ pub async fn run(ctx: &Ctx<'_>, pin_dir: &Path, duration: Option<&str>) -> Resul
     }
     loop {
         for l in &mut loggers {
-            l.flush();
+            if !flush_guarded(l) {
+                return Err(fail(
+                    1,
+                    "a record in the decap program's log buffer is not in aya-log's format (is something else writing to it?): stopped",
+                ));
+            }
         }
         for (iface, message) in rx.try_iter() {
             match parse(&iface, unix_now(), &message) {
@@ -138,6 +143,18 @@ pub async fn run(ctx: &Ctx<'_>, pin_dir: &Path, duration: Option<&str>) -> Resul
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Drains `logger`; false if aya-log met a record it cannot decode, on
+/// which it panics (`log_buf(..).unwrap()` in `EbpfLogger::flush`). The
+/// panic is caught, and its message kept off the terminal, so lbctl stops
+/// with its own error instead of exiting 101.
+fn flush_guarded<T: log::Log>(logger: &mut EbpfLogger<T>) -> bool {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| logger.flush())).is_ok();
+    std::panic::set_hook(hook);
+    ok
 }
 
 fn print(output: Output, r: &Record) {
