@@ -101,20 +101,38 @@ pub fn lbctl_top_on_a_pty_shows_live_rates_health_and_intended_shares_and_sorts_
                 .any(|l| l.contains("10.100.0.1:80") && l.contains("5/6"))
     })?;
 
-    pty.send("q")?;
-    let end = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(code) = pty.exit_status()? {
-            ensure!(code == 0, "lbctl top exited {code}:\n{}", pty.screen()?);
-            break;
+    // The agent freezes (SIGSTOP: its socket accepts, nothing answers,
+    // each call waits out the client's 10 s): the keys and the counters stay
+    // live, and q still quits at once.
+    let pid = agent.pid().context("agent pid")? as i32;
+    // SAFETY: signalling the agent this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let frozen = (|| {
+        std::thread::sleep(Duration::from_secs(1));
+        pty.send("p")?;
+        pty.wait_for(
+            "a key handled while the agent is frozen",
+            Duration::from_secs(3),
+            |s| s.contains("sorted by PPS"),
+        )?;
+        pty.send("q")?;
+        let end = Instant::now() + Duration::from_secs(3);
+        loop {
+            if let Some(code) = pty.exit_status()? {
+                ensure!(code == 0, "lbctl top exited {code}:\n{}", pty.screen()?);
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < end,
+                "lbctl top did not quit on q while the agent was frozen:\n{}",
+                pty.screen()?
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
-        ensure!(
-            Instant::now() < end,
-            "lbctl top did not quit on q:\n{}",
-            pty.screen()?
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    })();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    frozen?;
     // The terminal was given back: the full-screen tables are gone.
     let after = pty.screen()?;
     ensure!(

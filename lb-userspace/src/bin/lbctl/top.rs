@@ -8,12 +8,16 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
+    sync::mpsc,
     time::{Duration, Instant},
 };
 
-use lb::daemon::{
-    api::wire::{AgentState, Health},
-    state::unix_now,
+use lb::{
+    client::Agent,
+    daemon::{
+        api::wire::{AgentState, Health},
+        state::unix_now,
+    },
 };
 use lb_common::maps::TrafficStats;
 use ratatui::{
@@ -358,29 +362,36 @@ pub async fn run(ctx: &Ctx<'_>, interval: f64) -> Result<(), Fail> {
         )
     })?;
     let pinned = ctx.pinned()?;
-    let agent = ctx.agent()?;
+    let readings = watch_agent(ctx.agent()?, interval);
     let mut terminal = ratatui::try_init().map_err(|e| fail(1, format!("terminal: {e}")))?;
     let result = async {
         let (mut key, mut reverse) = (SortKey::Pps, false);
         let mut before = sample(&pinned)?;
         let mut t0 = Instant::now();
-        let mut health = agent.health().await.ok();
-        let mut state = agent.state().await.ok();
+        let (mut health, mut state, mut error) = (None, None, None);
+        // The first view names the agent if it answers soon; a slow one
+        // fills in later.
+        if let Ok(r) = readings.recv_timeout(Duration::from_secs(2)) {
+            (health, error) = r
+                .health
+                .map_or_else(|e| (None, Some(e)), |h| (Some(h), None));
+            state = r.state;
+        }
         let mut last = View {
             vips: vec![],
             backends: vec![],
         };
-        let mut error = None;
         let mut next = Instant::now();
         loop {
             if Instant::now() >= next {
                 let after = sample(&pinned)?;
                 let dt = t0.elapsed().as_secs_f64();
-                (health, error) = match agent.health().await {
-                    Ok(h) => (Some(h), None),
-                    Err(e) => (None, Some(e.to_string())),
-                };
-                state = agent.state().await.ok().or(state);
+                if let Some(r) = readings.try_iter().last() {
+                    (health, error) = r
+                        .health
+                        .map_or_else(|e| (None, Some(e)), |h| (Some(h), None));
+                    state = r.state.or(state);
+                }
                 last = view(state.as_ref(), &before, &after, dt, key, reverse);
                 (before, t0) = (after, Instant::now());
                 next = Instant::now() + interval;
@@ -422,6 +433,38 @@ pub async fn run(ctx: &Ctx<'_>, interval: f64) -> Result<(), Fail> {
     .await;
     ratatui::restore();
     result
+}
+
+/// One reading of the agent: its health (or why there is none) and state.
+struct Reading {
+    health: Result<Health, String>,
+    state: Option<AgentState>,
+}
+
+/// Reads the agent every `interval` on a thread of its own, so the keys
+/// and the counters stay live while the agent is slow, frozen or gone
+/// (each call waits out the client's timeout). The thread ends at the
+/// first reading after the receiver is dropped.
+fn watch_agent(agent: Agent, interval: Duration) -> mpsc::Receiver<Reading> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let Some(rt) = lb::cli::runtime(None) else {
+            return;
+        };
+        loop {
+            let reading = rt.block_on(async {
+                Reading {
+                    health: agent.health().await.map_err(|e| e.to_string()),
+                    state: agent.state().await.ok(),
+                }
+            });
+            if tx.send(reading).is_err() {
+                return;
+            }
+            std::thread::sleep(interval);
+        }
+    });
+    rx
 }
 
 #[cfg(test)]
