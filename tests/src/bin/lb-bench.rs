@@ -383,8 +383,8 @@ fn katran_world(quick: bool, rows: &mut Vec<Row>) -> Result<Value> {
                 section: "katran-world",
                 case: format!("{method}: {}", c.what),
                 value: format!(
-                    "net {:.1} ns, net/floor {:.2}{mark}",
-                    c.net_ns, c.net_over_floor
+                    "net {:.1} ns (mean {:.0}), net/floor {:.2}{mark}",
+                    c.net_ns, c.net_mean_ns, c.net_over_floor
                 ),
             });
         }
