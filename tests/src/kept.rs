@@ -60,6 +60,19 @@ pub fn iperf3_servers(f: &Fleet) -> Result<Vec<Server>> {
         .collect()
 }
 
+/// Debian's nginx in place of the project's lab server on every backend,
+/// answering HTTP on port 80 with the backend's name as the lab server
+/// does (so the VIPs answer alike; the UDP `dns` VIP has no server then).
+pub fn nginx_servers(f: &mut Fleet) -> Result<Vec<Server>> {
+    let names: Vec<&'static str> = f.lab.backends.iter().map(|b| b.name).collect();
+    let mut servers = vec![];
+    for name in names {
+        f.lab.kill_server(name);
+        servers.push(Server::nginx(&f.lab.backend(name).ns, name, 80)?);
+    }
+    Ok(servers)
+}
+
 /// Every agent sees every backend of `bulk` healthy.
 pub fn wait_bulk_healthy(f: &Fleet) -> Result<()> {
     for i in 0..f.hosts() {
@@ -163,8 +176,8 @@ const WAYS: &str = "ways.json";
 
 /// `lab up`: starts [`serve`] in its own session (so it outlives this
 /// process and the terminal's Ctrl-C), waits until the lab serves, prints
-/// the ways in and returns.
-pub fn up(state: &Path) -> Result<()> {
+/// the ways in and returns. `stock`: nginx on the backends.
+pub fn up(state: &Path, stock: bool) -> Result<()> {
     require_root()?;
     fs::create_dir_all(state)?;
     if let Some(pid) = read_pid(state).filter(|p| is_lab(*p)) {
@@ -176,6 +189,7 @@ pub fn up(state: &Path) -> Result<()> {
     cmd.arg("serve")
         .arg("--state-dir")
         .arg(state)
+        .args(stock.then_some("--stock"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -227,12 +241,16 @@ pub fn up(state: &Path) -> Result<()> {
 }
 
 /// The background half of `lab up`: builds the lab, starts the agents and
-/// the iperf3 servers, writes the ways in, and holds the lab until SIGTERM.
-pub fn serve(state: &Path) -> Result<()> {
+/// the iperf3 servers (and with `stock` nginx for HTTP), writes the ways
+/// in, and holds the lab until SIGTERM.
+pub fn serve(state: &Path, stock: bool) -> Result<()> {
     require_root()?;
     catch_stop_signals();
     let mut f = Fleet::build(3)?;
-    let servers = iperf3_servers(&f)?;
+    let mut servers = iperf3_servers(&f)?;
+    if stock {
+        servers.extend(nginx_servers(&mut f)?);
+    }
     f.start_all(&config()?)?;
     wait_bulk_healthy(&f)?;
     let ways = ways_in(&f)?;
@@ -427,11 +445,29 @@ fn sweep(tag: &str) -> Vec<String> {
     removed
 }
 
-/// Parses `lb-demo`'s arguments after the verb: `--state-dir DIR`.
-pub fn state_dir_arg(args: &[String]) -> Result<PathBuf> {
-    match args {
-        [] => Ok(default_state_dir()),
-        [flag, dir] if flag == "--state-dir" => Ok(PathBuf::from(dir)),
-        other => bail!("expected [--state-dir DIR], got {other:?}"),
+/// `lb-demo`'s arguments after the verb: `[--state-dir DIR] [--stock]`.
+pub struct Args {
+    pub state_dir: PathBuf,
+    pub stock: bool,
+}
+
+impl Args {
+    pub fn parse(args: &[String]) -> Result<Self> {
+        let mut a = Args {
+            state_dir: default_state_dir(),
+            stock: false,
+        };
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            match arg.as_str() {
+                "--stock" => a.stock = true,
+                "--state-dir" => match rest.next() {
+                    Some(dir) => a.state_dir = PathBuf::from(dir),
+                    None => bail!("--state-dir needs a directory"),
+                },
+                other => bail!("unknown argument {other:?}: expected [--state-dir DIR] [--stock]"),
+            }
+        }
+        Ok(a)
     }
 }

@@ -65,7 +65,12 @@ enum LabAction {
     /// Build the lab (client, router, three LB hosts with lbd and BIRD,
     /// six backends with HTTP and iperf3 servers), print how to reach it
     /// and return; it runs in the background until `lab down`.
-    Up,
+    Up {
+        /// Debian's nginx on the backends in place of the project's lab
+        /// server (HTTP answers the same; the UDP `dns` VIP goes unserved).
+        #[arg(long)]
+        stock: bool,
+    },
     /// Stop the lab `lab up` started and remove every namespace, pin,
     /// scratch directory and process it left.
     Down,
@@ -152,18 +157,20 @@ fn demo(keep: bool) -> anyhow::Result<()> {
 }
 
 fn lab(action: LabAction) -> anyhow::Result<()> {
-    let verb = match action {
-        LabAction::Up => {
+    let mut args = vec!["run", "--quiet", "-p", "lb-tests", "--bin", "lb-demo", "--"];
+    match action {
+        LabAction::Up { stock } => {
             setup::run()?;
             util::sweep_stale_namespaces();
             util::step("building and starting the lab");
-            "up"
+            args.push("up");
+            if stock {
+                args.push("--stock");
+            }
         }
-        LabAction::Down => "down",
-    };
-    util::cargo(&[
-        "run", "--quiet", "-p", "lb-tests", "--bin", "lb-demo", "--", verb,
-    ])
+        LabAction::Down => args.push("down"),
+    }
+    util::cargo(&args)
 }
 
 fn bench(quick: bool) -> anyhow::Result<()> {

@@ -17,11 +17,12 @@ use lb_tests::{
 
 use crate::Env;
 
-fn lb_demo(verb: &str, state: &Path) -> Result<Output> {
+fn lb_demo(verb: &str, state: &Path, extra: &[&str]) -> Result<Output> {
     Command::new(env!("CARGO_BIN_EXE_lb-demo"))
         .arg(verb)
         .arg("--state-dir")
         .arg(state)
+        .args(extra)
         .output()
         .with_context(|| format!("lb-demo {verb}"))
 }
@@ -31,7 +32,7 @@ struct Down(PathBuf);
 
 impl Drop for Down {
     fn drop(&mut self) {
-        let _ = lb_demo("down", &self.0);
+        let _ = lb_demo("down", &self.0, &[]);
     }
 }
 
@@ -81,8 +82,21 @@ fn running(pid: u32) -> bool {
 pub fn lab_up_prints_ways_in_that_work_as_printed_and_lab_down_leaves_nothing_behind(
     _: &mut Env,
 ) -> Result<()> {
+    up_try_down(false)
+}
+
+pub fn lab_up_stock_serves_the_vips_from_nginx_and_lab_down_leaves_nothing_behind(
+    _: &mut Env,
+) -> Result<()> {
+    up_try_down(true)
+}
+
+/// `lab up` (with `--stock`: nginx on the backends), every way in tried as
+/// printed, then `lab down` and a search for what is left.
+fn up_try_down(stock: bool) -> Result<()> {
     let state = TempDir::new("lab-state")?;
-    let up = lb_demo("up", &state.0)?;
+    let flags: &[&str] = if stock { &["--stock"] } else { &[] };
+    let up = lb_demo("up", &state.0, flags)?;
     let _down = Down(state.0.clone());
     let printed = text(&up);
     ensure!(up.status.success(), "lab up failed:\n{printed}");
@@ -93,7 +107,7 @@ pub fn lab_up_prints_ways_in_that_work_as_printed_and_lab_down_leaves_nothing_be
         .parse()?;
     let tag = format!("lbt-{pid}-");
 
-    let again = lb_demo("up", &state.0)?;
+    let again = lb_demo("up", &state.0, flags)?;
     ensure!(
         !again.status.success() && text(&again).contains("already up"),
         "a second lab up did not refuse: {}",
@@ -121,6 +135,14 @@ pub fn lab_up_prints_ways_in_that_work_as_printed_and_lab_down_leaves_nothing_be
             ensure!(
                 o.status.success() && ["a1", "a2", "b1", "b2", "c1", "c2"].contains(&body.trim()),
                 "{c}: answered {body:?}, not a lab backend"
+            );
+            // The same request for the headers: who answered.
+            let o = run_printed(&c.replace(" curl -s ", " curl -sI "), 15)?;
+            let nginx = text(&o).to_ascii_lowercase().contains("server: nginx");
+            ensure!(
+                nginx == stock,
+                "{c}: nginx answered {nginx}, want {stock}:\n{}",
+                text(&o)
             );
         } else if c.contains(" iperf3 ") {
             let o = run_printed(c, 40)?;
@@ -156,7 +178,7 @@ pub fn lab_up_prints_ways_in_that_work_as_printed_and_lab_down_leaves_nothing_be
         processes.len() >= 12,
         "the lab's namespaces hold only {processes:?}"
     );
-    let down = lb_demo("down", &state.0)?;
+    let down = lb_demo("down", &state.0, &[])?;
     ensure!(
         down.status.success() && text(&down).contains("the lab is down"),
         "lab down:\n{}",
@@ -172,7 +194,8 @@ pub fn lab_up_prints_ways_in_that_work_as_printed_and_lab_down_leaves_nothing_be
     let left = kept::leftovers(&tag);
     ensure!(left.is_empty(), "left after lab down: {left:?}");
     println!(
-        "    {} ways in tried as printed; lab down stopped {} processes and left nothing",
+        "    {}{} ways in tried as printed; lab down stopped {} processes and left nothing",
+        if stock { "nginx on the backends: " } else { "" },
         tried,
         processes.len() + 1
     );

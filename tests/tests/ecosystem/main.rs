@@ -65,6 +65,7 @@ const SCENARIOS: &[Scenario<Env>] = scenarios![
     trace::lbd_decap_trace_shows_in_lbctl_trace_why_each_tunnel_was_unwrapped_or_refused,
     stock::curl_and_iperf3_reach_nginx_and_iperf3_s_through_every_forwarding_mode,
     lab::lab_up_prints_ways_in_that_work_as_printed_and_lab_down_leaves_nothing_behind,
+    lab::lab_up_stock_serves_the_vips_from_nginx_and_lab_down_leaves_nothing_behind,
 ];
 
 fn main() -> ExitCode {
