@@ -42,7 +42,7 @@ fn try_deliver<const PROBE: bool>(
     choice: &Choice,
     ingress: u32,
 ) -> Result<Verdict, Reason> {
-    let b = &choice.backend;
+    let b = crate::steer::backend(choice.backend_id).ok_or(Reason::DropBadBackend)?;
     let (our_mac, _) = l2::macs(ctx)?;
 
     if b.fwd_mode == FWD_L2_DSR {

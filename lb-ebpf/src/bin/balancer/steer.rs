@@ -25,7 +25,6 @@ use crate::{
 #[repr(C)]
 pub struct Choice {
     pub backend_id: u32,
-    pub backend: Backend,
     /// The ring chose (connection-table miss).
     pub new_flow: bool,
     pub hash: u32,
@@ -34,13 +33,15 @@ pub struct Choice {
     pub now: u64,
 }
 
+/// The backend in slot `id`, if the slot is in use. A reference into the
+/// map, not a copy: the delivery step reads it again by id.
 #[inline(always)]
-pub fn backend(id: u32) -> Option<Backend> {
+pub fn backend(id: u32) -> Option<&'static Backend> {
     let b = BACKENDS.get(id)?;
     if b.flags & BACKEND_F_VALID == 0 {
         return None;
     }
-    Some(*b)
+    Some(b)
 }
 
 /// The live ring's slot for `hash`.
@@ -191,7 +192,6 @@ fn try_choose<const PROBE: bool>(
                 explain::<PROBE>(vip, id, hash, EXPLAIN_PATH_TABLE);
                 return Ok(Choice {
                     backend_id: id,
-                    backend: b,
                     new_flow: false,
                     hash,
                     now,
@@ -211,13 +211,12 @@ fn try_choose<const PROBE: bool>(
     }
     let id = ring_slot(vip, hash)?;
     explain::<PROBE>(vip, id, hash, EXPLAIN_PATH_RING);
-    let b = backend(id).ok_or(Reason::DropBadBackend)?;
+    backend(id).ok_or(Reason::DropBadBackend)?;
     if use_table && record {
         conntrack::record::<PROBE>(flow, id, vip.id, cfg, now, seq);
     }
     Ok(Choice {
         backend_id: id,
-        backend: b,
         new_flow: true,
         hash,
         now,
