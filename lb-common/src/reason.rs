@@ -157,8 +157,6 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 4] = [Self::Pass, Self::Drop, Self::Forward, Self::Answer];
-
     /// Stable label value in metrics and the CLI.
     pub const fn name(self) -> &'static str {
         match self {

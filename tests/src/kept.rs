@@ -313,15 +313,19 @@ fn read_pid(state: &Path) -> Option<i32> {
 /// Is `pid` a running (not zombie) `lb-demo serve`? A stale pid file may
 /// name a process that has nothing to do with the lab.
 pub fn is_lab(pid: i32) -> bool {
-    let running = fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    });
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    running
+    running(pid)
         && args.first().is_some_and(|a| a.ends_with(b"lb-demo"))
         && args.get(1) == Some(&&b"serve"[..])
+}
+
+/// Is `pid` a live process (not gone, not a zombie)?
+pub fn running(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 fn signal(pid: i32, sig: libc::c_int) {
@@ -368,7 +372,7 @@ fn tagged(dir: &Path, tag: &str) -> Vec<PathBuf> {
 /// Processes of the lab: those inside a tagged namespace (servers exec'd
 /// by `ip netns exec` name no file of the lab) and those whose command
 /// line names a tagged file (agents, BIRD, etcd).
-fn processes(tag: &str) -> Vec<i32> {
+pub fn processes(tag: &str) -> Vec<i32> {
     let mut pids: Vec<i32> = namespaces(tag)
         .iter()
         .flat_map(|ns| {

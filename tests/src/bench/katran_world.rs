@@ -156,7 +156,7 @@ fn hits(dp: &Dataplane) -> Result<u64> {
 }
 
 /// Median and mean.
-fn median(mut v: Vec<f64>) -> Stat {
+fn stat(mut v: Vec<f64>) -> Stat {
     v.sort_by(f64::total_cmp);
     Stat {
         median: v[v.len() / 2],
@@ -377,10 +377,10 @@ pub fn measure(runs: usize, calls: usize, repeat: u32, ingress: u32) -> Result<W
     let got = hits(&dp)? - hits_before;
     ensure!(got == want, "repeat = N: {got} table hits, want {want}");
     let repeat_n = figures(
-        median(floor_n),
+        stat(floor_n),
         &n_samples
             .into_iter()
-            .map(|s| (median(s), calls as u64 * repeat as u64))
+            .map(|s| (stat(s), calls as u64 * repeat as u64))
             .collect::<Vec<_>>(),
     );
     Ok(WorldFigure {
@@ -392,7 +392,7 @@ pub fn measure(runs: usize, calls: usize, repeat: u32, ingress: u32) -> Result<W
 }
 
 fn summarize(ns: Vec<u64>) -> Stat {
-    median(ns.into_iter().map(|n| n as f64).collect())
+    stat(ns.into_iter().map(|n| n as f64).collect())
 }
 
 /// Program size as the kernel holds it: xlated instructions, JIT bytes,

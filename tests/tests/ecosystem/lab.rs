@@ -4,7 +4,6 @@
 //! scratch directory or process behind.
 
 use std::{
-    collections::BTreeSet,
     path::{Path, PathBuf},
     process::{Command, Output},
 };
@@ -53,32 +52,6 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// Processes inside the namespaces tagged `tag`.
-fn lab_processes(tag: &str) -> Result<BTreeSet<u32>> {
-    let list = Command::new("ip").args(["netns", "list"]).output()?;
-    let mut pids = BTreeSet::new();
-    for ns in String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(tag))
-    {
-        let out = Command::new("ip").args(["netns", "pids", ns]).output()?;
-        pids.extend(
-            String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok()),
-        );
-    }
-    Ok(pids)
-}
-
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    })
-}
-
 pub fn lab_up_prints_ways_in_that_work_as_printed_and_lab_down_leaves_nothing_behind(
     _: &mut Env,
 ) -> Result<()> {
@@ -102,7 +75,7 @@ fn up_try_down(stock: bool) -> Result<()> {
     ensure!(up.status.success(), "lab up failed:\n{printed}");
     let ways: Vec<Way> =
         serde_json::from_str(&std::fs::read_to_string(state.0.join("ways.json"))?)?;
-    let pid: u32 = std::fs::read_to_string(state.0.join("pid"))?
+    let pid: i32 = std::fs::read_to_string(state.0.join("pid"))?
         .trim()
         .parse()?;
     let tag = format!("lbt-{pid}-");
@@ -173,7 +146,7 @@ fn up_try_down(stock: bool) -> Result<()> {
         "want a shell, 4 curls, iperf3 and 3 lbctl, got {tried}"
     );
 
-    let processes = lab_processes(&tag)?;
+    let processes = kept::processes(&tag);
     ensure!(
         processes.len() >= 12,
         "the lab's namespaces hold only {processes:?}"
@@ -184,11 +157,11 @@ fn up_try_down(stock: bool) -> Result<()> {
         "lab down:\n{}",
         text(&down)
     );
-    let alive: Vec<u32> = processes
+    let alive: Vec<i32> = processes
         .iter()
         .copied()
         .chain([pid])
-        .filter(|p| running(*p))
+        .filter(|p| kept::running(*p))
         .collect();
     ensure!(alive.is_empty(), "still running after lab down: {alive:?}");
     let left = kept::leftovers(&tag);

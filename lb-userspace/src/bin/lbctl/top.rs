@@ -372,10 +372,7 @@ pub async fn run(ctx: &Ctx<'_>, interval: f64) -> Result<(), Fail> {
         // The first view names the agent if it answers soon; a slow one
         // fills in later.
         if let Ok(r) = readings.recv_timeout(Duration::from_secs(2)) {
-            (health, error) = r
-                .health
-                .map_or_else(|e| (None, Some(e)), |h| (Some(h), None));
-            state = r.state;
+            r.apply(&mut health, &mut state, &mut error);
         }
         let mut last = View {
             vips: vec![],
@@ -387,10 +384,7 @@ pub async fn run(ctx: &Ctx<'_>, interval: f64) -> Result<(), Fail> {
                 let after = sample(&pinned)?;
                 let dt = t0.elapsed().as_secs_f64();
                 if let Some(r) = readings.try_iter().last() {
-                    (health, error) = r
-                        .health
-                        .map_or_else(|e| (None, Some(e)), |h| (Some(h), None));
-                    state = r.state.or(state);
+                    r.apply(&mut health, &mut state, &mut error);
                 }
                 last = view(state.as_ref(), &before, &after, dt, key, reverse);
                 (before, t0) = (after, Instant::now());
@@ -439,6 +433,24 @@ pub async fn run(ctx: &Ctx<'_>, interval: f64) -> Result<(), Fail> {
 struct Reading {
     health: Result<Health, String>,
     state: Option<AgentState>,
+}
+
+impl Reading {
+    /// Into what the screen shows: the health or the error, and the state
+    /// (the last one known when this reading has none).
+    fn apply(
+        self,
+        health: &mut Option<Health>,
+        state: &mut Option<AgentState>,
+        error: &mut Option<String>,
+    ) {
+        (*health, *error) = self
+            .health
+            .map_or_else(|e| (None, Some(e)), |h| (Some(h), None));
+        if self.state.is_some() {
+            *state = self.state;
+        }
+    }
 }
 
 /// Reads the agent every `interval` on a thread of its own, so the keys
