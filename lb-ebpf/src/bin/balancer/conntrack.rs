@@ -29,17 +29,27 @@ pub fn now_ns() -> u64 {
     unsafe { bpf_ktime_get_coarse_ns() }
 }
 
-/// The entry for `flow`, if one is present and still valid.
+/// What the table holds for a flow.
+#[derive(Clone, Copy)]
+pub enum Lookup {
+    /// A valid entry.
+    Hit(*mut ConnEntry),
+    /// An entry past its UDP idle timeout: the ring decides again, and the
+    /// choice is written over it.
+    Expired(*mut ConnEntry),
+    Miss,
+}
+
+/// The entry for `flow`, and whether it is still valid.
 #[inline(always)]
-pub fn lookup<const PROBE: bool>(
-    flow: &FlowKey,
-    cfg: &LbConfig,
-    now: u64,
-) -> Option<*mut ConnEntry> {
-    let entry = if per_cpu() {
-        CONNTRACK_PCPU.get_ptr_mut(flow)?
+pub fn lookup<const PROBE: bool>(flow: &FlowKey, cfg: &LbConfig, now: u64) -> Lookup {
+    let found = if per_cpu() {
+        CONNTRACK_PCPU.get_ptr_mut(flow)
     } else {
-        CONNTRACK.get_ptr_mut(flow)?
+        CONNTRACK.get_ptr_mut(flow)
+    };
+    let Some(entry) = found else {
+        return Lookup::Miss;
     };
     // SAFETY: a value pointer returned by a map lookup stays valid for this
     // program run; a racing update can at worst tear the u64 timestamp,
@@ -47,24 +57,28 @@ pub fn lookup<const PROBE: bool>(
     let last_seen = unsafe { (*entry).last_seen_ns };
     // A per-CPU value never written on this CPU reads as zero.
     if last_seen == 0 {
-        return None;
+        return Lookup::Miss;
     }
     if flow.proto == PROTO_UDP {
         if now.saturating_sub(last_seen) > cfg.udp_idle_ns {
             count::<PROBE>(Reason::ConntrackUdpExpired);
-            return None;
+            return Lookup::Expired(entry);
         }
         if !PROBE {
             // SAFETY: as above.
             unsafe { (*entry).last_seen_ns = now };
         }
     }
-    Some(entry)
+    Lookup::Hit(entry)
 }
 
 /// Records `flow → backend_id` unless the flood guard says the CPU is
 /// inserting faster than the configured rate (then an attack's flood of new
 /// flows cannot flush the table; the flow is still forwarded by the ring).
+/// `present` is the flow's entry when the lookup found one it did not
+/// follow (stale, expired, backend gone): it is rewritten in place, since
+/// an LRU insert allocates a fresh element even for a key already present
+/// (a few hundred ns) and evicts nothing here that the guard must limit.
 #[inline(always)]
 pub fn record<const PROBE: bool>(
     flow: &FlowKey,
@@ -73,8 +87,23 @@ pub fn record<const PROBE: bool>(
     cfg: &LbConfig,
     now: u64,
     seq: Option<u32>,
+    present: Option<*mut ConnEntry>,
 ) {
     if PROBE {
+        return;
+    }
+    let flags = if seq.is_some() { CONN_F_SEQ } else { 0 };
+    if let Some(e) = present {
+        // SAFETY: a value pointer from this run's lookup. A packet of the
+        // flow on another CPU meanwhile reads the old backend or the new
+        // one; both are choices the table or the ring made for it.
+        unsafe {
+            (*e).backend_id = backend_id;
+            (*e).vip_id = vip_id;
+            (*e).seq = seq.unwrap_or(0);
+            (*e).flags = flags;
+            (*e).last_seen_ns = now;
+        }
         return;
     }
     if cfg.flood_new_flows_per_sec != 0
@@ -97,7 +126,7 @@ pub fn record<const PROBE: bool>(
         vip_id,
         last_seen_ns: now,
         seq: seq.unwrap_or(0),
-        flags: if seq.is_some() { CONN_F_SEQ } else { 0 },
+        flags,
     };
     // An insert can only fail for lack of memory; the flow is still
     // forwarded and the next packet retries.

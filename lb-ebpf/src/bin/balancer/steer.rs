@@ -16,7 +16,8 @@ use lb_common::{
 use lb_ebpf::verdict::Verdict;
 
 use crate::{
-    conntrack, guard,
+    conntrack::{self, Lookup},
+    guard,
     maps::{BACKENDS, EXPLAIN, RING_SELECT, RING_SIZE, RINGS},
     stats::count,
 };
@@ -173,9 +174,12 @@ fn try_choose<const PROBE: bool>(
     let hash = flow_hash(flow, vip.hash_mode, cfg.hash_seed);
     let use_table = cfg.flags & CFG_F_NO_CONNTRACK == 0;
     let now = conntrack::now_ns();
-    if use_table
-        && !is_syn
-        && let Some(entry) = conntrack::lookup::<PROBE>(flow, cfg, now)
+    let found = if use_table && !is_syn {
+        conntrack::lookup::<PROBE>(flow, cfg, now)
+    } else {
+        Lookup::Miss
+    };
+    if let Lookup::Hit(entry) = found
         && !stale::<PROBE>(entry, seq)
     {
         // SAFETY: map value pointer, valid for this run.
@@ -202,6 +206,11 @@ fn try_choose<const PROBE: bool>(
             _ => {}
         }
     }
+    // An entry present but not followed is rewritten, not inserted again.
+    let present = match found {
+        Lookup::Hit(entry) | Lookup::Expired(entry) => Some(entry),
+        Lookup::Miss => None,
+    };
     count::<PROBE>(Reason::ConntrackMiss);
     if vip.flags & VIP_F_GUARDED != 0 && record {
         let admitted = guard::admit_new_flow::<PROBE>(vip.id, flow.family as u32, &flow.src, now);
@@ -213,7 +222,7 @@ fn try_choose<const PROBE: bool>(
     explain::<PROBE>(vip, id, hash, EXPLAIN_PATH_RING);
     backend(id).ok_or(Reason::DropBadBackend)?;
     if use_table && record {
-        conntrack::record::<PROBE>(flow, id, vip.id, cfg, now, seq);
+        conntrack::record::<PROBE>(flow, id, vip.id, cfg, now, seq, present);
     }
     Ok(Choice {
         backend_id: id,
