@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, time::Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use aya::{EbpfLoader, programs::Xdp};
 use lb_tests::{
     bench::{self, maglev, memory, reaction, svg, throughput},
@@ -39,75 +39,82 @@ fn main() -> Result<()> {
     results.insert("quick".into(), json!(quick));
     results.insert("machine".into(), machine());
 
+    // Sections that failed; the others still run, so one section's
+    // problem with the host does not hide every later figure.
+    let mut failed: Vec<String> = vec![];
     let mut per_packet_keys = serde_json::Map::new();
     if want("katran-world") {
-        let t = Instant::now();
-        eprintln!(
-            "==> katran-world: issue 15's comparison world, repeat = 1 and repeat = N through the shim"
-        );
-        let v = katran_world(quick, &mut rows)?;
-        if let Value::Object(o) = v {
-            per_packet_keys.extend(o);
-        }
-        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+        section(&mut failed, "katran-world", || {
+            eprintln!(
+                "==> katran-world: issue 15's comparison world, repeat = 1 and repeat = N through the shim"
+            );
+            let v = katran_world(quick, &mut rows)?;
+            if let Value::Object(o) = v {
+                per_packet_keys.extend(o);
+            }
+            Ok(())
+        });
     }
     if want("per-packet") {
-        let t = Instant::now();
-        eprintln!("==> per-packet cost (BPF_PROG_TEST_RUN, single runs)");
-        let v = per_packet(if quick { 20_000 } else { 100_000 }, &dir, &mut rows)?;
-        per_packet_keys.insert("cases".into(), v);
-        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+        section(&mut failed, "per-packet", || {
+            eprintln!("==> per-packet cost (BPF_PROG_TEST_RUN, single runs)");
+            let v = per_packet(if quick { 20_000 } else { 100_000 }, &dir, &mut rows)?;
+            per_packet_keys.insert("cases".into(), v);
+            Ok(())
+        });
     }
     if !per_packet_keys.is_empty() {
         results.insert("per_packet".into(), Value::Object(per_packet_keys));
     }
     if want("guard") {
-        let t = Instant::now();
-        eprintln!(
-            "==> edge guard: hygiene, a 10,000-prefix allow list, rate limits (BPF_PROG_TEST_RUN)"
-        );
-        let v = guard_section(
-            if quick { 20_000 } else { 100_000 },
-            if quick { 1.0 } else { 3.0 },
-            &mut rows,
-        )?;
-        results.insert("guard".into(), v);
-        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+        section(&mut failed, "guard", || {
+            eprintln!(
+                "==> edge guard: hygiene, a 10,000-prefix allow list, rate limits (BPF_PROG_TEST_RUN)"
+            );
+            let v = guard_section(
+                if quick { 20_000 } else { 100_000 },
+                if quick { 1.0 } else { 3.0 },
+                &mut rows,
+            )?;
+            results.insert("guard".into(), v);
+            Ok(())
+        });
     }
     if want("two-cpu") {
-        let t = Instant::now();
-        eprintln!("==> connection table on two CPUs at once: shared vs per-CPU");
-        let (ns, ingress) = bench::bench_namespace()?;
-        let figs = bench::two_cpu::measure(if quick { 20_000 } else { 100_000 }, &ns, ingress)?;
-        for f in &figs {
-            rows.push(Row {
-                section: "two-cpu",
-                case: format!("{}: {}", f.table, f.case),
-                value: format!(
-                    "median {} / {} ns (CPU 0 / CPU 1), {:.2} M runs/s together",
-                    f.median_ns[0],
-                    f.median_ns[1],
-                    f.runs_per_sec / 1e6
-                ),
-            });
-        }
-        results.insert("two_cpu".into(), serde_json::to_value(&figs)?);
-        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+        section(&mut failed, "two-cpu", || {
+            eprintln!("==> connection table on two CPUs at once: shared vs per-CPU");
+            let (ns, ingress) = bench::bench_namespace()?;
+            let figs = bench::two_cpu::measure(if quick { 20_000 } else { 100_000 }, &ns, ingress)?;
+            for f in &figs {
+                rows.push(Row {
+                    section: "two-cpu",
+                    case: format!("{}: {}", f.table, f.case),
+                    value: format!(
+                        "median {} / {} ns (CPU 0 / CPU 1), {:.2} M runs/s together",
+                        f.median_ns[0],
+                        f.median_ns[1],
+                        f.runs_per_sec / 1e6
+                    ),
+                });
+            }
+            results.insert("two_cpu".into(), serde_json::to_value(&figs)?);
+            Ok(())
+        });
     }
     if want("throughput") {
-        let t = Instant::now();
-        eprintln!(
-            "==> throughput through a veth pair on one core (live frames), counted at the peer"
-        );
-        let figs = throughput::measure(
-            if quick { 300_000 } else { 2_000_000 },
-            65_536,
-            if quick { 3 } else { 5 },
-        )?;
-        let floor = figs[0].pps;
-        let mut v = vec![];
-        for f in &figs {
-            rows.push(Row {
+        section(&mut failed, "throughput", || {
+            eprintln!(
+                "==> throughput through a veth pair on one core (live frames), counted at the peer"
+            );
+            let figs = throughput::measure(
+                if quick { 300_000 } else { 2_000_000 },
+                65_536,
+                if quick { 3 } else { 5 },
+            )?;
+            let floor = figs[0].pps;
+            let mut v = vec![];
+            for f in &figs {
+                rows.push(Row {
                 section: "throughput",
                 case: f.name.clone(),
                 value: format!(
@@ -118,18 +125,19 @@ fn main() -> Result<()> {
                     f.processed
                 ),
             });
-            v.push(json!({"case": f.name, "pps_at_peer": f.pps, "ratio_to_floor": f.pps / floor, "sent": f.sent, "processed_by_lb": f.processed, "arrived_at_peer": f.arrived}));
-        }
-        results.insert("throughput".into(), json!(v));
-        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+                v.push(json!({"case": f.name, "pps_at_peer": f.pps, "ratio_to_floor": f.pps / floor, "sent": f.sent, "processed_by_lb": f.processed, "arrived_at_peer": f.arrived}));
+            }
+            results.insert("throughput".into(), json!(v));
+            Ok(())
+        });
     }
     if want("maglev") {
-        let t = Instant::now();
-        eprintln!("==> Maglev build time, balance, disruption");
-        let rings: &[u32] = &[65_537, 655_373];
-        let figs = maglev::measure(&[10, 100, 1000, 5000], rings);
-        for f in &figs {
-            rows.push(Row {
+        section(&mut failed, "maglev", || {
+            eprintln!("==> Maglev build time, balance, disruption");
+            let rings: &[u32] = &[65_537, 655_373];
+            let figs = maglev::measure(&[10, 100, 1000, 5000], rings);
+            for f in &figs {
+                rows.push(Row {
                 section: "maglev",
                 case: format!("N={} M={}", f.backends, f.ring_size),
                 value: format!(
@@ -142,11 +150,11 @@ fn main() -> Result<()> {
                     f.ideal
                 ),
             });
-        }
-        std::fs::write(dir.join("maglev-disruption.svg"), svg::disruption(&figs))?;
-        let churn = maglev::churn(&[100, 1000], &[1, 10], 65_537);
-        for c in &churn {
-            rows.push(Row {
+            }
+            std::fs::write(dir.join("maglev-disruption.svg"), svg::disruption(&figs))?;
+            let churn = maglev::churn(&[100, 1000], &[1, 10], 65_537);
+            for c in &churn {
+                rows.push(Row {
                 section: "maglev",
                 case: format!("N={} M={}, {} failed", c.backends, c.ring_size, c.failed),
                 value: format!(
@@ -158,17 +166,17 @@ fn main() -> Result<()> {
                     c.balance_planned
                 ),
             });
-        }
-        let fig = |n: usize, m: u32| figs.iter().find(|f| f.backends == n && f.ring_size == m);
-        let one = |n: usize| churn.iter().find(|c| c.backends == n && c.failed == 1);
-        let worst_balance = |n: usize| {
-            churn
-                .iter()
-                .filter(|c| c.backends == n)
-                .map(|c| c.balance_health)
-                .fold(0.0, f64::max)
-        };
-        results.insert(
+            }
+            let fig = |n: usize, m: u32| figs.iter().find(|f| f.backends == n && f.ring_size == m);
+            let one = |n: usize| churn.iter().find(|c| c.backends == n && c.failed == 1);
+            let worst_balance = |n: usize| {
+                churn
+                    .iter()
+                    .filter(|c| c.backends == n)
+                    .map(|c| c.balance_health)
+                    .fold(0.0, f64::max)
+            };
+            results.insert(
             "maglev".into(),
             json!({
                 "build_ms": {
@@ -190,64 +198,68 @@ fn main() -> Result<()> {
                 "churn": churn,
             }),
         );
-        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+            Ok(())
+        });
     }
     if want("reaction") {
-        let t = Instant::now();
-        eprintln!("==> reaction times on the lab");
-        let v = reactions(quick, &dir, &mut rows)?;
-        results.insert("reaction".into(), v);
-        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+        section(&mut failed, "reaction", || {
+            eprintln!("==> reaction times on the lab");
+            let v = reactions(quick, &dir, &mut rows)?;
+            results.insert("reaction".into(), v);
+            Ok(())
+        });
     }
     if want("fleet") {
-        let t = Instant::now();
-        eprintln!("==> fleet reaction times (three LB hosts, BIRD, ECMP, BFD)");
-        let f = lb_tests::bench::fleet::measure(if quick { 2 } else { 5 })?;
-        for (case, l) in [
-            ("LB host lost -> router routes around it", &f.host_loss_ms),
-            (
-                "all backends of a VIP down -> withdrawn everywhere",
-                &f.withdrawal_ms,
-            ),
-            (
-                "backend killed: hosts disagree (own probes)",
-                &f.disagreement_local_ms,
-            ),
-            (
-                "backend killed: hosts disagree (fleet view)",
-                &f.disagreement_fleet_view_ms,
-            ),
-        ] {
-            rows.push(Row {
-                section: "fleet",
-                case: case.into(),
-                value: format!(
-                    "median {:.0} ms, max {:.0} ms ({} runs)",
-                    l.median_ms, l.max_ms, l.samples
+        section(&mut failed, "fleet", || {
+            eprintln!("==> fleet reaction times (three LB hosts, BIRD, ECMP, BFD)");
+            let f = lb_tests::bench::fleet::measure(if quick { 2 } else { 5 })?;
+            for (case, l) in [
+                ("LB host lost -> router routes around it", &f.host_loss_ms),
+                (
+                    "all backends of a VIP down -> withdrawn everywhere",
+                    &f.withdrawal_ms,
                 ),
-            });
-        }
-        results.insert("fleet".into(), serde_json::to_value(&f)?);
-        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+                (
+                    "backend killed: hosts disagree (own probes)",
+                    &f.disagreement_local_ms,
+                ),
+                (
+                    "backend killed: hosts disagree (fleet view)",
+                    &f.disagreement_fleet_view_ms,
+                ),
+            ] {
+                rows.push(Row {
+                    section: "fleet",
+                    case: case.into(),
+                    value: format!(
+                        "median {:.0} ms, max {:.0} ms ({} runs)",
+                        l.median_ms, l.max_ms, l.samples
+                    ),
+                });
+            }
+            results.insert("fleet".into(), serde_json::to_value(&f)?);
+            Ok(())
+        });
     }
     if want("memory") {
-        let t = Instant::now();
-        eprintln!("==> agent and kernel map memory");
-        let mut v = vec![];
-        for (vips, per) in [(10, 100), (100, 1000)] {
-            let f = memory::measure(vips, per)?;
-            rows.push(Row {
-                section: "memory",
-                case: format!("{vips} VIPs x {per} backends"),
-                value: format!(
-                    "agent RSS {:.1} MiB ({:.1} MiB private), maps {:.1} MiB",
-                    f.agent_rss_mib, f.agent_anon_mib, f.maps_mib
-                ),
-            });
-            v.push(serde_json::to_value(&f)?);
-        }
-        results.insert("memory".into(), json!(v));
-        eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+        section(&mut failed, "memory", || {
+            eprintln!("==> agent and kernel map memory");
+            let mut v = vec![];
+            for (vips, per) in [(10, 100), (100, 1000)] {
+                let f = memory::measure(vips, per)?;
+                rows.push(Row {
+                    section: "memory",
+                    case: format!("{vips} VIPs x {per} backends"),
+                    value: format!(
+                        "agent RSS {:.1} MiB ({:.1} MiB private), maps {:.1} MiB",
+                        f.agent_rss_mib, f.agent_anon_mib, f.maps_mib
+                    ),
+                });
+                v.push(serde_json::to_value(&f)?);
+            }
+            results.insert("memory".into(), json!(v));
+            Ok(())
+        });
     }
 
     let w = rows.iter().map(|r| r.case.len()).max().unwrap_or(10);
@@ -256,6 +268,7 @@ fn main() -> Result<()> {
         println!("{:<12} {:<w$} {}", r.section, r.case, r.value);
     }
     results.insert("elapsed_s".into(), json!(started.elapsed().as_secs_f64()));
+    results.insert("failed_sections".into(), json!(failed));
     let path = dir.join("results.json");
     std::fs::write(
         &path,
@@ -267,7 +280,26 @@ fn main() -> Result<()> {
         path.display(),
         started.elapsed().as_secs_f64()
     );
+    if !failed.is_empty() {
+        bail!("{} section(s) failed: {}", failed.len(), failed.join("; "));
+    }
     Ok(())
+}
+
+/// Runs one section and prints how long it took; a failure is printed and
+/// recorded in `failed` instead of ending the run.
+fn section(failed: &mut Vec<String>, name: &str, run: impl FnOnce() -> Result<()>) {
+    let t = Instant::now();
+    match run() {
+        Ok(()) => eprintln!("    {:.0} s", t.elapsed().as_secs_f64()),
+        Err(e) => {
+            eprintln!(
+                "    {name} FAILED after {:.0} s: {e:#}",
+                t.elapsed().as_secs_f64()
+            );
+            failed.push(format!("{name}: {e:#}"));
+        }
+    }
 }
 
 fn machine() -> Value {
