@@ -2,7 +2,10 @@
 //! Prints one table, writes `target/bench/results.json`, the test frames
 //! (`target/bench/frames/`) and SVG plots (`target/bench/*.svg`).
 
-use std::{path::PathBuf, time::Instant};
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use anyhow::{Context as _, Result, bail};
 use aya::{EbpfLoader, programs::Xdp};
@@ -134,70 +137,7 @@ fn main() -> Result<()> {
     if want("maglev") {
         section(&mut failed, "maglev", || {
             eprintln!("==> Maglev build time, balance, disruption");
-            let rings: &[u32] = &[65_537, 655_373];
-            let figs = maglev::measure(&[10, 100, 1000, 5000], rings);
-            for f in &figs {
-                rows.push(Row {
-                section: "maglev",
-                case: format!("N={} M={}", f.backends, f.ring_size),
-                value: format!(
-                    "build {:.1} ms, max/min {:.4}, weighted err {:.2}%, moved {:.4} / {:.4} (remove/add), ideal {:.4}",
-                    f.build_ms,
-                    f.max_over_min,
-                    f.worst_weighted_error * 100.0,
-                    f.moved_on_remove,
-                    f.moved_on_add,
-                    f.ideal
-                ),
-            });
-            }
-            std::fs::write(dir.join("maglev-disruption.svg"), svg::disruption(&figs))?;
-            let churn = maglev::churn(&[100, 1000], &[1, 10], 65_537);
-            for c in &churn {
-                rows.push(Row {
-                section: "maglev",
-                case: format!("N={} M={}, {} failed", c.backends, c.ring_size, c.failed),
-                value: format!(
-                    "churn/ideal {:.3} health (remap {:.2} ms), {:.3} planned; max/mean {:.4} health, {:.4} planned",
-                    c.churn_ratio_health,
-                    c.remap_ms,
-                    c.churn_ratio_planned,
-                    c.balance_health,
-                    c.balance_planned
-                ),
-            });
-            }
-            let fig = |n: usize, m: u32| figs.iter().find(|f| f.backends == n && f.ring_size == m);
-            let one = |n: usize| churn.iter().find(|c| c.backends == n && c.failed == 1);
-            let worst_balance = |n: usize| {
-                churn
-                    .iter()
-                    .filter(|c| c.backends == n)
-                    .map(|c| c.balance_health)
-                    .fold(0.0, f64::max)
-            };
-            results.insert(
-            "maglev".into(),
-            json!({
-                "build_ms": {
-                    "n1000_m65537": fig(1000, 65_537).map(|f| f.build_ms),
-                    "n100_m65537": fig(100, 65_537).map(|f| f.build_ms),
-                    "n1000_m655373": fig(1000, 655_373).map(|f| f.build_ms),
-                },
-                "churn_ratio": {
-                    "health": {"n1000": one(1000).map(|c| c.churn_ratio_health),
-                               "n100": one(100).map(|c| c.churn_ratio_health)},
-                    "planned": {"n1000": one(1000).map(|c| c.churn_ratio_planned),
-                                "n100": one(100).map(|c| c.churn_ratio_planned)},
-                },
-                "balance": {
-                    "health": {"n100": worst_balance(100), "n1000": worst_balance(1000)},
-                },
-                "remap_ms": {"n1000": churn.iter().filter(|c| c.backends == 1000).map(|c| c.remap_ms).fold(0.0, f64::max)},
-                "figures": figs,
-                "churn": churn,
-            }),
-        );
+            results.insert("maglev".into(), maglev_section(&dir, &mut rows)?);
             Ok(())
         });
     }
@@ -300,6 +240,72 @@ fn section(failed: &mut Vec<String>, name: &str, run: impl FnOnce() -> Result<()
             failed.push(format!("{name}: {e:#}"));
         }
     }
+}
+
+/// Maglev build time, balance and disruption; the churn and balance when
+/// backends fail.
+fn maglev_section(dir: &Path, rows: &mut Vec<Row>) -> Result<Value> {
+    let rings: &[u32] = &[65_537, 655_373];
+    let figs = maglev::measure(&[10, 100, 1000, 5000], rings);
+    for f in &figs {
+        rows.push(Row {
+            section: "maglev",
+            case: format!("N={} M={}", f.backends, f.ring_size),
+            value: format!(
+                "build {:.1} ms, max/min {:.4}, weighted err {:.2}%, moved {:.4} / {:.4} (remove/add), ideal {:.4}",
+                f.build_ms,
+                f.max_over_min,
+                f.worst_weighted_error * 100.0,
+                f.moved_on_remove,
+                f.moved_on_add,
+                f.ideal
+            ),
+        });
+    }
+    std::fs::write(dir.join("maglev-disruption.svg"), svg::disruption(&figs))?;
+    let churn = maglev::churn(&[100, 1000], &[1, 10], 65_537);
+    for c in &churn {
+        rows.push(Row {
+            section: "maglev",
+            case: format!("N={} M={}, {} failed", c.backends, c.ring_size, c.failed),
+            value: format!(
+                "churn/ideal {:.3} health (remap {:.2} ms), {:.3} planned; max/mean {:.4} health, {:.4} planned",
+                c.churn_ratio_health,
+                c.remap_ms,
+                c.churn_ratio_planned,
+                c.balance_health,
+                c.balance_planned
+            ),
+        });
+    }
+    let fig = |n: usize, m: u32| figs.iter().find(|f| f.backends == n && f.ring_size == m);
+    let one = |n: usize| churn.iter().find(|c| c.backends == n && c.failed == 1);
+    let worst_balance = |n: usize| {
+        churn
+            .iter()
+            .filter(|c| c.backends == n)
+            .map(|c| c.balance_health)
+            .fold(0.0, f64::max)
+    };
+    Ok(json!({
+        "build_ms": {
+            "n1000_m65537": fig(1000, 65_537).map(|f| f.build_ms),
+            "n100_m65537": fig(100, 65_537).map(|f| f.build_ms),
+            "n1000_m655373": fig(1000, 655_373).map(|f| f.build_ms),
+        },
+        "churn_ratio": {
+            "health": {"n1000": one(1000).map(|c| c.churn_ratio_health),
+                       "n100": one(100).map(|c| c.churn_ratio_health)},
+            "planned": {"n1000": one(1000).map(|c| c.churn_ratio_planned),
+                        "n100": one(100).map(|c| c.churn_ratio_planned)},
+        },
+        "balance": {
+            "health": {"n100": worst_balance(100), "n1000": worst_balance(1000)},
+        },
+        "remap_ms": {"n1000": churn.iter().filter(|c| c.backends == 1000).map(|c| c.remap_ms).fold(0.0, f64::max)},
+        "figures": figs,
+        "churn": churn,
+    }))
 }
 
 fn machine() -> Value {
