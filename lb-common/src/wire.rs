@@ -67,6 +67,33 @@ pub fn ipv4_header(
     h
 }
 
+/// [`ipv4_header`] as five words in memory order (word `i` holds bytes
+/// `4i..4i + 4`), for a writer that stores whole words: LLVM's BPF backend
+/// stores a byte array it assembled one byte at a time. The checksum is
+/// summed over the words in native order, which RFC 1071 allows (the
+/// one's-complement sum is independent of byte order); the tests compare
+/// the bytes with `ipv4_header`'s.
+#[inline(always)]
+pub fn ipv4_header_words(
+    tos: u8,
+    total_len: u16,
+    frag: u16,
+    proto: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+) -> [u32; 5] {
+    let len = total_len.to_be_bytes();
+    let frag = frag.to_be_bytes();
+    let w0 = u32::from_ne_bytes([0x45, tos, len[0], len[1]]);
+    let w1 = u32::from_ne_bytes([0, 0, frag[0], frag[1]]);
+    let ttl_proto = u32::from_ne_bytes([OUTER_TTL, proto, 0, 0]);
+    let (w3, w4) = (u32::from_ne_bytes(src), u32::from_ne_bytes(dst));
+    let sum = w0 as u64 + w1 as u64 + ttl_proto as u64 + w3 as u64 + w4 as u64;
+    let check = (!csum::fold(sum)).to_ne_bytes();
+    let w2 = u32::from_ne_bytes([OUTER_TTL, proto, check[0], check[1]]);
+    [w0, w1, w2, w3, w4]
+}
+
 /// An outer IPv6 header. `traffic_class` carries the inner DSCP/ECN.
 #[inline(always)]
 pub fn ipv6_header(
@@ -142,6 +169,39 @@ mod tests {
         ];
         assert_eq!(h, golden);
         assert_eq!(csum::checksum(&h), 0);
+    }
+
+    #[test]
+    fn header_words_are_the_header_bytes() {
+        let check = |tos, len, frag, proto, src, dst| {
+            let words = ipv4_header_words(tos, len, frag, proto, src, dst);
+            let mut bytes = [0u8; IPV4_HLEN];
+            for (i, w) in words.iter().enumerate() {
+                bytes[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            assert_eq!(bytes, ipv4_header(tos, len, frag, proto, src, dst));
+        };
+        check(0, 0, 0, 0, [0; 4], [0; 4]);
+        check(0xff, 0xffff, 0xffff, 0xff, [0xff; 4], [0xff; 4]);
+        // A xorshift walk over every field.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..100_000 {
+            let (a, b) = (next(), next());
+            check(
+                a as u8,
+                (a >> 8) as u16,
+                (a >> 24) as u16,
+                (a >> 40) as u8,
+                (b as u32).to_ne_bytes(),
+                ((b >> 32) as u32).to_ne_bytes(),
+            );
+        }
     }
 
     #[test]

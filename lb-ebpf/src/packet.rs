@@ -62,18 +62,20 @@ fn bounds(ctx: &XdpContext) -> (usize, usize) {
     }
 }
 
-/// Writes IPv6 address words (network order) at `offset` without building a
-/// byte array on the stack first.
+/// Writes `words` (each in memory order: network order for addresses) at
+/// `offset`, one store per word, without building a byte array on the
+/// stack first.
 #[inline(always)]
-pub fn write_addr16(ctx: &XdpContext, offset: usize, addr: &[u32; 4]) -> Option<()> {
-    let p = ptr_at_mut::<[u8; 16]>(ctx, offset)?.cast::<u32>();
-    // SAFETY: ptr_at_mut checked the 16 bytes are inside the frame; the
-    // stores are unaligned-safe.
-    unsafe {
-        p.write_unaligned(addr[0]);
-        p.add(1).write_unaligned(addr[1]);
-        p.add(2).write_unaligned(addr[2]);
-        p.add(3).write_unaligned(addr[3]);
+pub fn write_words<const N: usize>(
+    ctx: &XdpContext,
+    offset: usize,
+    words: &[u32; N],
+) -> Option<()> {
+    let p = ptr_at_mut::<[[u8; 4]; N]>(ctx, offset)?.cast::<u32>();
+    for (i, w) in words.iter().enumerate() {
+        // SAFETY: ptr_at_mut checked that the 4 * N bytes are inside the
+        // frame; the stores are unaligned-safe.
+        unsafe { p.add(i).write_unaligned(*w) };
     }
     Some(())
 }

@@ -9,12 +9,12 @@ use lb_common::{
     maps::{Backend, FAMILY_V4, FWD_GUE, LbConfig},
     wire::{
         ETH_P_IP, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP, IPV4_DF, IPV4_HLEN,
-        IPV6_HLEN, UDP_HLEN, gue_source_port, ipv4_header, ipv6_header, udp_header,
+        IPV6_HLEN, UDP_HLEN, gue_source_port, ipv4_header_words, ipv6_header, udp_header,
     },
 };
 use lb_ebpf::{
     l2::push_front,
-    packet::{write, write_addr16},
+    packet::{write, write_words},
     parse::Ip,
 };
 
@@ -121,8 +121,8 @@ pub fn encapsulate(
         let frag = if ip.dont_fragment { IPV4_DF } else { 0 };
         let src = outer.src[0].to_ne_bytes();
         let dst = outer.dst[0].to_ne_bytes();
-        let h = ipv4_header(ip.tos, ip.len + outer.overhead, frag, proto, src, dst);
-        write(ctx, l3, h).ok_or(Reason::DropNoHeadroom)?;
+        let h = ipv4_header_words(ip.tos, ip.len + outer.overhead, frag, proto, src, dst);
+        write_words(ctx, l3, &h).ok_or(Reason::DropNoHeadroom)?;
     } else {
         ip_hlen = IPV6_HLEN;
         let (next, payload) = if outer.gue_port != 0 {
@@ -135,8 +135,8 @@ pub fn encapsulate(
         let h = ipv6_header([0; 16], [0; 16], payload, next, ip.tos, hash);
         let fixed = [h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]];
         write(ctx, l3, fixed).ok_or(Reason::DropNoHeadroom)?;
-        write_addr16(ctx, l3 + 8, &outer.src).ok_or(Reason::DropNoHeadroom)?;
-        write_addr16(ctx, l3 + 24, &outer.dst).ok_or(Reason::DropNoHeadroom)?;
+        write_words(ctx, l3 + 8, &outer.src).ok_or(Reason::DropNoHeadroom)?;
+        write_words(ctx, l3 + 24, &outer.dst).ok_or(Reason::DropNoHeadroom)?;
     }
     if outer.gue_port != 0 {
         let h = udp_header(gue_source_port(hash), outer.gue_port, udp_len);
