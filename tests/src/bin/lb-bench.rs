@@ -33,7 +33,6 @@ fn main() -> Result<()> {
         .skip(1)
         .take(1)
         .collect();
-    let want = |s: &str| only.is_empty() || only[0].split(',').any(|o| o == s);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
@@ -42,38 +41,40 @@ fn main() -> Result<()> {
     results.insert("quick".into(), json!(quick));
     results.insert("machine".into(), machine());
 
-    // Sections that failed; the others still run, so one section's
-    // problem with the host does not hide every later figure.
-    let mut failed: Vec<String> = vec![];
+    let mut sections = Sections {
+        only: only
+            .first()
+            .map(|o| o.split(',').map(String::from).collect()),
+        failed: vec![],
+    };
     let mut per_packet_keys = serde_json::Map::new();
-    if want("katran-world") {
-        section(&mut failed, "katran-world", || {
-            eprintln!(
-                "==> katran-world: issue 15's comparison world, repeat = 1 and repeat = N through the shim"
-            );
+    sections.run(
+        "katran-world",
+        "katran-world: issue 15's comparison world, repeat = 1 and repeat = N through the shim",
+        || {
             let v = katran_world(quick, &mut rows)?;
             if let Value::Object(o) = v {
                 per_packet_keys.extend(o);
             }
             Ok(())
-        });
-    }
-    if want("per-packet") {
-        section(&mut failed, "per-packet", || {
-            eprintln!("==> per-packet cost (BPF_PROG_TEST_RUN, single runs)");
+        },
+    );
+    sections.run(
+        "per-packet",
+        "per-packet cost (BPF_PROG_TEST_RUN, single runs)",
+        || {
             let v = per_packet(if quick { 20_000 } else { 100_000 }, &dir, &mut rows)?;
             per_packet_keys.insert("cases".into(), v);
             Ok(())
-        });
-    }
+        },
+    );
     if !per_packet_keys.is_empty() {
         results.insert("per_packet".into(), Value::Object(per_packet_keys));
     }
-    if want("guard") {
-        section(&mut failed, "guard", || {
-            eprintln!(
-                "==> edge guard: hygiene, a 10,000-prefix allow list, rate limits (BPF_PROG_TEST_RUN)"
-            );
+    sections.run(
+        "guard",
+        "edge guard: hygiene, a 10,000-prefix allow list, rate limits (BPF_PROG_TEST_RUN)",
+        || {
             let v = guard_section(
                 if quick { 20_000 } else { 100_000 },
                 if quick { 1.0 } else { 3.0 },
@@ -81,11 +82,12 @@ fn main() -> Result<()> {
             )?;
             results.insert("guard".into(), v);
             Ok(())
-        });
-    }
-    if want("two-cpu") {
-        section(&mut failed, "two-cpu", || {
-            eprintln!("==> connection table on two CPUs at once: shared vs per-CPU");
+        },
+    );
+    sections.run(
+        "two-cpu",
+        "connection table on two CPUs at once: shared vs per-CPU",
+        || {
             let (ns, ingress) = bench::bench_namespace()?;
             let figs = bench::two_cpu::measure(if quick { 20_000 } else { 100_000 }, &ns, ingress)?;
             for f in &figs {
@@ -102,13 +104,12 @@ fn main() -> Result<()> {
             }
             results.insert("two_cpu".into(), serde_json::to_value(&figs)?);
             Ok(())
-        });
-    }
-    if want("throughput") {
-        section(&mut failed, "throughput", || {
-            eprintln!(
-                "==> throughput through a veth pair on one core (live frames), counted at the peer"
-            );
+        },
+    );
+    sections.run(
+        "throughput",
+        "throughput through a veth pair on one core (live frames), counted at the peer",
+        || {
             let figs = throughput::measure(
                 if quick { 300_000 } else { 2_000_000 },
                 65_536,
@@ -118,40 +119,42 @@ fn main() -> Result<()> {
             let mut v = vec![];
             for f in &figs {
                 rows.push(Row {
-                section: "throughput",
-                case: f.name.clone(),
-                value: format!(
-                    "{:.2} Mpps at the peer ({:.0}% of floor); {} of {} processed frames arrived",
-                    f.pps / 1e6,
-                    100.0 * f.pps / floor,
-                    f.arrived,
-                    f.processed
-                ),
-            });
-                v.push(json!({"case": f.name, "pps_at_peer": f.pps, "ratio_to_floor": f.pps / floor, "sent": f.sent, "processed_by_lb": f.processed, "arrived_at_peer": f.arrived}));
+                    section: "throughput",
+                    case: f.name.clone(),
+                    value: format!(
+                        "{:.2} Mpps at the peer ({:.0}% of floor); {} of {} processed frames arrived",
+                        f.pps / 1e6,
+                        100.0 * f.pps / floor,
+                        f.arrived,
+                        f.processed
+                    ),
+                });
+                v.push(json!({
+                    "case": f.name,
+                    "pps_at_peer": f.pps,
+                    "ratio_to_floor": f.pps / floor,
+                    "sent": f.sent,
+                    "processed_by_lb": f.processed,
+                    "arrived_at_peer": f.arrived,
+                }));
             }
             results.insert("throughput".into(), json!(v));
             Ok(())
-        });
-    }
-    if want("maglev") {
-        section(&mut failed, "maglev", || {
-            eprintln!("==> Maglev build time, balance, disruption");
-            results.insert("maglev".into(), maglev_section(&dir, &mut rows)?);
-            Ok(())
-        });
-    }
-    if want("reaction") {
-        section(&mut failed, "reaction", || {
-            eprintln!("==> reaction times on the lab");
-            let v = reactions(quick, &dir, &mut rows)?;
-            results.insert("reaction".into(), v);
-            Ok(())
-        });
-    }
-    if want("fleet") {
-        section(&mut failed, "fleet", || {
-            eprintln!("==> fleet reaction times (three LB hosts, BIRD, ECMP, BFD)");
+        },
+    );
+    sections.run("maglev", "Maglev build time, balance, disruption", || {
+        results.insert("maglev".into(), maglev_section(&dir, &mut rows)?);
+        Ok(())
+    });
+    sections.run("reaction", "reaction times on the lab", || {
+        let v = reactions(quick, &dir, &mut rows)?;
+        results.insert("reaction".into(), v);
+        Ok(())
+    });
+    sections.run(
+        "fleet",
+        "fleet reaction times (three LB hosts, BIRD, ECMP, BFD)",
+        || {
             let f = lb_tests::bench::fleet::measure(if quick { 2 } else { 5 })?;
             for (case, l) in [
                 ("LB host lost -> router routes around it", &f.host_loss_ms),
@@ -179,28 +182,25 @@ fn main() -> Result<()> {
             }
             results.insert("fleet".into(), serde_json::to_value(&f)?);
             Ok(())
-        });
-    }
-    if want("memory") {
-        section(&mut failed, "memory", || {
-            eprintln!("==> agent and kernel map memory");
-            let mut v = vec![];
-            for (vips, per) in [(10, 100), (100, 1000)] {
-                let f = memory::measure(vips, per)?;
-                rows.push(Row {
-                    section: "memory",
-                    case: format!("{vips} VIPs x {per} backends"),
-                    value: format!(
-                        "agent RSS {:.1} MiB ({:.1} MiB private), maps {:.1} MiB",
-                        f.agent_rss_mib, f.agent_anon_mib, f.maps_mib
-                    ),
-                });
-                v.push(serde_json::to_value(&f)?);
-            }
-            results.insert("memory".into(), json!(v));
-            Ok(())
-        });
-    }
+        },
+    );
+    sections.run("memory", "agent and kernel map memory", || {
+        let mut v = vec![];
+        for (vips, per) in [(10, 100), (100, 1000)] {
+            let f = memory::measure(vips, per)?;
+            rows.push(Row {
+                section: "memory",
+                case: format!("{vips} VIPs x {per} backends"),
+                value: format!(
+                    "agent RSS {:.1} MiB ({:.1} MiB private), maps {:.1} MiB",
+                    f.agent_rss_mib, f.agent_anon_mib, f.maps_mib
+                ),
+            });
+            v.push(serde_json::to_value(&f)?);
+        }
+        results.insert("memory".into(), json!(v));
+        Ok(())
+    });
 
     let w = rows.iter().map(|r| r.case.len()).max().unwrap_or(10);
     println!("{:<12} {:<w$} VALUE", "SECTION", "CASE");
@@ -208,7 +208,7 @@ fn main() -> Result<()> {
         println!("{:<12} {:<w$} {}", r.section, r.case, r.value);
     }
     results.insert("elapsed_s".into(), json!(started.elapsed().as_secs_f64()));
-    results.insert("failed_sections".into(), json!(failed));
+    results.insert("failed_sections".into(), json!(sections.failed));
     let path = dir.join("results.json");
     std::fs::write(
         &path,
@@ -220,24 +220,43 @@ fn main() -> Result<()> {
         path.display(),
         started.elapsed().as_secs_f64()
     );
-    if !failed.is_empty() {
+    if !sections.failed.is_empty() {
+        let failed = &sections.failed;
         bail!("{} section(s) failed: {}", failed.len(), failed.join("; "));
     }
     Ok(())
 }
 
-/// Runs one section and prints how long it took; a failure is printed and
-/// recorded in `failed` instead of ending the run.
-fn section(failed: &mut Vec<String>, name: &str, run: impl FnOnce() -> Result<()>) {
-    let t = Instant::now();
-    match run() {
-        Ok(()) => eprintln!("    {:.0} s", t.elapsed().as_secs_f64()),
-        Err(e) => {
-            eprintln!(
-                "    {name} FAILED after {:.0} s: {e:#}",
-                t.elapsed().as_secs_f64()
-            );
-            failed.push(format!("{name}: {e:#}"));
+/// The sections asked for with `--only` (all when `None`), and the ones
+/// that failed: a failure is printed and recorded while the others still
+/// run, so one section's problem with the host hides no later figure.
+struct Sections {
+    only: Option<Vec<String>>,
+    failed: Vec<String>,
+}
+
+impl Sections {
+    /// Runs section `name` if it was asked for, under `heading`, and prints
+    /// how long it took.
+    fn run(&mut self, name: &str, heading: &str, body: impl FnOnce() -> Result<()>) {
+        if self
+            .only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|n| n == name))
+        {
+            return;
+        }
+        eprintln!("==> {heading}");
+        let t = Instant::now();
+        match body() {
+            Ok(()) => eprintln!("    {:.0} s", t.elapsed().as_secs_f64()),
+            Err(e) => {
+                eprintln!(
+                    "    {name} FAILED after {:.0} s: {e:#}",
+                    t.elapsed().as_secs_f64()
+                );
+                self.failed.push(format!("{name}: {e:#}"));
+            }
         }
     }
 }
