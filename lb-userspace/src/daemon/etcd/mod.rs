@@ -183,6 +183,11 @@ impl<T: Tables + Send + 'static> Feed<T> {
     /// Reads everything under the prefix and makes the sources match it.
     async fn resync(&mut self, client: &Client) -> Result<i64, EtcdError> {
         let (rev, kvs) = client.range_prefix(&vips_prefix(&self.opts.prefix)).await?;
+        // etcd answered: say so before applying, so the status never shows
+        // this revision's VIPs beside an earlier attempt's "disconnected".
+        self.status.connected = true;
+        self.status.last_error = None;
+        self.publish();
         let present: BTreeMap<String, String> = kvs
             .into_iter()
             .map(|k| (k.key, String::from_utf8_lossy(&k.value).into_owned()))
@@ -273,9 +278,10 @@ impl<T: Tables + Send + 'static> Feed<T> {
                     continue;
                 }
             };
+            let was_connected = self.status.connected;
             match tokio::time::timeout(PROBE_TIMEOUT * 5, self.resync(&client)).await {
                 Ok(Ok(rev)) => {
-                    if !self.status.connected {
+                    if !was_connected {
                         tracing::info!(
                             endpoint = client.endpoint(),
                             revision = rev,
