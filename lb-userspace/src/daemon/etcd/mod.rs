@@ -288,8 +288,8 @@ impl<T: Tables + Send + 'static> Feed<T> {
                             "etcd feed in sync"
                         );
                     }
-                    self.status.connected = true;
-                    self.status.last_error = None;
+                    // resync marked the feed connected; this publishes the
+                    // revision it reached.
                     self.publish();
                     backoff = Duration::from_millis(250);
                     let e = self.watch(&client, rev).await;
