@@ -105,6 +105,121 @@ pub struct VipMeta {
     pub _pad: u32,
 }
 
+/// Value of `VIP_INDEX` (index = VIP id): the service's own `VIPS` key
+/// and entry, which the agent derives from `VIPS`. A packet whose
+/// connection-table entry names a backend of VIP `id`, and whose
+/// destination is exactly `key`, is that service's without a `VIPS`
+/// lookup. All zeroes where no service has the id.
+///
+/// The syscall copies a record in place, so a reader on another CPU can
+/// catch one half-written. The agent only ever clears a record or writes
+/// one over zeroes, and `seal` covers every other word: a read that mixes
+/// zeroes with a record's words never passes [`VipRecord::sealed_words`]
+/// (the agent checks that when it seals; see [`VipRecord::new`]), and one
+/// that mixes two records' words passes with odds of 2^-32.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipRecord {
+    pub key: VipKey,
+    pub meta: VipMeta,
+    pub seal: u32,
+}
+
+/// The words of a `VipRecord` before its seal.
+pub const VIP_RECORD_WORDS: usize = 9;
+
+/// Odd weights: one wrong word always changes the seal.
+pub const SEAL_WEIGHTS: [u32; VIP_RECORD_WORDS] = [
+    0x9e37_79b1,
+    0x85eb_ca77,
+    0xc2b2_ae3d,
+    0x27d4_eb2f,
+    0x1656_67b1,
+    0xd3a2_646d,
+    0xfd70_46c5,
+    0xb55a_4f09,
+    0x6c8e_9cf5,
+];
+/// The seal of an all-zero record: never zero, so a cleared slot fails.
+pub const SEAL_BASE: u32 = 0x5ea1_ed01;
+
+impl VipRecord {
+    /// The record of `key`'s service, or `None` when a half-written copy of
+    /// it could pass the check (some set of its words read as zero yields
+    /// its own seal, or zero): the service then simply has no record and
+    /// its packets take the `VIPS` lookup.
+    pub fn new(key: VipKey, meta: VipMeta) -> Option<Self> {
+        let mut r = Self { key, meta, seal: 0 };
+        let words = r.words();
+        let seal = Self::seal(&words);
+        // Every combination of words read as zero (2^9), against the seal
+        // read whole and read as zero.
+        let mut zeroed = 1u32;
+        while zeroed < 1 << VIP_RECORD_WORDS {
+            let mut torn = words;
+            let mut i = 0;
+            while i < VIP_RECORD_WORDS {
+                if zeroed & (1 << i) != 0 {
+                    torn[i] = 0;
+                }
+                i += 1;
+            }
+            let s = Self::seal(&torn);
+            if (torn != words && s == seal) || s == 0 {
+                return None;
+            }
+            zeroed += 1;
+        }
+        if seal == 0 {
+            return None;
+        }
+        r.seal = seal;
+        Some(r)
+    }
+
+    /// The words the seal covers, in memory order.
+    pub fn words(&self) -> [u32; VIP_RECORD_WORDS] {
+        let k = &self.key;
+        let m = &self.meta;
+        [
+            k.addr[0],
+            k.addr[1],
+            k.addr[2],
+            k.addr[3],
+            u32::from_ne_bytes(Self::port_word(k.port, k.proto, k.family)),
+            m.id,
+            m.flags,
+            m.hash_mode,
+            m._pad,
+        ]
+    }
+
+    /// The bytes of the key's word after the address.
+    #[inline(always)]
+    pub fn port_word(port: u16, proto: u8, family: u8) -> [u8; 4] {
+        let p = port.to_ne_bytes();
+        [p[0], p[1], proto, family]
+    }
+
+    /// The seal of `words`.
+    #[inline(always)]
+    pub fn seal(words: &[u32; VIP_RECORD_WORDS]) -> u32 {
+        let mut sum = 0u32;
+        let mut i = 0;
+        while i < VIP_RECORD_WORDS {
+            sum = sum.wrapping_add(words[i].wrapping_mul(SEAL_WEIGHTS[i]));
+            i += 1;
+        }
+        sum ^ SEAL_BASE
+    }
+
+    /// Whether `words` (read once) and `seal` are one whole record.
+    #[inline(always)]
+    pub fn sealed_words(words: &[u32; VIP_RECORD_WORDS], seal: u32) -> bool {
+        Self::seal(words) == seal
+    }
+}
+
 /// Value of `VIP_GUARD` (index = VIP id): who may reach the VIP and how
 /// fast. Rates are per CPU (the agent divides the configured rate by the
 /// number of CPUs) as GCRA parameters: a packet may pass when the bucket's
@@ -408,6 +523,7 @@ const _: () = {
     assert!(size_of::<DecapAddr>() == 20);
     assert!(size_of::<DecapConfig>() == 4);
     assert!(size_of::<DecapPrefix>() == 20);
+    assert!(size_of::<VipRecord>() == 40);
     assert!(size_of::<VipGuard>() == 80);
     assert!(size_of::<AclKey>() == 24);
     assert!(size_of::<RateKey>() == 24);
@@ -427,6 +543,8 @@ mod pod {
     unsafe impl aya::Pod for VipKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for VipMeta {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for VipRecord {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Backend {}
     // SAFETY: as above.
@@ -461,4 +579,69 @@ mod pod {
     unsafe impl aya::Pod for Explain {}
     // SAFETY: as above.
     unsafe impl aya::Pod for VipFilter {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(port: u16, id: u32, flags: u32) -> (VipKey, VipMeta) {
+        let key = VipKey {
+            addr: [u32::from_ne_bytes([10, 0, 0, 10]), 0, 0, 0],
+            port: port.to_be(),
+            proto: PROTO_TCP,
+            family: FAMILY_V4,
+        };
+        let meta = VipMeta {
+            id,
+            flags,
+            hash_mode: HASH_SRC_IP,
+            _pad: 0,
+        };
+        (key, meta)
+    }
+
+    #[test]
+    fn a_sealed_record_passes_and_a_cleared_one_does_not() {
+        let (k, m) = service(80, 3, VIP_F_GUARDED);
+        let r = VipRecord::new(k, m).unwrap();
+        assert!(VipRecord::sealed_words(&r.words(), r.seal));
+        let zero = VipRecord::default();
+        assert!(!VipRecord::sealed_words(&zero.words(), zero.seal));
+    }
+
+    #[test]
+    fn a_record_read_half_written_over_zeroes_never_passes() {
+        let (k, m) = service(443, 7, VIP_F_GUARDED | VIP_F_MOVE_FLOWS_ON_DOWN);
+        let r = VipRecord::new(k, m).unwrap();
+        let words = r.words();
+        for zeroed in 1u32..1 << VIP_RECORD_WORDS {
+            let mut torn = words;
+            for (i, w) in torn.iter_mut().enumerate() {
+                if zeroed & (1 << i) != 0 {
+                    *w = 0;
+                }
+            }
+            if torn == words {
+                continue;
+            }
+            assert!(!VipRecord::sealed_words(&torn, r.seal), "{zeroed:#x}");
+            assert!(!VipRecord::sealed_words(&torn, 0), "{zeroed:#x}");
+        }
+    }
+
+    #[test]
+    fn a_read_mixing_two_services_words_fails() {
+        let (ka, ma) = service(80, 3, 0);
+        let (kb, mb) = service(8080, 3, VIP_F_GUARDED);
+        let (a, b) = (
+            VipRecord::new(ka, ma).unwrap(),
+            VipRecord::new(kb, mb).unwrap(),
+        );
+        // The old key with the new flags, under either seal.
+        let mut mixed = a.words();
+        mixed[6] = b.words()[6];
+        assert!(!VipRecord::sealed_words(&mixed, a.seal));
+        assert!(!VipRecord::sealed_words(&mixed, b.seal));
+    }
 }

@@ -180,6 +180,73 @@ fn the_vip_filter_follows_the_vip_table() -> Result<()> {
     Ok(())
 }
 
+/// `VIP_INDEX` holds each service's `VIPS` key and entry under its id,
+/// sealed: written with the service, moved when its id changes, cleared
+/// when it goes (never a marker's), and rebuilt from adopted entries at
+/// load (it is not pinned).
+#[test]
+fn the_vip_index_follows_the_vip_table() -> Result<()> {
+    use lb::core::{config::Protocol, tables::Tables as _};
+    use lb_common::maps::VipRecord;
+    require_root()?;
+    let pins = PinDir::new("index");
+    let dir = pins.0.clone();
+    let limits = lb::core::config::Limits {
+        max_vips: 4,
+        max_backends: 16,
+        ring_size: 251,
+        conntrack_size: 4096,
+        ..lb::core::config::Limits::default()
+    };
+    let v4: std::net::IpAddr = "10.100.0.1".parse()?;
+    let web = (v4, 443, Protocol::Tcp);
+    let dns = (v4, 53, Protocol::Udp);
+    let entry = |id| lb::core::tables::VipEntry {
+        id,
+        hash: lb::core::config::HashMode::SourceIp,
+        flows_on_down: lb::core::config::FlowsOnDown::Keep,
+        guarded: false,
+    };
+    let whole = |r: &VipRecord| VipRecord::sealed_words(&r.words(), r.seal);
+    {
+        let mut dp = lb::kernel::dataplane::Dataplane::load(limits, Some(&dir))?;
+        dp.set_vip(&web, &entry(1))?;
+        dp.set_vip(&dns, &entry(2))?;
+        dp.set_marker(
+            v4,
+            &lb::core::tables::Marker {
+                id: 1,
+                icmp_echo: true,
+            },
+        )?;
+        // The marker (which carries id 1 too) left VIP 1's record alone.
+        let r = dp.vip_record(1)?;
+        assert!(whole(&r), "sealed: {r:?}");
+        assert_eq!(r.key, lb::kernel::codec::vip_key(&web));
+        assert_eq!(r.meta, lb::kernel::codec::vip_meta(&entry(1)));
+        assert!(whole(&dp.vip_record(2)?));
+        assert_eq!(
+            dp.vip_record(0)?,
+            VipRecord::default(),
+            "an unused id has none"
+        );
+        // The same service under another id: the old slot is cleared.
+        dp.set_vip(&web, &entry(3))?;
+        assert_eq!(dp.vip_record(1)?, VipRecord::default(), "moved away");
+        assert_eq!(dp.vip_record(3)?.key, lb::kernel::codec::vip_key(&web));
+        dp.remove_vip(&dns)?;
+        assert_eq!(dp.vip_record(2)?, VipRecord::default(), "removed");
+    }
+    let adopted = lb::kernel::dataplane::Dataplane::load(limits, Some(&dir))?;
+    let r = adopted.vip_record(3)?;
+    assert!(
+        whole(&r) && r.key == lb::kernel::codec::vip_key(&web),
+        "rebuilt from the pinned VIPS at load: {r:?}"
+    );
+    assert_eq!(adopted.vip_record(2)?, VipRecord::default());
+    Ok(())
+}
+
 /// A pin directory of this test process, emptied and removed on drop (also
 /// when the test fails).
 struct PinDir(std::path::PathBuf);

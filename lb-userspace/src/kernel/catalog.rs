@@ -13,7 +13,7 @@ use lb_common::{
     maps::{
         AclKey, Backend, ConnEntry, DecapAddr, DecapConfig, DecapPrefix, Explain, FloodState,
         FlowKey, GuardStats, LbConfig, RateKey, RateState, TrafficStats, VipFilter, VipGuard,
-        VipKey, VipMeta,
+        VipKey, VipMeta, VipRecord,
     },
 };
 
@@ -199,11 +199,21 @@ pub const NEXTHOPS: MapSpec = MapSpec {
 pub const VIP_FILTER: MapSpec =
     spec::<u32, VipFilter>("VIP_FILTER", MapType::Array, Entries::Object(1), false);
 
+/// Each service's `VIPS` key and entry by VIP id: derived from `VIPS`
+/// (rebuilt at every load), so never pinned.
+pub const VIP_INDEX: MapSpec = spec::<u32, VipRecord>(
+    "VIP_INDEX",
+    MapType::Array,
+    Entries::Limits(|l| l.max_vips),
+    false,
+);
+
 /// The balancer object's maps.
 pub const BALANCER: &[MapSpec] = &[
     CONFIG,
     VIPS,
     VIP_FILTER,
+    VIP_INDEX,
     RING_SELECT,
     RINGS,
     BACKENDS,

@@ -27,7 +27,7 @@ use lb_common::{
     Reason,
     maps::{
         AclKey, Backend, ConnEntry, FloodState, FlowKey, GuardStats, LbConfig, RateKey, RateState,
-        TrafficStats, VipFilter, VipGuard, VipKey, VipMeta,
+        TrafficStats, VipFilter, VipGuard, VipKey, VipMeta, VipRecord,
     },
 };
 
@@ -60,6 +60,7 @@ pub struct Dataplane {
     vip_filter: Array<MapData, VipFilter>,
     /// The filter as last written.
     filter: VipFilter,
+    vip_index: Array<MapData, VipRecord>,
     ring_select: Array<MapData, u32>,
     rings: RingMemory,
     _rings_map: MapData,
@@ -158,6 +159,7 @@ impl Dataplane {
             vips: take(&mut ebpf, &catalog::VIPS)?,
             vip_filter: take(&mut ebpf, &catalog::VIP_FILTER)?,
             filter: VipFilter::default(),
+            vip_index: take(&mut ebpf, &catalog::VIP_INDEX)?,
             ring_select: take(&mut ebpf, &catalog::RING_SELECT)?,
             rings,
             _rings_map: rings_map,
@@ -180,6 +182,7 @@ impl Dataplane {
             source,
         };
         dp.rebuild_filter()?;
+        dp.rebuild_index()?;
         dp.program_mut()?.load().map_err(program_err)?;
         if let Some(dir) = &dp.pin_dir {
             for name in catalog::RETIRED {
@@ -370,7 +373,9 @@ impl Dataplane {
     }
 
     /// A service entry or marker, in the map's words. The address's filter
-    /// bit is set first, so the data path never misses the new entry.
+    /// bit is set first, so the data path never misses the new entry; a
+    /// service's `VIP_INDEX` record is cleared before and written after,
+    /// so it never disagrees with `VIPS` while the data path reads it.
     pub fn write_vip(&mut self, key: &VipKey, meta: &VipMeta) -> TablesResult<()> {
         check_vip_id(&self.limits, meta.id)?;
         if !self.filter.may_hold(key.family, &key.addr) {
@@ -381,7 +386,84 @@ impl Dataplane {
                 .map_err(tables_err("VIP_FILTER"))?;
             self.filter = f;
         }
-        self.vips.insert(key, meta, 0).map_err(tables_err("VIPS"))
+        let service = is_service(key);
+        if service {
+            self.clear_record(key)?;
+        }
+        self.vips.insert(key, meta, 0).map_err(tables_err("VIPS"))?;
+        if service {
+            self.write_record(key, meta)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `key`'s record over its id's slot, which holds zeroes or
+    /// another service's record (the data path then reads zeroes in
+    /// between). A record that could not be read safely (see
+    /// `VipRecord::new`) is left out: the service's packets take the `VIPS`
+    /// lookup.
+    fn write_record(&mut self, key: &VipKey, meta: &VipMeta) -> TablesResult<()> {
+        let name = catalog::VIP_INDEX.name;
+        let old = self.vip_index.get(&meta.id, 0).map_err(tables_err(name))?;
+        if old != VipRecord::default() {
+            self.vip_index
+                .set(meta.id, VipRecord::default(), 0)
+                .map_err(tables_err(name))?;
+        }
+        if let Some(r) = VipRecord::new(*key, *meta) {
+            self.vip_index
+                .set(meta.id, r, 0)
+                .map_err(tables_err(name))?;
+        }
+        Ok(())
+    }
+
+    /// Clears the record of `key`'s service as `VIPS` holds it now, if it
+    /// is still that service's.
+    fn clear_record(&mut self, key: &VipKey) -> TablesResult<()> {
+        let meta = match self.vips.get(key, 0) {
+            Ok(m) => m,
+            Err(MapError::KeyNotFound) => return Ok(()),
+            Err(e) => return Err(tables_err("VIPS")(e)),
+        };
+        if check_vip_id(&self.limits, meta.id).is_err() {
+            return Ok(());
+        }
+        let name = catalog::VIP_INDEX.name;
+        let r = self.vip_index.get(&meta.id, 0).map_err(tables_err(name))?;
+        if r.key == *key && r != VipRecord::default() {
+            self.vip_index
+                .set(meta.id, VipRecord::default(), 0)
+                .map_err(tables_err(name))?;
+        }
+        Ok(())
+    }
+
+    /// Writes `VIP_INDEX` from the `VIPS` entries at load (it is not
+    /// pinned; they may be).
+    fn rebuild_index(&mut self) -> TablesResult<()> {
+        for (k, m) in self.vip_keys()? {
+            if is_service(&k) && check_vip_id(&self.limits, m.id).is_ok() {
+                self.write_record(&k, &m)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Overwrites VIP `id`'s `VIP_INDEX` record with `r` as it is, for the
+    /// fixtures (a missing or half-written record).
+    pub fn write_vip_record(&mut self, id: u32, r: &VipRecord) -> TablesResult<()> {
+        check_vip_id(&self.limits, id)?;
+        self.vip_index
+            .set(id, *r, 0)
+            .map_err(tables_err(catalog::VIP_INDEX.name))
+    }
+
+    /// The `VIP_INDEX` record of VIP `id` as the kernel holds it.
+    pub fn vip_record(&self, id: u32) -> TablesResult<VipRecord> {
+        self.vip_index
+            .get(&id, 0)
+            .map_err(tables_err(catalog::VIP_INDEX.name))
     }
 
     /// The VIP address filter as the kernel holds it.
@@ -417,6 +499,9 @@ impl Dataplane {
     }
 
     fn remove_key(&mut self, key: &VipKey) -> TablesResult<()> {
+        if is_service(key) {
+            self.clear_record(key)?;
+        }
         match self.vips.remove(key) {
             Ok(()) | Err(MapError::KeyNotFound) => {}
             Err(e) => return Err(tables_err("VIPS")(e)),
@@ -430,6 +515,11 @@ impl Dataplane {
             .collect::<Result<_, _>>()
             .map_err(tables_err("VIPS"))
     }
+}
+
+/// A service's `VIPS` key, not an address marker (protocol 0).
+fn is_service(key: &VipKey) -> bool {
+    key.proto != 0
 }
 
 impl Tables for Dataplane {

@@ -40,14 +40,25 @@ pub enum Lookup {
     Miss,
 }
 
-/// The entry for `flow`, and whether it is still valid.
+/// The entry for `flow`, if any, valid or not; reads only.
 #[inline(always)]
-pub fn lookup<const PROBE: bool>(flow: &FlowKey, cfg: &LbConfig, now: u64) -> Lookup {
-    let found = if per_cpu() {
+pub fn find(flow: &FlowKey) -> Option<*mut ConnEntry> {
+    if per_cpu() {
         CONNTRACK_PCPU.get_ptr_mut(flow)
     } else {
         CONNTRACK.get_ptr_mut(flow)
-    };
+    }
+}
+
+/// Whether `found` (the result of [`find`]) is still valid; counts an
+/// expiry and refreshes a UDP entry's idle time.
+#[inline(always)]
+pub fn classify<const PROBE: bool>(
+    found: Option<*mut ConnEntry>,
+    flow: &FlowKey,
+    cfg: &LbConfig,
+    now: u64,
+) -> Lookup {
     let Some(entry) = found else {
         return Lookup::Miss;
     };

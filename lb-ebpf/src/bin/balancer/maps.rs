@@ -15,7 +15,7 @@ use lb_common::{
     },
     maps::{
         AclKey, Backend, ConnEntry, Explain, FloodState, FlowKey, GuardStats, LbConfig, RateKey,
-        RateState, TrafficStats, VipFilter, VipGuard, VipKey, VipMeta,
+        RateState, TrafficStats, VipFilter, VipGuard, VipKey, VipMeta, VipRecord,
     },
 };
 
@@ -43,6 +43,12 @@ pub static VIP_FILTER: Array<VipFilter> = Array::with_max_entries(1, 0);
 #[map]
 pub static VIPS: HashMap<VipKey, VipMeta> =
     HashMap::with_max_entries(DEFAULT_MAX_VIPS * VIP_KEYS_PER_VIP, 0);
+
+/// VIP id → the service's `VIPS` key and entry (derived by the agent): an
+/// established flow's packet finds its service from its connection-table
+/// entry with an array read instead of a `VIPS` hash lookup.
+#[map]
+pub static VIP_INDEX: Array<VipRecord> = Array::with_max_entries(DEFAULT_MAX_VIPS, 0);
 
 /// Which half of a VIP's ring pair is live (0 or 1), index = VIP id. The
 /// agent fills the other half, then flips this one word.

@@ -20,7 +20,7 @@ use lb_common::{
     Reason,
     limits::MAP_LAYOUT_VERSION,
     maps::{
-        CFG_F_NO_ALL_PORTS_VIPS, EXPLAIN_MAGIC, Explain, ExplainMeta, FlowKey, PROTO_TCP,
+        CFG_F_NO_ALL_PORTS_VIPS, CFG_F_NO_CONNTRACK, EXPLAIN_MAGIC, Explain, ExplainMeta, FlowKey, PROTO_TCP,
         PROTO_UDP, VIP_F_GUARDED,
     },
 };
@@ -33,7 +33,7 @@ use lb_ebpf::{
 use crate::{
     maps::{CONFIG, EXPLAIN},
     stats::count,
-    steer::{Choice, STEER_RECORD, STEER_SYN},
+    steer::{Choice, STEER_FOUND, STEER_RECORD, STEER_SYN},
 };
 
 #[xdp]
@@ -151,6 +151,10 @@ fn try_balance<const PROBE: bool>(ctx: &XdpContext, ingress: u32) -> Verdict {
     let mut service = None;
     let mut is_syn = false;
     let mut tcp_seq = None;
+    // The flow's connection-table entry, looked up before the service: an
+    // established flow's entry names its VIP (see `vip::of_entry`).
+    let mut entry = core::ptr::null_mut();
+    let mut looked_up = false;
     let l4 = if ip.proto == PROTO_TCP || ip.proto == PROTO_UDP {
         parse_l4(ctx, ip)
     } else {
@@ -167,7 +171,16 @@ fn try_balance<const PROBE: bool>(ctx: &XdpContext, ingress: u32) -> Verdict {
         if ip.proto == PROTO_TCP {
             tcp_seq = Some(l4.seq);
         }
-        service = vip::lookup(ip.family, ip.dst, l4.dport, ip.proto, all_ports_vips);
+        if !is_syn && cfg.flags & CFG_F_NO_CONNTRACK == 0 {
+            looked_up = true;
+            if let Some(e) = conntrack::find(&flow) {
+                entry = e;
+                service = vip::of_entry(e, &flow);
+            }
+        }
+        if service.is_none() {
+            service = vip::lookup(ip.family, ip.dst, l4.dport, ip.proto, all_ports_vips);
+        }
     }
 
     let icmp_error = service.is_none();
@@ -230,9 +243,12 @@ fn try_balance<const PROBE: bool>(ctx: &XdpContext, ingress: u32) -> Verdict {
         if let Some(seq) = tcp_seq {
             how |= steer::with_seq(seq);
         }
+        if looked_up {
+            how |= STEER_FOUND;
+        }
     }
     let mut choice = MaybeUninit::<Choice>::uninit();
-    let chosen = steer::choose::<PROBE>(&flow, &vip, cfg, how, &mut choice);
+    let chosen = steer::choose::<PROBE>(&flow, &vip, entry, how, &mut choice);
     if chosen.is_done() {
         return chosen;
     }

@@ -18,7 +18,7 @@ use lb_ebpf::verdict::Verdict;
 use crate::{
     conntrack::{self, Lookup},
     guard,
-    maps::{BACKENDS, EXPLAIN, RING_SELECT, RING_SIZE, RINGS},
+    maps::{BACKENDS, CONFIG, EXPLAIN, RING_SELECT, RING_SIZE, RINGS},
     stats::count,
 };
 
@@ -99,6 +99,9 @@ pub const STEER_SYN: u64 = 1 << 0;
 pub const STEER_RECORD: u64 = 1 << 1;
 /// The high 32 bits of `how` hold the packet's TCP sequence number.
 pub const STEER_SEQ: u64 = 1 << 2;
+/// The caller looked the flow up in the connection table already: `entry`
+/// is what it found (null for nothing).
+pub const STEER_FOUND: u64 = 1 << 3;
 
 /// A TCP packet whose sequence number is further than this from its
 /// entry's is another connection of the same 5-tuple: an ECMP change
@@ -141,18 +144,23 @@ fn stale<const PROBE: bool>(entry: *mut ConnEntry, seq: Option<u32>) -> bool {
     false
 }
 
-/// Picks the backend for a packet of `flow` (`how`: `STEER_*` flags) into
-/// `out`; returns `Verdict::proceed()` or a drop. Out of line: its hashing
-/// and table temporaries get their own stack frame.
+/// Picks the backend for a packet of `flow` (`how`: `STEER_*` flags;
+/// `entry`: see `STEER_FOUND`) into `out`; returns `Verdict::proceed()` or
+/// a drop. Out of line: its hashing and table temporaries get their own
+/// stack frame.
 #[inline(never)]
 pub fn choose<const PROBE: bool>(
     flow: &FlowKey,
     vip: &VipMeta,
-    cfg: &LbConfig,
+    entry: *mut ConnEntry,
     how: u64,
     out: &mut MaybeUninit<Choice>,
 ) -> Verdict {
-    match try_choose::<PROBE>(flow, vip, cfg, how) {
+    // The caller checked it; an array slot, read without a helper call.
+    let Some(cfg) = CONFIG.get(0) else {
+        return Verdict::drop(Reason::DropNoBackend);
+    };
+    match try_choose::<PROBE>(flow, vip, cfg, entry, how) {
         Ok(c) => {
             out.write(c);
             Verdict::proceed()
@@ -166,6 +174,7 @@ fn try_choose<const PROBE: bool>(
     flow: &FlowKey,
     vip: &VipMeta,
     cfg: &LbConfig,
+    entry: *mut ConnEntry,
     how: u64,
 ) -> Result<Choice, Reason> {
     let is_syn = how & STEER_SYN != 0;
@@ -175,7 +184,12 @@ fn try_choose<const PROBE: bool>(
     let use_table = cfg.flags & CFG_F_NO_CONNTRACK == 0;
     let now = conntrack::now_ns();
     let found = if use_table && !is_syn {
-        conntrack::lookup::<PROBE>(flow, cfg, now)
+        let entry = if how & STEER_FOUND != 0 {
+            (!entry.is_null()).then_some(entry)
+        } else {
+            conntrack::find(flow)
+        };
+        conntrack::classify::<PROBE>(entry, flow, cfg, now)
     } else {
         Lookup::Miss
     };

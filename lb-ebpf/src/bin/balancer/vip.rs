@@ -1,10 +1,13 @@
 //! VIP lookup: exact (address, port, protocol), then, if any VIP listens on
-//! all ports, the all-ports VIP (address, port 0, protocol); and the
+//! all ports, the all-ports VIP (address, port 0, protocol); the service
+//! of an established flow from its connection-table entry; and the
 //! per-address marker.
 
-use lb_common::maps::{VipKey, VipMeta};
+use lb_common::maps::{
+    ConnEntry, FlowKey, SEAL_BASE, SEAL_WEIGHTS, VIP_RECORD_WORDS, VipKey, VipMeta, VipRecord,
+};
 
-use crate::maps::{VIP_FILTER, VIPS};
+use crate::maps::{BACKENDS, VIP_FILTER, VIP_INDEX, VIPS};
 
 /// Whether `addr` may be a VIP address (`VIP_FILTER`); false is certain.
 #[inline(always)]
@@ -37,6 +40,65 @@ pub fn lookup(
     key.port = 0;
     // SAFETY: as above.
     unsafe { VIPS.get(&key) }.copied()
+}
+
+/// The service of a packet whose flow has a connection-table entry: the
+/// VIP whose backend the entry names, when the packet is addressed exactly
+/// to that VIP's key (`VIP_INDEX` holds each service's `VIPS` key and
+/// entry). Array reads only, no hash lookup; the entry is only a hint, so
+/// an expired, stale or reused one gives the same answer `lookup` would.
+/// `None` (an all-ports service, an entry of another VIP) leaves the
+/// answer to `lookup`.
+#[inline(always)]
+pub fn of_entry(entry: *mut ConnEntry, flow: &FlowKey) -> Option<VipMeta> {
+    // SAFETY: a value pointer from this run's connection-table lookup.
+    let backend_id = unsafe { (*entry).backend_id };
+    let vip_id = BACKENDS.get(backend_id)?.vip_id;
+    let r = VIP_INDEX.get_ptr(vip_id)?.cast::<u32>();
+    // Each word read once, volatile, and sealed as it is compared: the seal
+    // must vouch for exactly the words used (a record may be half-written;
+    // see `VipRecord`), and nothing is held that need not be.
+    // SAFETY: i < 10 indexes the 40-byte record.
+    let word = |i: usize| unsafe { r.add(i).read_volatile() };
+    let mut sum = 0u32;
+    for i in 0..4 {
+        let w = word(i);
+        if w != flow.dst[i] {
+            return None;
+        }
+        sum = sum.wrapping_add(w.wrapping_mul(SEAL_WEIGHTS[i]));
+    }
+    // Volatile: LLVM would otherwise merge the three fields into one
+    // 4-byte load at a 2-byte-aligned stack offset, which the verifier
+    // rejects.
+    // SAFETY: fields of a live reference.
+    let (dport, proto, family) = unsafe {
+        (
+            core::ptr::read_volatile(&flow.dport),
+            core::ptr::read_volatile(&flow.proto),
+            core::ptr::read_volatile(&flow.family),
+        )
+    };
+    let port = u32::from_ne_bytes(VipRecord::port_word(dport, proto, family));
+    if word(4) != port {
+        return None;
+    }
+    let (id, flags, hash_mode, pad) = (word(5), word(6), word(7), word(8));
+    let sum = sum
+        .wrapping_add(port.wrapping_mul(SEAL_WEIGHTS[4]))
+        .wrapping_add(id.wrapping_mul(SEAL_WEIGHTS[5]))
+        .wrapping_add(flags.wrapping_mul(SEAL_WEIGHTS[6]))
+        .wrapping_add(hash_mode.wrapping_mul(SEAL_WEIGHTS[7]))
+        .wrapping_add(pad.wrapping_mul(SEAL_WEIGHTS[8]));
+    if sum ^ SEAL_BASE != word(VIP_RECORD_WORDS) {
+        return None;
+    }
+    Some(VipMeta {
+        id,
+        flags,
+        hash_mode,
+        _pad: pad,
+    })
 }
 
 /// The marker of a VIP address (port 0, protocol 0), present for every
