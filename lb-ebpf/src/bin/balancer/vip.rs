@@ -61,12 +61,12 @@ pub fn of_entry(entry: *mut ConnEntry, flow: &FlowKey) -> Option<VipMeta> {
     // SAFETY: i < 10 indexes the 40-byte record.
     let word = |i: usize| unsafe { r.add(i).read_volatile() };
     let mut sum = 0u32;
-    for i in 0..4 {
+    for (i, (want, weight)) in flow.dst.iter().zip(&SEAL_WEIGHTS[..4]).enumerate() {
         let w = word(i);
-        if w != flow.dst[i] {
+        if w != *want {
             return None;
         }
-        sum = sum.wrapping_add(w.wrapping_mul(SEAL_WEIGHTS[i]));
+        sum = sum.wrapping_add(w.wrapping_mul(*weight));
     }
     // Volatile: LLVM would otherwise merge the three fields into one
     // 4-byte load at a 2-byte-aligned stack offset, which the verifier
