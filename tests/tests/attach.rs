@@ -138,13 +138,7 @@ fn the_vip_filter_follows_the_vip_table() -> Result<()> {
     require_root()?;
     let pins = PinDir::new("filter");
     let dir = pins.0.clone();
-    let limits = lb::core::config::Limits {
-        max_vips: 4,
-        max_backends: 16,
-        ring_size: 251,
-        conntrack_size: 4096,
-        ..lb::core::config::Limits::default()
-    };
+    let limits = small_limits();
     let words = |a: std::net::IpAddr| lb::kernel::codec::addr_words(a);
     let v4: std::net::IpAddr = "10.100.0.1".parse()?;
     let v6: std::net::IpAddr = "fd20::1".parse()?;
@@ -191,13 +185,7 @@ fn the_vip_index_follows_the_vip_table() -> Result<()> {
     require_root()?;
     let pins = PinDir::new("index");
     let dir = pins.0.clone();
-    let limits = lb::core::config::Limits {
-        max_vips: 4,
-        max_backends: 16,
-        ring_size: 251,
-        conntrack_size: 4096,
-        ..lb::core::config::Limits::default()
-    };
+    let limits = small_limits();
     let v4: std::net::IpAddr = "10.100.0.1".parse()?;
     let web = (v4, 443, Protocol::Tcp);
     let dns = (v4, 53, Protocol::Udp);
@@ -245,6 +233,17 @@ fn the_vip_index_follows_the_vip_table() -> Result<()> {
     );
     assert_eq!(adopted.vip_record(2)?, VipRecord::default());
     Ok(())
+}
+
+/// Tables small enough to load in a moment.
+fn small_limits() -> lb::core::config::Limits {
+    lb::core::config::Limits {
+        max_vips: 4,
+        max_backends: 16,
+        ring_size: 251,
+        conntrack_size: 4096,
+        ..lb::core::config::Limits::default()
+    }
 }
 
 /// A pin directory of this test process, emptied and removed on drop (also
