@@ -20,8 +20,8 @@ use lb_common::{
     Reason,
     limits::MAP_LAYOUT_VERSION,
     maps::{
-        CFG_F_NO_ALL_PORTS_VIPS, CFG_F_NO_CONNTRACK, EXPLAIN_MAGIC, Explain, ExplainMeta, FlowKey, PROTO_TCP,
-        PROTO_UDP, VIP_F_GUARDED,
+        CFG_F_NO_ALL_PORTS_VIPS, CFG_F_NO_CONNTRACK, EXPLAIN_MAGIC, Explain, ExplainMeta, FlowKey,
+        PROTO_TCP, PROTO_UDP, VIP_F_GUARDED,
     },
 };
 use lb_ebpf::{
