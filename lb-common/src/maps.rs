@@ -129,7 +129,7 @@ pub struct VipRecord {
 pub const VIP_RECORD_WORDS: usize = 9;
 
 /// Odd weights: one wrong word always changes the seal.
-pub const SEAL_WEIGHTS: [u32; VIP_RECORD_WORDS] = [
+const SEAL_WEIGHTS: [u32; VIP_RECORD_WORDS] = [
     0x9e37_79b1,
     0x85eb_ca77,
     0xc2b2_ae3d,
@@ -141,7 +141,7 @@ pub const SEAL_WEIGHTS: [u32; VIP_RECORD_WORDS] = [
     0x6c8e_9cf5,
 ];
 /// The seal of an all-zero record: never zero, so a cleared slot fails.
-pub const SEAL_BASE: u32 = 0x5ea1_ed01;
+const SEAL_BASE: u32 = 0x5ea1_ed01;
 
 impl VipRecord {
     /// The record of `key`'s service, or `None` when a half-written copy of
@@ -201,16 +201,30 @@ impl VipRecord {
         [p[0], p[1], proto, family]
     }
 
+    /// Word `i`'s share of the seal: the seal is
+    /// `seal_of_sum(Σ seal_term(i, word i))` (wrapping), so the data path
+    /// can add the terms up as it reads and compares the words.
+    #[inline(always)]
+    pub const fn seal_term(i: usize, word: u32) -> u32 {
+        word.wrapping_mul(SEAL_WEIGHTS[i])
+    }
+
+    /// The seal from the wrapping sum of every word's `seal_term`.
+    #[inline(always)]
+    pub const fn seal_of_sum(sum: u32) -> u32 {
+        sum ^ SEAL_BASE
+    }
+
     /// The seal of `words`.
     #[inline(always)]
     pub fn seal(words: &[u32; VIP_RECORD_WORDS]) -> u32 {
         let mut sum = 0u32;
         let mut i = 0;
         while i < VIP_RECORD_WORDS {
-            sum = sum.wrapping_add(words[i].wrapping_mul(SEAL_WEIGHTS[i]));
+            sum = sum.wrapping_add(Self::seal_term(i, words[i]));
             i += 1;
         }
-        sum ^ SEAL_BASE
+        Self::seal_of_sum(sum)
     }
 
     /// Whether `words` (read once) and `seal` are one whole record.

@@ -3,9 +3,7 @@
 //! of an established flow from its connection-table entry; and the
 //! per-address marker.
 
-use lb_common::maps::{
-    ConnEntry, FlowKey, SEAL_BASE, SEAL_WEIGHTS, VIP_RECORD_WORDS, VipKey, VipMeta, VipRecord,
-};
+use lb_common::maps::{ConnEntry, FlowKey, VIP_RECORD_WORDS, VipKey, VipMeta, VipRecord};
 
 use crate::maps::{BACKENDS, VIP_FILTER, VIP_INDEX, VIPS};
 
@@ -61,12 +59,12 @@ pub fn of_entry(entry: *mut ConnEntry, flow: &FlowKey) -> Option<VipMeta> {
     // SAFETY: i < 10 indexes the 40-byte record.
     let word = |i: usize| unsafe { r.add(i).read_volatile() };
     let mut sum = 0u32;
-    for (i, (want, weight)) in flow.dst.iter().zip(&SEAL_WEIGHTS[..4]).enumerate() {
+    for (i, want) in flow.dst.iter().enumerate() {
         let w = word(i);
         if w != *want {
             return None;
         }
-        sum = sum.wrapping_add(w.wrapping_mul(*weight));
+        sum = sum.wrapping_add(VipRecord::seal_term(i, w));
     }
     // Volatile: LLVM would otherwise merge the three fields into one
     // 4-byte load at a 2-byte-aligned stack offset, which the verifier
@@ -85,12 +83,12 @@ pub fn of_entry(entry: *mut ConnEntry, flow: &FlowKey) -> Option<VipMeta> {
     }
     let (id, flags, hash_mode, pad) = (word(5), word(6), word(7), word(8));
     let sum = sum
-        .wrapping_add(port.wrapping_mul(SEAL_WEIGHTS[4]))
-        .wrapping_add(id.wrapping_mul(SEAL_WEIGHTS[5]))
-        .wrapping_add(flags.wrapping_mul(SEAL_WEIGHTS[6]))
-        .wrapping_add(hash_mode.wrapping_mul(SEAL_WEIGHTS[7]))
-        .wrapping_add(pad.wrapping_mul(SEAL_WEIGHTS[8]));
-    if sum ^ SEAL_BASE != word(VIP_RECORD_WORDS) {
+        .wrapping_add(VipRecord::seal_term(4, port))
+        .wrapping_add(VipRecord::seal_term(5, id))
+        .wrapping_add(VipRecord::seal_term(6, flags))
+        .wrapping_add(VipRecord::seal_term(7, hash_mode))
+        .wrapping_add(VipRecord::seal_term(8, pad));
+    if VipRecord::seal_of_sum(sum) != word(VIP_RECORD_WORDS) {
         return None;
     }
     Some(VipMeta {
