@@ -51,13 +51,13 @@ pub fn find(flow: &FlowKey) -> Option<*mut ConnEntry> {
 }
 
 /// Whether `found` (the result of [`find`]) is still valid; counts an
-/// expiry and refreshes a UDP entry's idle time.
+/// expiry and refreshes a UDP entry's idle time (reading the clock for
+/// UDP only: TCP entries do not expire by idleness).
 #[inline(always)]
 pub fn classify<const PROBE: bool>(
     found: Option<*mut ConnEntry>,
     flow: &FlowKey,
     cfg: &LbConfig,
-    now: u64,
 ) -> Lookup {
     let Some(entry) = found else {
         return Lookup::Miss;
@@ -71,6 +71,7 @@ pub fn classify<const PROBE: bool>(
         return Lookup::Miss;
     }
     if flow.proto == PROTO_UDP {
+        let now = now_ns();
         if now.saturating_sub(last_seen) > cfg.udp_idle_ns {
             count::<PROBE>(Reason::ConntrackUdpExpired);
             return Lookup::Expired(entry);

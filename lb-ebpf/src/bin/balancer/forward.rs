@@ -54,7 +54,6 @@ fn try_deliver<const PROBE: bool>(
             b.addr,
             our_mac,
             backend_mac(b),
-            choice.now,
         )?;
         write(ctx, 0, hop.dmac).ok_or(Reason::DropMalformedL2)?;
         write(ctx, 6, hop.smac).ok_or(Reason::DropMalformedL2)?;
@@ -73,7 +72,6 @@ fn try_deliver<const PROBE: bool>(
         outer.dst,
         our_mac,
         fallback,
-        choice.now,
     )?;
     if ip.len as u32 + outer.overhead as u32 > cfg.mtu as u32 {
         if ip.family == FAMILY_V4 && !ip.dont_fragment {

@@ -5,7 +5,7 @@
 
 use aya_ebpf::{
     bindings::{bpf_fib_lookup as FibParams, xdp_action},
-    helpers::generated::bpf_fib_lookup,
+    helpers::generated::{bpf_fib_lookup, bpf_jiffies64},
     programs::XdpContext,
 };
 use lb_common::{
@@ -28,10 +28,12 @@ pub struct NextHop {
     pub ifindex: u32,
 }
 
-/// How long a FIB answer is reused for a backend. `bpf_fib_lookup` is the
-/// costliest step of the hot path; a route or neighbour change reaches the
-/// data path within this.
-const NEXTHOP_CACHE_NS: u64 = 1_000_000_000;
+/// How long a FIB answer is reused for a backend, in jiffies: at most 1 s
+/// (the kernel's HZ is 100 or more). `bpf_fib_lookup` is the costliest step
+/// of the hot path; a route or neighbour change reaches the data path
+/// within this. Jiffies because the verifier inlines `bpf_jiffies64` into
+/// a memory read: a table hit then reads no clock through a helper call.
+const NEXTHOP_CACHE_JIFFIES: u64 = 100;
 
 /// A backend's last FIB answer (per CPU, index = backend id).
 #[repr(C)]
@@ -39,7 +41,7 @@ pub struct CachedHop {
     pub dst: [u32; 4],
     pub ingress: u32,
     pub ifindex: u32,
-    pub expires_ns: u64,
+    pub expires_jiffies: u64,
     pub dmac: [u8; 6],
     pub smac: [u8; 6],
     pub _pad: u32,
@@ -59,13 +61,14 @@ pub fn resolve<const PROBE: bool>(
     dst: [u32; 4],
     our_mac: [u8; 6],
     fallback: Option<[u8; 6]>,
-    now: u64,
 ) -> Result<NextHop, Reason> {
+    // SAFETY: bpf_jiffies64 has no preconditions.
+    let now = unsafe { bpf_jiffies64() };
     let cached = NEXTHOPS.get_ptr_mut(backend_id);
     if let Some(c) = cached {
         // SAFETY: per-CPU slot of this program run.
         let c = unsafe { &*c };
-        if c.expires_ns > now && c.ingress == ingress && c.dst == dst {
+        if c.expires_jiffies > now && c.ingress == ingress && c.dst == dst {
             count::<PROBE>(Reason::FibOk);
             return Ok(NextHop {
                 dmac: c.dmac,
@@ -109,7 +112,7 @@ pub fn resolve<const PROBE: bool>(
             c.ifindex = ifindex;
             c.dmac = dmac;
             c.smac = smac;
-            c.expires_ns = now + NEXTHOP_CACHE_NS;
+            c.expires_jiffies = now + NEXTHOP_CACHE_JIFFIES;
         }
         return Ok(NextHop {
             dmac: p.dmac,

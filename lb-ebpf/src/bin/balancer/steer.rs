@@ -29,9 +29,6 @@ pub struct Choice {
     /// The ring chose (connection-table miss).
     pub new_flow: bool,
     pub hash: u32,
-    /// The packet's one reading of the coarse clock, for the next-hop
-    /// cache too (a helper call each).
-    pub now: u64,
 }
 
 /// The backend in slot `id`, if the slot is in use. A reference into the
@@ -182,14 +179,13 @@ fn try_choose<const PROBE: bool>(
     let seq = (how & STEER_SEQ != 0).then_some((how >> 32) as u32);
     let hash = flow_hash(flow, vip.hash_mode, cfg.hash_seed);
     let use_table = cfg.flags & CFG_F_NO_CONNTRACK == 0;
-    let now = conntrack::now_ns();
     let found = if use_table && !is_syn {
         let entry = if how & STEER_FOUND != 0 {
             (!entry.is_null()).then_some(entry)
         } else {
             conntrack::find(flow)
         };
-        conntrack::classify::<PROBE>(entry, flow, cfg, now)
+        conntrack::classify::<PROBE>(entry, flow, cfg)
     } else {
         Lookup::Miss
     };
@@ -212,7 +208,6 @@ fn try_choose<const PROBE: bool>(
                     backend_id: id,
                     new_flow: false,
                     hash,
-                    now,
                 });
             }
             // The slot was freed under the flow (backend removed) or reused:
@@ -226,6 +221,9 @@ fn try_choose<const PROBE: bool>(
         Lookup::Miss => None,
     };
     count::<PROBE>(Reason::ConntrackMiss);
+    // The clock is read here, for the new flow's guard and entry, and for a
+    // UDP entry's idle time: a TCP table hit reads none (a helper call).
+    let now = conntrack::now_ns();
     if vip.flags & VIP_F_GUARDED != 0 && record {
         let admitted = guard::admit_new_flow::<PROBE>(vip.id, flow.family as u32, &flow.src, now);
         if admitted.is_done() {
@@ -242,6 +240,5 @@ fn try_choose<const PROBE: bool>(
         backend_id: id,
         new_flow: true,
         hash,
-        now,
     })
 }
