@@ -294,6 +294,26 @@ impl Dataplane {
         flood.set(0, zero, 0).map_err(map_err(name))
     }
 
+    /// Forgets every CPU's cached next hops (`NEXTHOPS`): the next packet
+    /// to each backend asks the kernel FIB again instead of reusing an
+    /// answer for up to its lifetime (a test world starts each case here).
+    pub fn forget_next_hops(&mut self) -> Result<(), DataplaneError> {
+        let name = catalog::NEXTHOPS.name;
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::MissingMap { name })?;
+        // The value is the data path's `CachedHop` (48 bytes), which only the
+        // program reads: all zero is an entry that has expired.
+        let mut hops: PerCpuArray<&mut MapData, [u64; 6]> =
+            PerCpuArray::try_from(map).map_err(map_err(name))?;
+        for id in 0..self.limits.max_backends {
+            hops.set(id, per_cpu_zero::<[u64; 6]>(name, self.cpus)?, 0)
+                .map_err(map_err(name))?;
+        }
+        Ok(())
+    }
+
     /// Clears every VIP's guard, every access-list entry, every rate
     /// bucket and VIP budget: as loaded (a test world starts each case here).
     pub fn reset_guards(&mut self) -> Result<(), DataplaneError> {
