@@ -283,32 +283,34 @@ impl Dataplane {
     /// Forgets every CPU's flood-guard window, as if no new flow had been
     /// recorded lately (a test world starts each case from here).
     pub fn reset_flood_guard(&mut self) -> Result<(), DataplaneError> {
-        let name = catalog::FLOOD.name;
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .ok_or(DataplaneError::MissingMap { name })?;
-        let mut flood: PerCpuArray<&mut MapData, FloodState> =
-            PerCpuArray::try_from(map).map_err(map_err(name))?;
-        let zero = per_cpu_zero::<FloodState>(name, self.cpus)?;
-        flood.set(0, zero, 0).map_err(map_err(name))
+        self.zero_per_cpu::<FloodState>(&catalog::FLOOD, 1)
     }
 
     /// Forgets every CPU's cached next hops (`NEXTHOPS`): the next packet
     /// to each backend asks the kernel FIB again instead of reusing an
     /// answer for up to its lifetime (a test world starts each case here).
     pub fn forget_next_hops(&mut self) -> Result<(), DataplaneError> {
-        let name = catalog::NEXTHOPS.name;
+        // The value is the data path's `CachedHop` (48 bytes), which only the
+        // program reads: all zero is an entry that has expired.
+        self.zero_per_cpu::<[u64; 6]>(&catalog::NEXTHOPS, self.limits.max_backends)
+    }
+
+    /// Zeroes slots `0..slots` of a per-CPU array map on every CPU.
+    fn zero_per_cpu<T: aya::Pod + Default>(
+        &mut self,
+        spec: &catalog::MapSpec,
+        slots: u32,
+    ) -> Result<(), DataplaneError> {
+        let name = spec.name;
         let map = self
             .ebpf
             .map_mut(name)
             .ok_or(DataplaneError::MissingMap { name })?;
-        // The value is the data path's `CachedHop` (48 bytes), which only the
-        // program reads: all zero is an entry that has expired.
-        let mut hops: PerCpuArray<&mut MapData, [u64; 6]> =
+        let mut array: PerCpuArray<&mut MapData, T> =
             PerCpuArray::try_from(map).map_err(map_err(name))?;
-        for id in 0..self.limits.max_backends {
-            hops.set(id, per_cpu_zero::<[u64; 6]>(name, self.cpus)?, 0)
+        for id in 0..slots {
+            array
+                .set(id, per_cpu_zero::<T>(name, self.cpus)?, 0)
                 .map_err(map_err(name))?;
         }
         Ok(())
@@ -343,19 +345,7 @@ impl Dataplane {
                 Err(e) => return Err(map_err(name)(e)),
             }
         }
-        let name = catalog::VIP_BUDGET.name;
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .ok_or(DataplaneError::MissingMap { name })?;
-        let mut budget: PerCpuArray<&mut MapData, u64> =
-            PerCpuArray::try_from(map).map_err(map_err(name))?;
-        for id in 0..self.limits.max_vips {
-            budget
-                .set(id, per_cpu_zero::<u64>(name, self.cpus)?, 0)
-                .map_err(map_err(name))?;
-        }
-        Ok(())
+        self.zero_per_cpu::<u64>(&catalog::VIP_BUDGET, self.limits.max_vips)
     }
 
     /// CPUs a rate is split over (each CPU's buckets get rate / cpus).
