@@ -373,7 +373,7 @@ pub struct FlowKey {
 pub struct ConnEntry {
     pub backend_id: u32,
     pub vip_id: u32,
-    /// `bpf_ktime_get_ns()` of the last packet (refreshed for UDP only, which
+    /// `bpf_ktime_get_coarse_ns()` of the last packet (refreshed for UDP only, which
     /// is the only protocol that expires by idleness).
     pub last_seen_ns: u64,
     /// TCP: the client's sequence number when recorded (refreshed as the
