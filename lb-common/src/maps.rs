@@ -373,8 +373,8 @@ pub struct FlowKey {
 pub struct ConnEntry {
     pub backend_id: u32,
     pub vip_id: u32,
-    /// `bpf_ktime_get_coarse_ns()` of the last packet (refreshed for UDP only, which
-    /// is the only protocol that expires by idleness).
+    /// `bpf_ktime_get_coarse_ns()` of the last packet (refreshed for UDP
+    /// only, which is the only protocol that expires by idleness).
     pub last_seen_ns: u64,
     /// TCP: the client's sequence number when recorded (refreshed as the
     /// connection moves on). A packet far from it belongs to a later

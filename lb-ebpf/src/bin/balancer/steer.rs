@@ -221,8 +221,9 @@ fn try_choose<const PROBE: bool>(
         Lookup::Miss => None,
     };
     count::<PROBE>(Reason::ConntrackMiss);
-    // The clock is read here, for the new flow's guard and entry, and for a
-    // UDP entry's idle time: a TCP table hit reads none (a helper call).
+    // The clock is read here for the new flow's guard and entry (and in
+    // `classify` for a UDP entry's idle time): a TCP table hit reads none,
+    // which saves a helper call.
     let now = conntrack::now_ns();
     if vip.flags & VIP_F_GUARDED != 0 && record {
         let admitted = guard::admit_new_flow::<PROBE>(vip.id, flow.family as u32, &flow.src, now);
