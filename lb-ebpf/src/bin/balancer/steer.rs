@@ -143,9 +143,10 @@ fn stale<const PROBE: bool>(entry: *mut ConnEntry, seq: Option<u32>) -> bool {
 
 /// Picks the backend for a packet of `flow` (`how`: `STEER_*` flags;
 /// `entry`: see `STEER_FOUND`) into `out`; returns `Verdict::proceed()` or
-/// a drop. Out of line: its hashing and table temporaries get their own
-/// stack frame.
-#[inline(never)]
+/// a drop. Inlined into the program's body: as a BPF function of its own
+/// it cost a hot table hit 30–40 ns (arguments and the choice spilled to
+/// the stack and read back; BENCHMARKS.md).
+#[inline(always)]
 pub fn choose<const PROBE: bool>(
     flow: &FlowKey,
     vip: &VipMeta,
