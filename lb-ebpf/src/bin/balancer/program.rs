@@ -33,7 +33,7 @@ use lb_ebpf::{
 use crate::{
     maps::{CONFIG, EXPLAIN},
     stats::count,
-    steer::{Choice, STEER_FOUND, STEER_RECORD, STEER_SYN},
+    steer::Request,
 };
 
 #[xdp]
@@ -153,8 +153,7 @@ fn try_balance<const PROBE: bool>(ctx: &XdpContext, ingress: u32) -> Verdict {
     let mut tcp_seq = None;
     // The flow's connection-table entry, looked up before the service: an
     // established flow's entry names its VIP (see `vip::of_entry`).
-    let mut entry = core::ptr::null_mut();
-    let mut looked_up = false;
+    let mut found = None;
     let l4 = if ip.proto == PROTO_TCP || ip.proto == PROTO_UDP {
         parse_l4(ctx, ip)
     } else {
@@ -172,11 +171,11 @@ fn try_balance<const PROBE: bool>(ctx: &XdpContext, ingress: u32) -> Verdict {
             tcp_seq = Some(l4.seq);
         }
         if !is_syn && cfg.flags & CFG_F_NO_CONNTRACK == 0 {
-            looked_up = true;
-            if let Some(e) = conntrack::find(&flow) {
-                entry = e;
+            let entry = conntrack::find(&flow);
+            if let Some(e) = entry {
                 service = vip::of_entry(e, &flow);
             }
+            found = Some(entry);
         }
         if service.is_none() {
             service = vip::lookup(ip.family, ip.dst, l4.dport, ip.proto, all_ports_vips);
@@ -237,27 +236,20 @@ fn try_balance<const PROBE: bool>(ctx: &XdpContext, ingress: u32) -> Verdict {
     };
 
     // ICMP errors follow their flow's entry but never create one.
-    let mut how = if is_syn { STEER_SYN } else { 0 };
-    if !icmp_error {
-        how |= STEER_RECORD;
-        if let Some(seq) = tcp_seq {
-            how |= steer::with_seq(seq);
-        }
-        if looked_up {
-            how |= STEER_FOUND;
-        }
-    }
-    let mut choice = MaybeUninit::<Choice>::uninit();
-    let chosen = steer::choose::<PROBE>(&flow, &vip, entry, how, &mut choice);
-    if chosen.is_done() {
-        return chosen;
-    }
-    // SAFETY: choose wrote `choice` unless it returned a final verdict.
-    let choice = unsafe { choice.assume_init_ref() };
+    let req = Request {
+        syn: is_syn,
+        record: !icmp_error,
+        seq: if icmp_error { None } else { tcp_seq },
+        found: if icmp_error { None } else { found },
+    };
+    let choice = match steer::choose::<PROBE>(&flow, &vip, cfg, req) {
+        Ok(c) => c,
+        Err(reason) => return Verdict::drop(reason),
+    };
     if !icmp_error {
         stats::count_traffic::<PROBE>(vip.id, choice.backend_id, len(ctx) as u64, choice.new_flow);
     }
-    let v = forward::deliver::<PROBE>(ctx, ip, cfg, choice, ingress);
+    let v = forward::deliver::<PROBE>(ctx, ip, cfg, &choice, ingress);
     if v.is_too_big() {
         // An ICMP error that is still too big is not answered with another.
         if icmp_error {

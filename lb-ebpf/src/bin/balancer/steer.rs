@@ -1,8 +1,6 @@
 //! Backend choice for a flow: connection table first (unless SYN), then the
 //! VIP's live Maglev table.
 
-use core::mem::MaybeUninit;
-
 use lb_common::{
     Reason,
     hash::flow_hash,
@@ -13,12 +11,11 @@ use lb_common::{
         VIP_F_MOVE_FLOWS_ON_DOWN, VipMeta,
     },
 };
-use lb_ebpf::verdict::Verdict;
 
 use crate::{
     conntrack::{self, Lookup},
     guard,
-    maps::{BACKENDS, CONFIG, EXPLAIN, RING_SELECT, RING_SIZE, RINGS},
+    maps::{BACKENDS, EXPLAIN, RING_SELECT, RING_SIZE, RINGS},
     stats::count,
 };
 
@@ -88,17 +85,21 @@ fn explain<const PROBE: bool>(vip: &VipMeta, backend_id: u32, hash: u32, path: u
     }
 }
 
-/// The packet is a TCP SYN: it always takes the ring's choice (a new
-/// connection must never inherit a stale entry) and re-records it.
-pub const STEER_SYN: u64 = 1 << 0;
-/// Record the choice in the connection table (not for ICMP errors, which
-/// follow their flow's entry but never create one).
-pub const STEER_RECORD: u64 = 1 << 1;
-/// The high 32 bits of `how` hold the packet's TCP sequence number.
-pub const STEER_SEQ: u64 = 1 << 2;
-/// The caller looked the flow up in the connection table already: `entry`
-/// is what it found (null for nothing).
-pub const STEER_FOUND: u64 = 1 << 3;
+/// What the caller knows of the packet when it asks for a backend.
+#[derive(Clone, Copy)]
+pub struct Request {
+    /// A TCP SYN: it always takes the ring's choice (a new connection must
+    /// never inherit a stale entry) and re-records it.
+    pub syn: bool,
+    /// Record the choice in the connection table (not for ICMP errors,
+    /// which follow their flow's entry but never create one).
+    pub record: bool,
+    /// The packet's TCP sequence number.
+    pub seq: Option<u32>,
+    /// The caller's connection-table lookup of the flow, if it made one
+    /// (`Some(None)`: it found nothing).
+    pub found: Option<Option<*mut ConnEntry>>,
+}
 
 /// A TCP packet whose sequence number is further than this from its
 /// entry's is another connection of the same 5-tuple: an ECMP change
@@ -110,13 +111,6 @@ const SEQ_WINDOW: u32 = 1 << 24;
 /// The entry follows a flow that moved on by this much (a quarter of the
 /// window: one write per 4 MiB of client data, not one per packet).
 const SEQ_REFRESH: i32 = 1 << 22;
-
-/// `how` bits carrying `seq` (BPF functions take five arguments at most:
-/// the sequence number rides in the flags word).
-#[inline(always)]
-pub const fn with_seq(seq: u32) -> u64 {
-    STEER_SEQ | ((seq as u64) << 32)
-}
 
 /// Whether the entry belongs to an earlier connection of the same 5-tuple;
 /// refreshes its sequence number when the flow has moved on. An explain
@@ -141,51 +135,27 @@ fn stale<const PROBE: bool>(entry: *mut ConnEntry, seq: Option<u32>) -> bool {
     false
 }
 
-/// Picks the backend for a packet of `flow` (`how`: `STEER_*` flags;
-/// `entry`: see `STEER_FOUND`) into `out`; returns `Verdict::proceed()` or
-/// a drop. Inlined into the program's body: as a BPF function of its own
-/// it cost a hot table hit 30–40 ns (arguments and the choice spilled to
-/// the stack and read back; BENCHMARKS.md).
+/// Picks the backend for a packet of `flow`, or the reason to drop it.
+/// Inlined into the program's body: as a BPF function of its own it cost a
+/// hot table hit 20–30 ns (arguments and the choice went through the stack;
+/// BENCHMARKS.md).
 #[inline(always)]
 pub fn choose<const PROBE: bool>(
     flow: &FlowKey,
     vip: &VipMeta,
-    entry: *mut ConnEntry,
-    how: u64,
-    out: &mut MaybeUninit<Choice>,
-) -> Verdict {
-    // The caller checked it; an array slot, read without a helper call.
-    let Some(cfg) = CONFIG.get(0) else {
-        return Verdict::drop(Reason::DropNoBackend);
-    };
-    match try_choose::<PROBE>(flow, vip, cfg, entry, how) {
-        Ok(c) => {
-            out.write(c);
-            Verdict::proceed()
-        }
-        Err(r) => Verdict::drop(r),
-    }
-}
-
-#[inline(always)]
-fn try_choose<const PROBE: bool>(
-    flow: &FlowKey,
-    vip: &VipMeta,
     cfg: &LbConfig,
-    entry: *mut ConnEntry,
-    how: u64,
+    req: Request,
 ) -> Result<Choice, Reason> {
-    let is_syn = how & STEER_SYN != 0;
-    let record = how & STEER_RECORD != 0;
-    let seq = (how & STEER_SEQ != 0).then_some((how >> 32) as u32);
+    let Request {
+        syn: is_syn,
+        record,
+        seq,
+        found,
+    } = req;
     let hash = flow_hash(flow, vip.hash_mode, cfg.hash_seed);
     let use_table = cfg.flags & CFG_F_NO_CONNTRACK == 0;
     let found = if use_table && !is_syn {
-        let entry = if how & STEER_FOUND != 0 {
-            (!entry.is_null()).then_some(entry)
-        } else {
-            conntrack::find(flow)
-        };
+        let entry = found.unwrap_or_else(|| conntrack::find(flow));
         conntrack::classify::<PROBE>(entry, flow, cfg)
     } else {
         Lookup::Miss
