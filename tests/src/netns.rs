@@ -39,7 +39,7 @@ impl Netns {
 
     /// `ip -n <ns> args...`
     pub fn ip(&self, args: &[&str]) -> Result<String> {
-        run(Command::new("ip").arg("-n").arg(&self.name).args(args))
+        ip_in(&self.name, args)
     }
 
     /// A command that runs inside the namespace (`ip netns exec`).
@@ -144,6 +144,11 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
     a.ip(&["link", "set", a_if, "up"])?;
     b.ip(&["link", "set", b_if, "up"])?;
     Ok(())
+}
+
+/// `ip -n <ns> args...` for a namespace known by name (its owner elsewhere).
+pub fn ip_in(ns: &str, args: &[&str]) -> Result<String> {
+    run(Command::new("ip").arg("-n").arg(ns).args(args))
 }
 
 /// Runs a command, failing with its stderr when it exits non-zero.
