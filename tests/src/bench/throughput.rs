@@ -1,6 +1,7 @@
 //! Throughput through a veth pair on one core: a generator program sends
 //! frames with BPF_PROG_TEST_RUN in live-frames mode (as xdp-trafficgen
-//! does; xdp-trafficgen itself does not load on this kernel) out of `gen0`;
+//! does; xdp-trafficgen itself does not load on this kernel) out of `gen0`,
+//! or, on a host that refuses live frames, an AF_PACKET socket does;
 //! `lb0` runs the balancer (or, for the baseline, a trivial XDP_TX
 //! program) in driver mode and sends them back, where `gen0` counts and
 //! drops them (`xdp_count`). The figure is frames that arrived at `gen0`
@@ -22,8 +23,31 @@ use lb::core::tables::Tables as _;
 use super::{BenchVip, bench_vips, provision};
 use crate::{netns::Netns, packet::ACK};
 
+/// What sends the frames out of `gen0`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Generator {
+    /// BPF_PROG_TEST_RUN with `BPF_F_TEST_XDP_LIVE_FRAMES`: frames built in
+    /// the kernel from a template, no socket buffers.
+    LiveFrames,
+    /// An AF_PACKET socket on `gen0`, `sendmmsg` in batches with the qdisc
+    /// bypassed, for hosts that refuse live frames: every frame is a socket
+    /// buffer from userspace, so the floor is lower and the ratio is the
+    /// figure to read.
+    PacketSocket,
+}
+
+impl Generator {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Generator::LiveFrames => "live-frames BPF_PROG_TEST_RUN",
+            Generator::PacketSocket => "AF_PACKET sendmmsg (this host refuses live frames)",
+        }
+    }
+}
+
 pub struct Throughput {
     pub name: String,
+    pub generator: Generator,
     /// Frames per second that arrived at the peer (see the module doc).
     pub pps: f64,
     pub sent: u64,
@@ -50,46 +74,187 @@ fn xdp_packets(ns: &Netns, iface: &str) -> Result<u64> {
         .sum())
 }
 
-/// One measurement: `frame` sent `repeat` times by the generator from
-/// `gen0` in `gen_ns` (the ifindex in the context is resolved in the
-/// calling thread's namespace, so the run happens inside it).
+/// Sends `repeat` frames out of `gen0` in `gen_ns` and returns how many
+/// `lb0` processed and how long sending took. Live frames: `gen_prog`
+/// rewrites `frames[0]` (its template) into every frame, rotating flows
+/// itself where it was loaded to. Packet socket: `frames` in turn.
 fn run(
     ns: &Netns,
+    gen_ns: &Netns,
+    generator: Generator,
+    sender: (&Xdp, &[Vec<u8>]),
+    gen_ifindex: u32,
+    repeat: u32,
+) -> Result<(u64, f64)> {
+    let (gen_prog, frames) = sender;
+    let before = xdp_packets(ns, "lb0")?;
+    let inside = gen_ns.enter()?;
+    let secs = match generator {
+        Generator::LiveFrames => {
+            let ctx = crate::fixture::xdp_ctx(frames[0].len(), gen_ifindex);
+            let t0 = Instant::now();
+            gen_prog.test_run(TestRunOptions {
+                data_in: Some(&frames[0]),
+                ctx_in: Some(&ctx),
+                repeat,
+                attrs: TestRunAttrs::new().xdp_live_frames(64),
+                ..TestRunOptions::new()
+            })?;
+            t0.elapsed().as_secs_f64()
+        }
+        Generator::PacketSocket => PacketSocket::open(gen_ifindex)?.send(frames, repeat as u64)?,
+    };
+    drop(inside);
+    let processed = xdp_packets(ns, "lb0")? - before;
+    Ok((processed, secs))
+}
+
+/// Which generator this host allows: live frames, unless a short live run
+/// fails while the same run without them works (the host refuses live
+/// frames; a generator that fails either way is an error).
+fn choose_generator(
     gen_ns: &Netns,
     gen_prog: &Xdp,
     gen_ifindex: u32,
     frame: &[u8],
-    repeat: u32,
-) -> Result<(u64, f64)> {
-    let before = xdp_packets(ns, "lb0")?;
-    let inside = gen_ns.enter()?;
+) -> Result<Generator> {
+    let _inside = gen_ns.enter()?;
     let ctx = crate::fixture::xdp_ctx(frame.len(), gen_ifindex);
-    let t0 = Instant::now();
     let live = gen_prog.test_run(TestRunOptions {
         data_in: Some(frame),
         ctx_in: Some(&ctx),
-        repeat,
+        repeat: 64,
         attrs: TestRunAttrs::new().xdp_live_frames(64),
         ..TestRunOptions::new()
     });
-    let secs = t0.elapsed().as_secs_f64();
-    if let Err(e) = live {
-        // Tell a host that refuses live frames apart from a broken
-        // generator: the same run without them.
-        let plain = gen_prog.test_run(TestRunOptions {
-            data_in: Some(frame),
-            ctx_in: Some(&ctx),
-            ..TestRunOptions::new()
-        });
-        let why = match plain {
-            Ok(_) => "the same run without live frames works: this host refuses live frames",
-            Err(_) => "the generator fails without live frames too",
-        };
-        return Err(anyhow::Error::new(e).context(format!("live-frames BPF_PROG_TEST_RUN ({why})")));
+    let Err(e) = live else {
+        return Ok(Generator::LiveFrames);
+    };
+    let plain = gen_prog.test_run(TestRunOptions {
+        data_in: Some(frame),
+        ctx_in: Some(&ctx),
+        ..TestRunOptions::new()
+    });
+    match plain {
+        Ok(_) => Ok(Generator::PacketSocket),
+        Err(_) => Err(anyhow::Error::new(e).context(
+            "live-frames BPF_PROG_TEST_RUN (the generator fails without live frames too)",
+        )),
     }
-    drop(inside);
-    let processed = xdp_packets(ns, "lb0")? - before;
-    Ok((processed, secs))
+}
+
+/// A raw AF_PACKET socket bound to one interface, sending whole frames.
+struct PacketSocket {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl PacketSocket {
+    /// Frames per `sendmmsg` call.
+    const BATCH: usize = 64;
+
+    /// Opens the socket in the calling thread's namespace. Protocol 0: it
+    /// only sends, so it receives nothing.
+    fn open(ifindex: u32) -> Result<PacketSocket> {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: plain socket(2); the fd is owned below.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        anyhow::ensure!(
+            raw >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: raw is a fresh descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let sock = PacketSocket { fd };
+        // Straight to the driver: the qdisc would only add its own cost.
+        sock.set_int(libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)?;
+        // SAFETY: sockaddr_ll is plain data; zero is a valid start.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex as i32;
+        // SAFETY: addr is a valid sockaddr_ll of the size passed.
+        let rc = unsafe {
+            libc::bind(
+                sock.raw(),
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        anyhow::ensure!(
+            rc == 0,
+            "bind AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        Ok(sock)
+    }
+
+    fn raw(&self) -> i32 {
+        use std::os::fd::AsRawFd as _;
+        self.fd.as_raw_fd()
+    }
+
+    fn set_int(&self, level: i32, name: i32, value: i32) -> Result<()> {
+        // SAFETY: value is an int of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.raw(),
+                level,
+                name,
+                (&raw const value).cast(),
+                size_of::<i32>() as u32,
+            )
+        };
+        anyhow::ensure!(
+            rc == 0,
+            "setsockopt({level}, {name}): {}",
+            std::io::Error::last_os_error()
+        );
+        Ok(())
+    }
+
+    /// Sends `count` frames, `frames` in turn, and returns the seconds it
+    /// took. A frame the driver drops (its peer's ring full) still counts
+    /// as sent: what arrived is counted at the peer.
+    fn send(&self, frames: &[Vec<u8>], count: u64) -> Result<f64> {
+        anyhow::ensure!(!frames.is_empty(), "no frames to send");
+        let mut iovs: Vec<libc::iovec> = frames
+            .iter()
+            .map(|f| libc::iovec {
+                iov_base: f.as_ptr() as *mut libc::c_void,
+                iov_len: f.len(),
+            })
+            .collect();
+        // SAFETY: mmsghdr is plain data; zero is a valid start.
+        let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; Self::BATCH];
+        let mut sent = 0u64;
+        let mut next = 0usize;
+        let t0 = Instant::now();
+        while sent < count {
+            let n = Self::BATCH.min((count - sent) as usize);
+            for m in msgs.iter_mut().take(n) {
+                m.msg_hdr.msg_iov = &raw mut iovs[next];
+                m.msg_hdr.msg_iovlen = 1;
+                next = (next + 1) % iovs.len();
+            }
+            // SAFETY: the first n headers each point at one iovec of a
+            // live frame; the kernel only reads them.
+            let rc = unsafe { libc::sendmmsg(self.raw(), msgs.as_mut_ptr(), n as u32, 0) };
+            if rc < 0 {
+                let e = std::io::Error::last_os_error();
+                // A full socket buffer: try again.
+                if e.raw_os_error() == Some(libc::ENOBUFS)
+                    || e.kind() == std::io::ErrorKind::WouldBlock
+                {
+                    continue;
+                }
+                return Err(anyhow::Error::new(e).context("sendmmsg on the AF_PACKET socket"));
+            }
+            sent += rc as u64;
+            // Frames the call did not take are offered again next time.
+            next = (next + iovs.len() - (n - rc as usize)) % iovs.len();
+        }
+        Ok(t0.elapsed().as_secs_f64())
+    }
 }
 
 /// Measures the balancer against the XDP_TX floor for a single established
@@ -130,6 +295,20 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
     set_template(&mut tools_rotating, &syn)?;
     let gen_fixed = loaded(&mut tools_fixed, "xdp_gen")?;
     let gen_rotating = loaded(&mut tools_rotating, "xdp_gen")?;
+    let generator = choose_generator(&gen_ns, gen_fixed, gen_ifindex, &frame)?;
+    // Live frames: the template (rotated by the generator for SYNs). Packet
+    // socket: the frames themselves, a SYN of each of `flows` flows.
+    let fixed_frames = vec![frame.clone()];
+    let rotating_frames = match generator {
+        Generator::LiveFrames => vec![syn.clone()],
+        Generator::PacketSocket => {
+            let mut f = super::tcp_frames(vip, crate::packet::SYN, flows);
+            for x in &mut f {
+                x[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+            }
+            f
+        }
+    };
 
     let _in = ns.enter()?;
     let mut floor_obj = EbpfLoader::new().load(lb::kernel::objects::TOOLS)?;
@@ -164,7 +343,14 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
             floor.attach("lb0", XdpMode::Driver)?
         };
         let s0 = arrived(&sink)?;
-        let (processed, secs) = run(&ns, &gen_ns, gen_fixed, gen_ifindex, &frame, repeat)?;
+        let (processed, secs) = run(
+            &ns,
+            &gen_ns,
+            generator,
+            (gen_fixed, &fixed_frames),
+            gen_ifindex,
+            repeat,
+        )?;
         let got = at_peer(false, s0, arrived(&sink)?);
         samples[0].push((got as f64 / secs, processed, got));
         floor.detach(link)?;
@@ -175,7 +361,14 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
         };
         let before = dp.reason_counters()?;
         let s0 = arrived(&sink)?;
-        let (processed, secs) = run(&ns, &gen_ns, gen_fixed, gen_ifindex, &frame, repeat)?;
+        let (processed, secs) = run(
+            &ns,
+            &gen_ns,
+            generator,
+            (gen_fixed, &fixed_frames),
+            gen_ifindex,
+            repeat,
+        )?;
         let got = at_peer(true, s0, arrived(&sink)?);
         let after = dp.reason_counters()?;
         // A benchmark of another path is worthless: (nearly) every frame
@@ -183,7 +376,14 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
         on_path(&before, &after, processed, &[FwdTx, ConntrackHit])?;
         samples[1].push((got as f64 / secs, processed, got));
         let s0 = arrived(&sink)?;
-        let (processed, secs) = run(&ns, &gen_ns, gen_rotating, gen_ifindex, &syn, repeat)?;
+        let (processed, secs) = run(
+            &ns,
+            &gen_ns,
+            generator,
+            (gen_rotating, &rotating_frames),
+            gen_ifindex,
+            repeat,
+        )?;
         let got = at_peer(true, s0, arrived(&sink)?);
         on_path(
             &after,
@@ -202,6 +402,7 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
             let (pps, processed, arrived) = runs[runs.len() / 2];
             Throughput {
                 name,
+                generator,
                 pps,
                 sent: repeat as u64,
                 processed,

@@ -108,7 +108,7 @@ fn main() -> Result<()> {
     );
     sections.run(
         "throughput",
-        "throughput through a veth pair on one core (live frames), counted at the peer",
+        "throughput through a veth pair on one core, counted at the peer",
         || {
             let figs = throughput::measure(
                 if quick { 300_000 } else { 2_000_000 },
@@ -122,11 +122,12 @@ fn main() -> Result<()> {
                     section: "throughput",
                     case: f.name.clone(),
                     value: format!(
-                        "{:.2} Mpps at the peer ({:.0}% of floor); {} of {} processed frames arrived",
+                        "{:.2} Mpps at the peer ({:.0}% of floor); {} of {} processed frames arrived; {}",
                         f.pps / 1e6,
                         100.0 * f.pps / floor,
                         f.arrived,
-                        f.processed
+                        f.processed,
+                        f.generator.describe()
                     ),
                 });
                 v.push(json!({
@@ -136,6 +137,7 @@ fn main() -> Result<()> {
                     "sent": f.sent,
                     "processed_by_lb": f.processed,
                     "arrived_at_peer": f.arrived,
+                    "generator": f.generator.describe(),
                 }));
             }
             results.insert("throughput".into(), json!(v));
