@@ -337,21 +337,18 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
             (after.0 + after.1) - (before.0 + before.1)
         }
     };
+    // One case's frames sent: (processed by lb0, seconds, arrived at gen0).
+    let send = |sender: (&Xdp, &[Vec<u8>]), encapsulated: bool| -> Result<(u64, f64, u64)> {
+        let s0 = arrived(&sink)?;
+        let (processed, secs) = run(&ns, &gen_ns, generator, sender, gen_ifindex, repeat)?;
+        Ok((processed, secs, at_peer(encapsulated, s0, arrived(&sink)?)))
+    };
     for _ in 0..rounds {
         let link = {
             let _in = ns.enter()?;
             floor.attach("lb0", XdpMode::Driver)?
         };
-        let s0 = arrived(&sink)?;
-        let (processed, secs) = run(
-            &ns,
-            &gen_ns,
-            generator,
-            (gen_fixed, &fixed_frames),
-            gen_ifindex,
-            repeat,
-        )?;
-        let got = at_peer(false, s0, arrived(&sink)?);
+        let (processed, secs, got) = send((gen_fixed, &fixed_frames), false)?;
         samples[0].push((got as f64 / secs, processed, got));
         floor.detach(link)?;
 
@@ -360,31 +357,13 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
             dp.program_mut()?.attach("lb0", XdpMode::Driver)?
         };
         let before = dp.reason_counters()?;
-        let s0 = arrived(&sink)?;
-        let (processed, secs) = run(
-            &ns,
-            &gen_ns,
-            generator,
-            (gen_fixed, &fixed_frames),
-            gen_ifindex,
-            repeat,
-        )?;
-        let got = at_peer(true, s0, arrived(&sink)?);
+        let (processed, secs, got) = send((gen_fixed, &fixed_frames), true)?;
         let after = dp.reason_counters()?;
         // A benchmark of another path is worthless: (nearly) every frame
         // must have been forwarded, by the path the case names.
         on_path(&before, &after, processed, &[FwdTx, ConntrackHit])?;
         samples[1].push((got as f64 / secs, processed, got));
-        let s0 = arrived(&sink)?;
-        let (processed, secs) = run(
-            &ns,
-            &gen_ns,
-            generator,
-            (gen_rotating, &rotating_frames),
-            gen_ifindex,
-            repeat,
-        )?;
-        let got = at_peer(true, s0, arrived(&sink)?);
+        let (processed, secs, got) = send((gen_rotating, &rotating_frames), true)?;
         on_path(
             &after,
             &dp.reason_counters()?,
