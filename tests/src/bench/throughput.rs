@@ -37,6 +37,14 @@ pub enum Generator {
 }
 
 impl Generator {
+    /// Stable name for `results.json`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Generator::LiveFrames => "live_frames",
+            Generator::PacketSocket => "packet_socket",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Generator::LiveFrames => "live-frames BPF_PROG_TEST_RUN",
@@ -214,8 +222,10 @@ impl PacketSocket {
 
     /// Sends `count` frames, `frames` in turn, and returns the seconds it
     /// took. A frame the driver drops (its peer's ring full) still counts
-    /// as sent: what arrived is counted at the peer.
+    /// as sent: what arrived is counted at the peer. Gives up after
+    /// `SEND_LIMIT`, so a socket that stops taking frames ends the run.
     fn send(&self, frames: &[Vec<u8>], count: u64) -> Result<f64> {
+        const SEND_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
         anyhow::ensure!(!frames.is_empty(), "no frames to send");
         let mut iovs: Vec<libc::iovec> = frames
             .iter()
@@ -227,21 +237,25 @@ impl PacketSocket {
         // SAFETY: mmsghdr is plain data; zero is a valid start.
         let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; Self::BATCH];
         let mut sent = 0u64;
+        // The frame the next batch starts with.
         let mut next = 0usize;
         let t0 = Instant::now();
         while sent < count {
+            anyhow::ensure!(
+                t0.elapsed() < SEND_LIMIT,
+                "the AF_PACKET socket took {sent} of {count} frames in {SEND_LIMIT:?}"
+            );
             let n = Self::BATCH.min((count - sent) as usize);
-            for m in msgs.iter_mut().take(n) {
-                m.msg_hdr.msg_iov = &raw mut iovs[next];
+            for (k, m) in msgs.iter_mut().take(n).enumerate() {
+                m.msg_hdr.msg_iov = &raw mut iovs[(next + k) % frames.len()];
                 m.msg_hdr.msg_iovlen = 1;
-                next = (next + 1) % iovs.len();
             }
             // SAFETY: the first n headers each point at one iovec of a
             // live frame; the kernel only reads them.
             let rc = unsafe { libc::sendmmsg(self.raw(), msgs.as_mut_ptr(), n as u32, 0) };
             if rc < 0 {
                 let e = std::io::Error::last_os_error();
-                // A full socket buffer: try again.
+                // A full socket buffer: offer the same batch again.
                 if e.raw_os_error() == Some(libc::ENOBUFS)
                     || e.kind() == std::io::ErrorKind::WouldBlock
                 {
@@ -249,9 +263,9 @@ impl PacketSocket {
                 }
                 return Err(anyhow::Error::new(e).context("sendmmsg on the AF_PACKET socket"));
             }
+            // Frames the call did not take start the next batch.
             sent += rc as u64;
-            // Frames the call did not take are offered again next time.
-            next = (next + iovs.len() - (n - rc as usize)) % iovs.len();
+            next = (next + rc as usize) % frames.len();
         }
         Ok(t0.elapsed().as_secs_f64())
     }

@@ -137,7 +137,7 @@ fn main() -> Result<()> {
                     "sent": f.sent,
                     "processed_by_lb": f.processed,
                     "arrived_at_peer": f.arrived,
-                    "generator": f.generator.describe(),
+                    "generator": f.generator.key(),
                 }));
             }
             results.insert("throughput".into(), json!(v));
