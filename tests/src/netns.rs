@@ -191,46 +191,134 @@ pub fn require_root() -> Result<()> {
 }
 
 /// Sends raw Ethernet frames out of `ifname` in namespace `ns` (AF_PACKET),
-/// for feeding malformed input to an interface's peer.
+/// each once, for feeding malformed input to an interface's peer.
 pub fn send_raw(ns: &Netns, ifname: &str, frames: &[Vec<u8>]) -> Result<()> {
     let ifindex = ns.ifindex(ifname)?;
     let _in = ns.enter()?;
-    // SAFETY: plain socket(2); the fd is closed below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW,
-            (libc::ETH_P_ALL as u16).to_be() as i32,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("AF_PACKET socket");
-    }
-    let mut result = Ok(());
-    for f in frames {
-        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
-        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sa.sll_family = libc::AF_PACKET as u16;
-        sa.sll_ifindex = ifindex as i32;
-        sa.sll_halen = 6;
-        sa.sll_addr[..6].copy_from_slice(&f[..6.min(f.len())]);
-        // SAFETY: f and sa are valid for the lengths given.
+    PacketSocket::open(ifindex)?.send(frames, frames.len() as u64)?;
+    Ok(())
+}
+
+/// A raw AF_PACKET socket bound to one interface of the namespace it was
+/// opened in, sending whole Ethernet frames.
+pub struct PacketSocket {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl PacketSocket {
+    /// Frames per `sendmmsg` call.
+    const BATCH: usize = 64;
+
+    /// Opens the socket in the calling thread's namespace. Protocol 0: it
+    /// only sends, so it receives nothing.
+    pub fn open(ifindex: u32) -> Result<PacketSocket> {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: plain socket(2); the fd is owned below.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        anyhow::ensure!(
+            raw >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: raw is a fresh descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let sock = PacketSocket { fd };
+        // SAFETY: sockaddr_ll is plain data; zero is a valid start.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex as i32;
+        // SAFETY: addr is a valid sockaddr_ll of the size passed.
         let rc = unsafe {
-            libc::sendto(
-                fd,
-                f.as_ptr().cast(),
-                f.len(),
-                0,
-                (&raw const sa).cast(),
+            libc::bind(
+                sock.raw(),
+                (&raw const addr).cast(),
                 size_of::<libc::sockaddr_ll>() as u32,
             )
         };
-        if rc < 0 {
-            result = Err(std::io::Error::last_os_error()).context("sendto");
-            break;
-        }
+        anyhow::ensure!(
+            rc == 0,
+            "bind AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        Ok(sock)
     }
-    // SAFETY: closing the fd opened above.
-    unsafe { libc::close(fd) };
-    result
+
+    /// Hands frames straight to the driver, past the interface's qdisc.
+    pub fn bypass_qdisc(&self) -> Result<()> {
+        self.set_int(libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)
+    }
+
+    fn raw(&self) -> i32 {
+        use std::os::fd::AsRawFd as _;
+        self.fd.as_raw_fd()
+    }
+
+    fn set_int(&self, level: i32, name: i32, value: i32) -> Result<()> {
+        // SAFETY: value is an int of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.raw(),
+                level,
+                name,
+                (&raw const value).cast(),
+                size_of::<i32>() as u32,
+            )
+        };
+        anyhow::ensure!(
+            rc == 0,
+            "setsockopt({level}, {name}): {}",
+            std::io::Error::last_os_error()
+        );
+        Ok(())
+    }
+
+    /// Sends `count` frames, `frames` in turn, and returns the seconds it
+    /// took. A frame the driver drops (its peer's ring full) still counts
+    /// as sent: what arrived is counted at the peer. Gives up after
+    /// `SEND_LIMIT`, so a socket that stops taking frames ends the run.
+    pub fn send(&self, frames: &[Vec<u8>], count: u64) -> Result<f64> {
+        const SEND_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+        anyhow::ensure!(!frames.is_empty() || count == 0, "no frames to send");
+        let mut iovs: Vec<libc::iovec> = frames
+            .iter()
+            .map(|f| libc::iovec {
+                iov_base: f.as_ptr() as *mut libc::c_void,
+                iov_len: f.len(),
+            })
+            .collect();
+        // SAFETY: mmsghdr is plain data; zero is a valid start.
+        let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; Self::BATCH];
+        let mut sent = 0u64;
+        // The frame the next batch starts with.
+        let mut next = 0usize;
+        let t0 = std::time::Instant::now();
+        while sent < count {
+            anyhow::ensure!(
+                t0.elapsed() < SEND_LIMIT,
+                "the AF_PACKET socket took {sent} of {count} frames in {SEND_LIMIT:?}"
+            );
+            let n = Self::BATCH.min((count - sent) as usize);
+            for (k, m) in msgs.iter_mut().take(n).enumerate() {
+                m.msg_hdr.msg_iov = &raw mut iovs[(next + k) % frames.len()];
+                m.msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: the first n headers each point at one iovec of a
+            // live frame; the kernel only reads them.
+            let rc = unsafe { libc::sendmmsg(self.raw(), msgs.as_mut_ptr(), n as u32, 0) };
+            if rc < 0 {
+                let e = std::io::Error::last_os_error();
+                // A full socket buffer: offer the same batch again.
+                if e.raw_os_error() == Some(libc::ENOBUFS)
+                    || e.kind() == std::io::ErrorKind::WouldBlock
+                {
+                    continue;
+                }
+                return Err(anyhow::Error::new(e).context("sendmmsg on the AF_PACKET socket"));
+            }
+            // Frames the call did not take start the next batch.
+            sent += rc as u64;
+            next = (next + rc as usize) % frames.len();
+        }
+        Ok(t0.elapsed().as_secs_f64())
+    }
 }

@@ -21,7 +21,10 @@ use aya::{
 use lb::core::tables::Tables as _;
 
 use super::{BenchVip, bench_vips, provision};
-use crate::{netns::Netns, packet::ACK};
+use crate::{
+    netns::{Netns, PacketSocket},
+    packet::ACK,
+};
 
 /// What sends the frames out of `gen0`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,7 +113,12 @@ fn run(
             })?;
             t0.elapsed().as_secs_f64()
         }
-        Generator::PacketSocket => PacketSocket::open(gen_ifindex)?.send(frames, repeat as u64)?,
+        Generator::PacketSocket => {
+            let sock = PacketSocket::open(gen_ifindex)?;
+            // Straight to the driver: the qdisc would only add its own cost.
+            sock.bypass_qdisc()?;
+            sock.send(frames, repeat as u64)?
+        }
     };
     drop(inside);
     let processed = xdp_packets(ns, "lb0")? - before;
@@ -148,126 +156,6 @@ fn choose_generator(
         Err(_) => Err(anyhow::Error::new(e).context(
             "live-frames BPF_PROG_TEST_RUN (the generator fails without live frames too)",
         )),
-    }
-}
-
-/// A raw AF_PACKET socket bound to one interface, sending whole frames.
-struct PacketSocket {
-    fd: std::os::fd::OwnedFd,
-}
-
-impl PacketSocket {
-    /// Frames per `sendmmsg` call.
-    const BATCH: usize = 64;
-
-    /// Opens the socket in the calling thread's namespace. Protocol 0: it
-    /// only sends, so it receives nothing.
-    fn open(ifindex: u32) -> Result<PacketSocket> {
-        use std::os::fd::FromRawFd as _;
-        // SAFETY: plain socket(2); the fd is owned below.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-        anyhow::ensure!(
-            raw >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: raw is a fresh descriptor nobody else owns.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
-        let sock = PacketSocket { fd };
-        // Straight to the driver: the qdisc would only add its own cost.
-        sock.set_int(libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)?;
-        // SAFETY: sockaddr_ll is plain data; zero is a valid start.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = ifindex as i32;
-        // SAFETY: addr is a valid sockaddr_ll of the size passed.
-        let rc = unsafe {
-            libc::bind(
-                sock.raw(),
-                (&raw const addr).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        anyhow::ensure!(
-            rc == 0,
-            "bind AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        Ok(sock)
-    }
-
-    fn raw(&self) -> i32 {
-        use std::os::fd::AsRawFd as _;
-        self.fd.as_raw_fd()
-    }
-
-    fn set_int(&self, level: i32, name: i32, value: i32) -> Result<()> {
-        // SAFETY: value is an int of the size passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.raw(),
-                level,
-                name,
-                (&raw const value).cast(),
-                size_of::<i32>() as u32,
-            )
-        };
-        anyhow::ensure!(
-            rc == 0,
-            "setsockopt({level}, {name}): {}",
-            std::io::Error::last_os_error()
-        );
-        Ok(())
-    }
-
-    /// Sends `count` frames, `frames` in turn, and returns the seconds it
-    /// took. A frame the driver drops (its peer's ring full) still counts
-    /// as sent: what arrived is counted at the peer. Gives up after
-    /// `SEND_LIMIT`, so a socket that stops taking frames ends the run.
-    fn send(&self, frames: &[Vec<u8>], count: u64) -> Result<f64> {
-        const SEND_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
-        anyhow::ensure!(!frames.is_empty(), "no frames to send");
-        let mut iovs: Vec<libc::iovec> = frames
-            .iter()
-            .map(|f| libc::iovec {
-                iov_base: f.as_ptr() as *mut libc::c_void,
-                iov_len: f.len(),
-            })
-            .collect();
-        // SAFETY: mmsghdr is plain data; zero is a valid start.
-        let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; Self::BATCH];
-        let mut sent = 0u64;
-        // The frame the next batch starts with.
-        let mut next = 0usize;
-        let t0 = Instant::now();
-        while sent < count {
-            anyhow::ensure!(
-                t0.elapsed() < SEND_LIMIT,
-                "the AF_PACKET socket took {sent} of {count} frames in {SEND_LIMIT:?}"
-            );
-            let n = Self::BATCH.min((count - sent) as usize);
-            for (k, m) in msgs.iter_mut().take(n).enumerate() {
-                m.msg_hdr.msg_iov = &raw mut iovs[(next + k) % frames.len()];
-                m.msg_hdr.msg_iovlen = 1;
-            }
-            // SAFETY: the first n headers each point at one iovec of a
-            // live frame; the kernel only reads them.
-            let rc = unsafe { libc::sendmmsg(self.raw(), msgs.as_mut_ptr(), n as u32, 0) };
-            if rc < 0 {
-                let e = std::io::Error::last_os_error();
-                // A full socket buffer: offer the same batch again.
-                if e.raw_os_error() == Some(libc::ENOBUFS)
-                    || e.kind() == std::io::ErrorKind::WouldBlock
-                {
-                    continue;
-                }
-                return Err(anyhow::Error::new(e).context("sendmmsg on the AF_PACKET socket"));
-            }
-            // Frames the call did not take start the next batch.
-            sent += rc as u64;
-            next = (next + rc as usize) % frames.len();
-        }
-        Ok(t0.elapsed().as_secs_f64())
     }
 }
 
