@@ -159,6 +159,18 @@ fn choose_generator(
     }
 }
 
+/// `lb0`'s MAC: the generator's frames are addressed to it.
+const LB0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+
+/// The frames of `flows` flows (`flags` SYN or ACK), addressed to `lb0`.
+fn frames_to_lb0(vip: &BenchVip, flags: crate::packet::Flags, flows: u32) -> Vec<Vec<u8>> {
+    let mut frames = super::tcp_frames(vip, flags, flows);
+    for f in &mut frames {
+        f[0..6].copy_from_slice(&LB0_MAC);
+    }
+    frames
+}
+
 /// Measures the balancer against the XDP_TX floor for a single established
 /// flow and for `flows` distinct new flows, `rounds` times each.
 pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>> {
@@ -169,8 +181,14 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
     let ns = Netns::new("thr")?;
     let gen_ns = Netns::new("thr-gen")?;
     crate::netns::veth(&ns, "lb0", &gen_ns, "gen0")?;
+    // No IPv6 on the pair: the kernel's router solicitations and MLD
+    // reports would otherwise arrive at the peer among the measured frames.
+    for n in [&ns, &gen_ns] {
+        n.exec("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
+    }
     ns.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
-    ns.ip(&["link", "set", "lb0", "address", "02:00:00:00:00:01"])?;
+    let mac = LB0_MAC.map(|b| format!("{b:02x}")).join(":");
+    ns.ip(&["link", "set", "lb0", "address", &mac])?;
     ns.ip(&["addr", "add", "10.0.0.1/16", "dev", "lb0"])?;
     super::backend_neighbours(&ns, "lb0", false)?;
     let gen_ifindex = gen_ns.ifindex("gen0")?;
@@ -189,10 +207,8 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
     let _ = &mut sink;
     let vips = bench_vips();
     let vip: &BenchVip = &vips[0];
-    let mut frame = super::tcp_frames(vip, ACK, 1).remove(0);
-    frame[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-    let mut syn = super::tcp_frames(vip, crate::packet::SYN, 1).remove(0);
-    syn[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+    let frame = frames_to_lb0(vip, ACK, 1).remove(0);
+    let syn = frames_to_lb0(vip, crate::packet::SYN, 1).remove(0);
     set_template(&mut tools_fixed, &frame)?;
     set_template(&mut tools_rotating, &syn)?;
     let gen_fixed = loaded(&mut tools_fixed, "xdp_gen")?;
@@ -203,13 +219,7 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
     let fixed_frames = vec![frame.clone()];
     let rotating_frames = match generator {
         Generator::LiveFrames => vec![syn.clone()],
-        Generator::PacketSocket => {
-            let mut f = super::tcp_frames(vip, crate::packet::SYN, flows);
-            for x in &mut f {
-                x[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-            }
-            f
-        }
+        Generator::PacketSocket => frames_to_lb0(vip, crate::packet::SYN, flows),
     };
 
     let _in = ns.enter()?;
