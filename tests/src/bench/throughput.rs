@@ -181,8 +181,8 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
     let ns = Netns::new("thr")?;
     let gen_ns = Netns::new("thr-gen")?;
     crate::netns::veth(&ns, "lb0", &gen_ns, "gen0")?;
-    // No IPv6 on the pair: the kernel's router solicitations and MLD
-    // reports would otherwise arrive at the peer among the measured frames.
+    // No IPv6 on the pair: frames the kernel sends by itself on a new link
+    // (neighbour discovery) would otherwise be counted at the peer.
     for n in [&ns, &gen_ns] {
         n.exec("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
     }
