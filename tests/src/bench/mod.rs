@@ -22,6 +22,7 @@ use crate::{
     packet::{self, ACK, ETH_P_IP, V4, ethernet, tcp, udp},
 };
 
+/// The balancer interface's MAC, which the bench frames are addressed to.
 pub const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 0x01];
 pub const BACKENDS_PER_VIP: u32 = 100;
@@ -68,6 +69,12 @@ pub fn time_runs(
     Ok(ns)
 }
 
+/// Gives `ifname` in `ns` the MAC the bench frames are addressed to.
+pub fn set_lb_mac(ns: &Netns, ifname: &str) -> Result<()> {
+    let mac = LB_MAC.map(|b| format!("{b:02x}")).join(":");
+    ns.ip(&["link", "set", ifname, "address", &mac]).map(drop)
+}
+
 /// The namespace of the per-packet benchmark: one interface whose
 /// neighbours are the backends, so `bpf_fib_lookup` resolves them.
 pub fn bench_namespace() -> Result<(Netns, u32)> {
@@ -77,7 +84,7 @@ pub fn bench_namespace() -> Result<(Netns, u32)> {
     ns.ip(&[
         "link", "add", "lb0", "type", "veth", "peer", "name", "peer0",
     ])?;
-    ns.ip(&["link", "set", "lb0", "address", "02:00:00:00:00:01"])?;
+    set_lb_mac(&ns, "lb0")?;
     ns.ip(&["addr", "add", "10.0.0.1/16", "dev", "lb0"])?;
     ns.ip(&["addr", "add", "fd00::1/64", "dev", "lb0", "nodad"])?;
     ns.ip(&["link", "set", "lb0", "up"])?;

@@ -159,18 +159,6 @@ fn choose_generator(
     }
 }
 
-/// `lb0`'s MAC: the generator's frames are addressed to it.
-const LB0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
-
-/// The frames of `flows` flows (`flags` SYN or ACK), addressed to `lb0`.
-fn frames_to_lb0(vip: &BenchVip, flags: crate::packet::Flags, flows: u32) -> Vec<Vec<u8>> {
-    let mut frames = super::tcp_frames(vip, flags, flows);
-    for f in &mut frames {
-        f[0..6].copy_from_slice(&LB0_MAC);
-    }
-    frames
-}
-
 /// Measures the balancer against the XDP_TX floor for a single established
 /// flow and for `flows` distinct new flows, `rounds` times each.
 pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>> {
@@ -187,8 +175,8 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
         n.exec("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
     }
     ns.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
-    let mac = LB0_MAC.map(|b| format!("{b:02x}")).join(":");
-    ns.ip(&["link", "set", "lb0", "address", &mac])?;
+    // The bench frames are addressed to this MAC already.
+    super::set_lb_mac(&ns, "lb0")?;
     ns.ip(&["addr", "add", "10.0.0.1/16", "dev", "lb0"])?;
     super::backend_neighbours(&ns, "lb0", false)?;
     let gen_ifindex = gen_ns.ifindex("gen0")?;
@@ -207,8 +195,8 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
     let _ = &mut sink;
     let vips = bench_vips();
     let vip: &BenchVip = &vips[0];
-    let frame = frames_to_lb0(vip, ACK, 1).remove(0);
-    let syn = frames_to_lb0(vip, crate::packet::SYN, 1).remove(0);
+    let frame = super::tcp_frames(vip, ACK, 1).remove(0);
+    let syn = super::tcp_frames(vip, crate::packet::SYN, 1).remove(0);
     set_template(&mut tools_fixed, &frame)?;
     set_template(&mut tools_rotating, &syn)?;
     let gen_fixed = loaded(&mut tools_fixed, "xdp_gen")?;
@@ -219,7 +207,7 @@ pub fn measure(repeat: u32, flows: u32, rounds: usize) -> Result<Vec<Throughput>
     let fixed_frames = vec![frame.clone()];
     let rotating_frames = match generator {
         Generator::LiveFrames => vec![syn.clone()],
-        Generator::PacketSocket => frames_to_lb0(vip, crate::packet::SYN, flows),
+        Generator::PacketSocket => super::tcp_frames(vip, crate::packet::SYN, flows),
     };
 
     let _in = ns.enter()?;
