@@ -1,8 +1,10 @@
 //! Small helper programs: a pass-through for veth peers (so XDP_TX frames are
 //! received, see docs/TESTING.md), an XDP_TX reflector used as the cost
 //! floor in benchmarks, a drop sink, a traffic generator for
-//! BPF_PROG_TEST_RUN's live-frames mode (as xdp-trafficgen does), and the
-//! frame-restoring shim of the per-packet benchmark's repeat = N method.
+//! BPF_PROG_TEST_RUN's live-frames mode (as xdp-trafficgen does), the
+//! frame-restoring shim of the per-packet benchmark's repeat = N method,
+//! and that benchmark's lower bound (the kernel's table and tunnel steps
+//! alone).
 #![no_std]
 #![no_main]
 
@@ -11,10 +13,19 @@ use aya_ebpf::{
     Global,
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{Array, PerCpuArray, ProgramArray},
+    maps::{Array, LruHashMap, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
-use lb_ebpf::packet::{len, read, write};
+use lb_common::{
+    maps::{ConnEntry, FAMILY_V4, FAMILY_V6, FlowKey},
+    wire::{
+        ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, ipv4_header_words, ipv6_header,
+    },
+};
+use lb_ebpf::{
+    l2::push_front,
+    packet::{len, read, write, write_words},
+};
 
 /// Passes every frame. Attached to veth peers of XDP_TX-ing interfaces:
 /// veth only delivers XDP_TX/redirected frames to a peer running XDP.
@@ -162,6 +173,109 @@ pub fn xdp_shim(ctx: XdpContext) -> u32 {
     // SAFETY: a tail call either replaces this program or falls through.
     unsafe { SHIM_NEXT.tail_call(&ctx, 0) };
     xdp_action::XDP_DROP
+}
+
+/// The lower bound's connection table: the balancer's key and value in a
+/// shared LRU hash, like its table. Small here; the bench raises it to the
+/// world's 1,048,576 entries when it loads this object, so nothing else
+/// that loads it allocates that much.
+#[map]
+static BOUND_TABLE: LruHashMap<FlowKey, ConnEntry> = LruHashMap::with_max_entries(64, 0);
+
+/// The flow key of an Ethernet + IPv4 (no options) or IPv6 frame carrying
+/// TCP or UDP, read at fixed offsets and checked no further.
+#[inline(always)]
+fn bound_key(ctx: &XdpContext) -> Option<FlowKey> {
+    let word = |off: usize| read::<[u8; 4]>(ctx, off).map(u32::from_ne_bytes);
+    let mut key = FlowKey::default();
+    let ports = if read::<[u8; 2]>(ctx, 12)? == ETH_P_IP.to_be_bytes() {
+        key.family = FAMILY_V4;
+        key.proto = read::<u8>(ctx, ETH_HLEN + 9)?;
+        key.src[0] = word(ETH_HLEN + 12)?;
+        key.dst[0] = word(ETH_HLEN + 16)?;
+        ETH_HLEN + 20
+    } else {
+        key.family = FAMILY_V6;
+        key.proto = read::<u8>(ctx, ETH_HLEN + 6)?;
+        for i in 0..4 {
+            key.src[i] = word(ETH_HLEN + 8 + 4 * i)?;
+            key.dst[i] = word(ETH_HLEN + 24 + 4 * i)?;
+        }
+        ETH_HLEN + 40
+    };
+    let p = read::<[u8; 4]>(ctx, ports)?;
+    key.sport = u16::from_be_bytes([p[0], p[1]]);
+    key.dport = u16::from_be_bytes([p[2], p[3]]);
+    Some(key)
+}
+
+/// Wraps the frame's IP packet in an outer IPv4 or IPv6 header behind a
+/// fresh Ethernet header, as the balancer's tunnel step does (fixed
+/// addresses, no next-hop lookup), and sends it back out.
+#[inline(always)]
+fn bound_encap(ctx: &XdpContext, family: u8) -> u32 {
+    const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+    let inner_len = len(ctx).saturating_sub(ETH_HLEN) as u16;
+    let ok = if family == FAMILY_V4 {
+        let h = ipv4_header_words(
+            0,
+            inner_len + 20,
+            0,
+            IPPROTO_IPIP,
+            [10, 0, 0, 1],
+            [10, 1, 0, 1],
+        );
+        push_front(ctx, ETH_HLEN, 20, MAC, MAC, ETH_P_IP).is_ok()
+            && write_words(ctx, ETH_HLEN, &h).is_some()
+    } else {
+        let h = ipv6_header([0; 16], [0; 16], inner_len, IPPROTO_IPV6, 0, 0);
+        let fixed = [h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]];
+        let addr = [0xfd00u32.to_be(), 0, 0, 1u32.to_be()];
+        push_front(ctx, ETH_HLEN, 40, MAC, MAC, ETH_P_IPV6).is_ok()
+            && write(ctx, ETH_HLEN, fixed).is_some()
+            && write_words(ctx, ETH_HLEN + 8, &addr).is_some()
+            && write_words(ctx, ETH_HLEN + 24, &addr).is_some()
+    };
+    if ok {
+        xdp_action::XDP_TX
+    } else {
+        xdp_action::XDP_DROP
+    }
+}
+
+/// Lower bound of a new flow: what the kernel charges any balancer that
+/// records the flow in the world's LRU and tunnels the packet (the insert,
+/// `bpf_xdp_adjust_head` and the header writes), with nothing of its own
+/// around them: no parsing beyond the key, no service lookup, no ring, no
+/// counters. Drops if the insert fails.
+#[xdp]
+pub fn xdp_bound_new(ctx: XdpContext) -> u32 {
+    let Some(key) = bound_key(&ctx) else {
+        return xdp_action::XDP_DROP;
+    };
+    let entry = ConnEntry {
+        backend_id: 1,
+        ..ConnEntry::default()
+    };
+    if BOUND_TABLE.insert(key, entry, 0).is_err() {
+        return xdp_action::XDP_DROP;
+    }
+    bound_encap(&ctx, key.family)
+}
+
+/// Lower bound of an established flow: the table lookup, then the same
+/// tunnel steps. Drops on a miss, so a bound that did not hit shows up as
+/// a wrong action instead of a fast run.
+#[xdp]
+pub fn xdp_bound_hit(ctx: XdpContext) -> u32 {
+    let Some(key) = bound_key(&ctx) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: the value is only tested for presence.
+    if unsafe { BOUND_TABLE.get(key) }.is_none() {
+        return xdp_action::XDP_DROP;
+    }
+    bound_encap(&ctx, key.family)
 }
 
 #[cfg(not(test))]

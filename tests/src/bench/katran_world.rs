@@ -14,6 +14,12 @@
 //!   overhead is amortised; the shim in front of `xdp_tx` is this method's
 //!   floor, so the shim's own cost cancels out.
 //!
+//! Beside each VIP case at repeat = 1 runs its lower bound (`xdp_bound_new`
+//! / `xdp_bound_hit` in lb-tools): the connection-table insert or lookup
+//! and the tunnel header alone, what the kernel charges any balancer in
+//! this world, so the gap between a target and what is unavoidable is
+//! measured in the same run.
+//!
 //! Net = median − floor. Katran's ratios (net / floor at repeat = 1, the
 //! same frames, the same machine; issue 15) are kept here as the reference
 //! the targets derive from (0.8 × Katran).
@@ -58,6 +64,18 @@ pub const CASES: [(&str, &str, f64); 6] = [
     ),
 ];
 
+/// Each case's lower-bound program (lb-tools), in `CASES` order: the
+/// LRU insert for new flows, the LRU lookup for established ones; the
+/// pass case has none (the floor is its bound).
+const BOUNDS: [Option<&str>; 6] = [
+    None,
+    Some("xdp_bound_new"),
+    Some("xdp_bound_hit"),
+    Some("xdp_bound_hit"),
+    Some("xdp_bound_new"),
+    Some("xdp_bound_hit"),
+];
+
 #[derive(Clone, Debug, Serialize)]
 pub struct CaseFigure {
     pub case: &'static str,
@@ -72,6 +90,14 @@ pub struct CaseFigure {
     /// 0.8 × Katran's ratio.
     pub target_net_over_floor: f64,
     pub runs: u64,
+    /// The case's lower bound (repeat = 1 only): the kernel's table and
+    /// tunnel steps alone (`xdp_bound_new`/`xdp_bound_hit` in lb-tools),
+    /// timed in the same rounds on the same frames. No balancer on the
+    /// world's LRU can be cheaper than this, whatever else it leaves out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bound_net_ns: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bound_net_over_floor: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -170,13 +196,15 @@ struct Stat {
     mean: f64,
 }
 
-fn figures(floor: Stat, cases: &[(Stat, u64)]) -> MethodFigure {
+fn figures(floor: Stat, cases: &[(Stat, u64)], bounds: &[Option<Stat>]) -> MethodFigure {
+    let net = |s: &Stat| s.median - floor.median;
     MethodFigure {
         floor_ns: floor.median,
         cases: CASES
             .iter()
             .zip(cases)
-            .map(|((case, what, katran), (s, runs))| CaseFigure {
+            .zip(bounds)
+            .map(|(((case, what, katran), (s, runs)), bound)| CaseFigure {
                 case,
                 what,
                 median_ns: s.median,
@@ -186,6 +214,8 @@ fn figures(floor: Stat, cases: &[(Stat, u64)]) -> MethodFigure {
                 katran_net_over_floor: *katran,
                 target_net_over_floor: katran * 0.8,
                 runs: *runs,
+                bound_net_ns: bound.as_ref().map(net),
+                bound_net_over_floor: bound.as_ref().map(|b| net(b) / floor.median),
             })
             .collect(),
     }
@@ -235,8 +265,10 @@ impl Frames {
 /// × `repeat` runs per case through the shim.
 pub fn measure(runs: usize, calls: usize, repeat: u32, ingress: u32) -> Result<WorldFigure> {
     let vips = world_vips();
-    let mut tools = aya::EbpfLoader::new().load(lb::kernel::objects::TOOLS)?;
-    for name in ["xdp_tx", "xdp_shim"] {
+    let mut tools = aya::EbpfLoader::new()
+        .map_max_entries("BOUND_TABLE", 1 << 20)
+        .load(lb::kernel::objects::TOOLS)?;
+    for name in ["xdp_tx", "xdp_shim", "xdp_bound_new", "xdp_bound_hit"] {
         let p: &mut Xdp = tools.program_mut(name).context(name)?.try_into()?;
         p.load()?;
     }
@@ -251,6 +283,7 @@ pub fn measure(runs: usize, calls: usize, repeat: u32, ingress: u32) -> Result<W
     let world = Frames::new(&vips, flows);
     let mut floor_ns = vec![];
     let mut samples: Vec<Vec<u64>> = vec![vec![]; CASES.len()];
+    let mut bound_samples: Vec<Vec<u64>> = vec![vec![]; CASES.len()];
     let hits_before = hits(&dp)?;
     let mut out = vec![0u8; 4096];
     for round in 0..ROUNDS {
@@ -265,7 +298,35 @@ pub fn measure(runs: usize, calls: usize, repeat: u32, ingress: u32) -> Result<W
         )?);
         let prog = &*dp.program_mut()?;
         for (i, (frames, expect, v6)) in cases.iter().enumerate() {
+            let bound: Option<&Xdp> = match BOUNDS[i] {
+                Some(name) => Some(tools.program(name).context(name)?.try_into()?),
+                None => None,
+            };
+            // The bound runs on the same frames right before or right
+            // after the balancer, alternating by round (whoever runs
+            // second finds the frames' cache lines warm).
+            if let Some(b) = bound
+                && round % 2 == 1
+            {
+                bound_samples[i].extend(super::time_runs(b, ingress, frames, per_round, XDP_TX)?);
+            }
             samples[i].extend(super::time_runs(prog, ingress, frames, per_round, *expect)?);
+            if let Some(b) = bound
+                && round % 2 == 0
+            {
+                bound_samples[i].extend(super::time_runs(b, ingress, frames, per_round, XDP_TX)?);
+            }
+            if let (Some(b), Some(v6)) = (bound, v6) {
+                let r = crate::fixture::test_run(b, ingress, &frames[0], &mut out)?;
+                let outer = if *v6 { 40 } else { 20 };
+                ensure!(
+                    r.data_size_out as usize == frames[0].len() + outer,
+                    "{}: the bound's output is {} bytes, want {}",
+                    CASES[i].0,
+                    r.data_size_out,
+                    frames[0].len() + outer
+                );
+            }
             if let Some(v6) = v6 {
                 let r = crate::fixture::test_run(prog, ingress, &frames[0], &mut out)?;
                 check_encap(&frames[0], &out[..r.data_size_out as usize], *v6)
@@ -287,6 +348,10 @@ pub fn measure(runs: usize, calls: usize, repeat: u32, ingress: u32) -> Result<W
                 let n = s.len() as u64;
                 (summarize(s), n)
             })
+            .collect::<Vec<_>>(),
+        &bound_samples
+            .into_iter()
+            .map(|s| (!s.is_empty()).then(|| summarize(s)))
             .collect::<Vec<_>>(),
     );
 
@@ -382,6 +447,7 @@ pub fn measure(runs: usize, calls: usize, repeat: u32, ingress: u32) -> Result<W
             .into_iter()
             .map(|s| (stat(s), calls as u64 * repeat as u64))
             .collect::<Vec<_>>(),
+        &[None; CASES.len()],
     );
     Ok(WorldFigure {
         repeat_1,

@@ -425,8 +425,12 @@ fn katran_world(quick: bool, rows: &mut Vec<Row>) -> Result<Value> {
         });
         for c in &m.cases {
             let mark = if method == "repeat 1" {
+                let bound = match (c.bound_net_ns, c.bound_net_over_floor) {
+                    (Some(ns), Some(r)) => format!("; LRU + tunnel alone {ns:.0} ns, {r:.2}"),
+                    _ => String::new(),
+                };
                 format!(
-                    " (Katran {:.2}, target <= {:.2}: {})",
+                    " (Katran {:.2}, target <= {:.2}: {}{bound})",
                     c.katran_net_over_floor,
                     c.target_net_over_floor,
                     if c.net_over_floor <= c.target_net_over_floor {
